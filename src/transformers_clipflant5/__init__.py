@@ -1,0 +1,59 @@
+# Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
+"""CLIP-FlanT5 for transformers: the model behind VQAScore, its processor, scoring and training tools.
+
+Importing the package registers CLIP-FlanT5 with transformers' Auto classes, and marks the configuration, model and
+processor classes for auto-class export so that every `save_pretrained` folder carries them as remote code.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForImageTextToText,
+    AutoModelForSeq2SeqLM,
+    AutoProcessor,
+)
+
+from .configuration_clip_flant5 import CLIPFlanT5Config
+from .modeling_clip_flant5 import (
+    CLIPFlanT5ForConditionalGeneration,
+    CLIPFlanT5Model,
+    CLIPFlanT5PreTrainedModel,
+    load_original_projector,
+)
+from .processing_clip_flant5 import CHAT_TEMPLATE, SYSTEM_MESSAGE, CLIPFlanT5Processor
+
+
+__version__ = "0.1.0"
+
+AutoConfig.register("clip_flant5", CLIPFlanT5Config, exist_ok=True)
+AutoModel.register(CLIPFlanT5Config, CLIPFlanT5Model, exist_ok=True)
+AutoModelForImageTextToText.register(CLIPFlanT5Config, CLIPFlanT5ForConditionalGeneration, exist_ok=True)
+AutoModelForSeq2SeqLM.register(CLIPFlanT5Config, CLIPFlanT5ForConditionalGeneration, exist_ok=True)
+AutoProcessor.register(CLIPFlanT5Config, CLIPFlanT5Processor, exist_ok=True)
+
+CLIPFlanT5Config.register_for_auto_class()
+CLIPFlanT5Model.register_for_auto_class("AutoModel")
+CLIPFlanT5ForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
+CLIPFlanT5Processor.register_for_auto_class("AutoProcessor")
+
+
+def __getattr__(name: str):
+    # The scorer pulls in more (tqdm, I/O helpers); load it on first use.
+    if name == "VQAScore":
+        from .vqascore import VQAScore
+
+        return VQAScore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = [
+    "CHAT_TEMPLATE",
+    "SYSTEM_MESSAGE",
+    "CLIPFlanT5Config",
+    "CLIPFlanT5ForConditionalGeneration",
+    "CLIPFlanT5Model",
+    "CLIPFlanT5PreTrainedModel",
+    "CLIPFlanT5Processor",
+    "VQAScore",
+    "load_original_projector",
+]

@@ -1,0 +1,138 @@
+# Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
+"""Tiny CLIP-FlanT5 models and tokenizers built in code, for tests, the demo and benchmarks (no Hub access).
+
+The tokenizer is a real sentencepiece unigram model (trained in about a second on a small built-in corpus, with T5's
+special ids: pad 0, eos 1, unk 2) converted to transformers' `T5Tokenizer` with 100 sentinel tokens and `<image>`,
+so it has the same structure as FlanT5's.
+"""
+
+import io
+import random
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import CLIPVisionConfig, T5Config, T5Tokenizer
+from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+from .configuration_clip_flant5 import CLIPFlanT5Config
+from .modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration
+from .processing_clip_flant5 import CLIP_IMAGE_MEAN, CLIP_IMAGE_STD, SYSTEM_MESSAGE, CLIPFlanT5Processor
+
+
+COLORS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
+SHAPES = ("circle", "square", "triangle", "cross")
+POSITIONS = ("left", "right", "top", "bottom")
+
+
+def tiny_corpus(seed: int = 0) -> list[str]:
+    """Sentences covering the prompts, templates and synthetic captions the tiny models see."""
+    rng = random.Random(seed)
+    lines = [
+        SYSTEM_MESSAGE,
+        'Does this figure show "a photo of a dog"? Please answer yes or no.',
+        "USER: ASSISTANT: Yes No yes no. What is in the image? Describe the image. What color is the shape?",
+        "What shape is it? Where is the shape? Is there a cat on the mat? A cat sat on the mat.",
+        "0 1 2 3 4 5 6 7 8 9 , . ! ? ' \" : ; ( ) - _ / < > [ ] { } = + * & % $ # @",
+        "The quick brown fox jumps over the lazy dog. abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+    ]
+    for _ in range(400):
+        color, shape, position = rng.choice(COLORS), rng.choice(SHAPES), rng.choice(POSITIONS)
+        lines.append(f"a {color} {shape} on the {position}.")
+        lines.append(f"Is the {shape} {color}? Is the {shape} on the {position}? The {shape} is {color}.")
+    return lines
+
+
+def build_tiny_tokenizer(vocab_size: int = 160, seed: int = 0) -> T5Tokenizer:
+    """A FlanT5-structured tokenizer (sentencepiece unigram + 100 sentinels + `<image>`) trained in code."""
+    import sentencepiece as spm
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(tiny_corpus(seed)),
+        model_writer=model,
+        vocab_size=vocab_size,
+        model_type="unigram",
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        character_coverage=1.0,
+        normalization_rule_name="nmt_nfkc",
+        hard_vocab_limit=False,
+        num_threads=1,
+        minloglevel=2,
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "spiece.model").write_bytes(model.getvalue())
+        tokenizer = T5Tokenizer.from_pretrained(folder, extra_ids=100)
+    tokenizer.add_tokens(["<image>"], special_tokens=True)
+    return tokenizer
+
+
+def tiny_config(
+    tokenizer: T5Tokenizer,
+    image_size: int = 32,
+    patch_size: int = 8,
+    vision_hidden: int = 32,
+    d_model: int = 32,
+    num_layers: int = 2,
+    image_aspect_ratio: str = "pad",
+) -> CLIPFlanT5Config:
+    """A tiny CLIP-FlanT5 config whose vocabulary fits `tokenizer` (rounded up, like FlanT5's 32128 rows)."""
+    vocab_size = (len(tokenizer) + 7) // 8 * 8 + 8
+    vision = CLIPVisionConfig(
+        hidden_size=vision_hidden,
+        intermediate_size=vision_hidden * 2,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        patch_size=patch_size,
+        image_size=image_size,
+        projection_dim=vision_hidden,
+        hidden_act="quick_gelu",
+    )
+    text = T5Config(
+        vocab_size=vocab_size,
+        d_model=d_model,
+        d_kv=8,
+        d_ff=d_model * 2,
+        num_layers=num_layers,
+        num_decoder_layers=num_layers,
+        num_heads=4,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
+        dropout_rate=0.0,
+        decoder_start_token_id=0,
+    )
+    return CLIPFlanT5Config(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        image_aspect_ratio=image_aspect_ratio,
+    )
+
+
+def tiny_processor(tokenizer: T5Tokenizer, config: CLIPFlanT5Config) -> CLIPFlanT5Processor:
+    size = config.vision_config.image_size
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": size},
+        crop_size={"height": size, "width": size},
+        resample=3,
+        image_mean=CLIP_IMAGE_MEAN,
+        image_std=CLIP_IMAGE_STD,
+    )
+    return CLIPFlanT5Processor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        image_seq_length=config.image_seq_length,
+        image_aspect_ratio=config.image_aspect_ratio,
+    )
+
+
+def build_tiny_model(seed: int = 0, **config_kwargs) -> tuple[CLIPFlanT5ForConditionalGeneration, CLIPFlanT5Processor]:
+    """A random tiny CLIP-FlanT5 and its processor; the same seed gives the same weights."""
+    tokenizer = build_tiny_tokenizer(seed=seed)
+    config = tiny_config(tokenizer, **config_kwargs)
+    torch.manual_seed(seed)
+    model = CLIPFlanT5ForConditionalGeneration(config).eval()
+    return model, tiny_processor(tokenizer, config)
