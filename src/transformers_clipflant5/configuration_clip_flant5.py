@@ -161,7 +161,7 @@ class CLIPFlanT5Config(PreTrainedConfig):
         `model_type` "t5" or "clip_t5") into a [`CLIPFlanT5Config`].
 
         `vision_config` is only needed for a tower other than `openai/clip-vit-large-patch14-336`; pass the tower's
-        `CLIPVisionConfig` (or let the caller read it from the tower's own repo).
+        `CLIPVisionConfig`, or let it be read from the tower's own folder or Hub repo.
         """
         if not is_original_config(original):
             raise ValueError(
@@ -170,12 +170,11 @@ class CLIPFlanT5Config(PreTrainedConfig):
             )
         tower = original["mm_vision_tower"]
         if vision_config is None:
-            if tower != CLIP_VIT_L_14_336:
-                raise ValueError(
-                    f"The checkpoint uses vision tower {tower!r}; only {CLIP_VIT_L_14_336!r} is known offline. "
-                    "Pass vision_config=CLIPVisionConfig.from_pretrained(<tower>)."
-                )
-            vision_config = CLIPVisionConfig(**CLIP_VIT_L_14_336_VISION_CONFIG)
+            if tower == CLIP_VIT_L_14_336:
+                vision_config = CLIPVisionConfig(**CLIP_VIT_L_14_336_VISION_CONFIG)
+            else:
+                # Any other tower: read its own config (a local folder, or a Hub id / offline cache entry).
+                vision_config = CLIPVisionConfig.from_pretrained(tower)
         elif isinstance(vision_config, dict):
             vision_config = CLIPVisionConfig(**vision_config)
 

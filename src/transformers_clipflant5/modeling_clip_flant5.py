@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModel, GenerationMixin, PreTrainedModel
+from transformers import AutoModel, AutoTokenizer, GenerationMixin, PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
@@ -101,7 +101,9 @@ class CLIPFlanT5PreTrainedModel(PreTrainedModel):
         if kwargs.get("config") is None and pretrained_model_name_or_path is not None:
             original = read_original_config(pretrained_model_name_or_path, **kwargs)
             if original is not None:
-                kwargs["config"] = CLIPFlanT5Config.from_original_config(original)
+                kwargs["config"] = CLIPFlanT5Config.from_original_config(
+                    original, image_token_id=_original_image_token_id(pretrained_model_name_or_path, original, kwargs)
+                )
                 key_mapping = dict(ORIGINAL_KEY_MAPPING)
                 key_mapping.update(kwargs.pop("key_mapping", None) or {})
                 kwargs["key_mapping"] = key_mapping
@@ -114,6 +116,16 @@ class CLIPFlanT5PreTrainedModel(PreTrainedModel):
 
 def _hub_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     return {name: kwargs[name] for name in HUB_KWARGS if kwargs.get(name) is not None}
+
+
+def _original_image_token_id(name_or_path, original: dict[str, Any], kwargs: dict[str, Any]) -> int:
+    """The id `<image>` gets when added to the checkpoint's own tokenizer (32100 for FlanT5's), as the processor does."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), **_hub_kwargs(kwargs))
+    except (OSError, ValueError):
+        return 32100
+    vocab = tokenizer.get_vocab()
+    return vocab.get("<image>", len(tokenizer))
 
 
 def _checkpoint_files(name_or_path: str | os.PathLike, kwargs: dict[str, Any]) -> list[str]:

@@ -23,7 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-from .configuration_clip_flant5 import CLIP_VIT_L_14_336, HUB_KWARGS, read_original_config
+from .configuration_clip_flant5 import CLIP_VIT_L_14_336, HUB_KWARGS, CLIPFlanT5Config, read_original_config
 
 
 DEFAULT_IMAGE_TOKEN = "<image>"
@@ -188,15 +188,22 @@ class CLIPFlanT5Processor(ProcessorMixin):
         if original is None:
             return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         tower = original.get("mm_vision_tower", CLIP_VIT_L_14_336)
-        if tower != CLIP_VIT_L_14_336:
-            raise ValueError(
-                f"The checkpoint uses vision tower {tower!r}; only {CLIP_VIT_L_14_336!r} is known offline. Build the "
-                "processor with CLIPFlanT5Processor(image_processor=..., tokenizer=...)."
-            )
+        if tower == CLIP_VIT_L_14_336:
+            image_processor = clip_vit_l_14_336_image_processor()
+        else:
+            # Any other tower: read its own preprocessing settings (a local folder or a Hub id).
+            image_processor = CLIPImageProcessorPil.from_pretrained(tower)
         hub = {k: v for k, v in kwargs.items() if k in HUB_KWARGS}
         tokenizer = AutoTokenizer.from_pretrained(pretrained_model_name_or_path, **hub)
         aspect = "pad" if original.get("image_aspect_ratio") == "pad" else "square"
-        return cls(image_processor=clip_vit_l_14_336_image_processor(), tokenizer=tokenizer, image_aspect_ratio=aspect)
+        image_token_id = tokenizer.get_vocab().get(DEFAULT_IMAGE_TOKEN, len(tokenizer))
+        config = CLIPFlanT5Config.from_original_config(original, image_token_id=image_token_id)
+        return cls(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            image_aspect_ratio=aspect,
+            image_seq_length=config.image_seq_length,
+        )
 
     # ----------------------------------------------------------------------------------------------------------------
     # Images

@@ -43,8 +43,8 @@ def tiny_corpus(seed: int = 0) -> list[str]:
     return lines
 
 
-def build_tiny_tokenizer(vocab_size: int = 160, seed: int = 0) -> T5Tokenizer:
-    """A FlanT5-structured tokenizer (sentencepiece unigram + 100 sentinels + `<image>`) trained in code."""
+def train_tiny_sentencepiece(vocab_size: int = 160, seed: int = 0) -> bytes:
+    """A sentencepiece unigram model with T5's special ids (pad 0, eos 1, unk 2, no bos), as `spiece.model` bytes."""
     import sentencepiece as spm
 
     model = io.BytesIO()
@@ -63,8 +63,13 @@ def build_tiny_tokenizer(vocab_size: int = 160, seed: int = 0) -> T5Tokenizer:
         num_threads=1,
         minloglevel=2,
     )
+    return model.getvalue()
+
+
+def build_tiny_tokenizer(vocab_size: int = 160, seed: int = 0) -> T5Tokenizer:
+    """A FlanT5-structured tokenizer (sentencepiece unigram + 100 sentinels + `<image>`) trained in code."""
     with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "spiece.model").write_bytes(model.getvalue())
+        (Path(folder) / "spiece.model").write_bytes(train_tiny_sentencepiece(vocab_size, seed))
         tokenizer = T5Tokenizer.from_pretrained(folder, extra_ids=100)
     tokenizer.add_tokens(["<image>"], special_tokens=True)
     return tokenizer

@@ -1,0 +1,72 @@
+"""`clip-flant5 env`: versions, devices and attention backends, for bug reports."""
+
+import argparse
+import importlib.metadata
+import platform
+
+
+PACKAGES = (
+    "transformers-clipflant5",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "huggingface_hub",
+    "safetensors",
+    "accelerate",
+    "trl",
+    "datasets",
+    "deepspeed",
+    "peft",
+    "flash-attn",
+    "sentencepiece",
+    "pillow",
+)
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "env",
+        help="print versions, devices and attention backends (paste this into bug reports)",
+        description="Print the Python, package versions, available devices and attention backends.",
+    )
+    parser.set_defaults(func=run)
+
+
+def collect() -> dict[str, str]:
+    import torch
+
+    info = {"python": platform.python_version(), "platform": platform.platform()}
+    for package in PACKAGES:
+        try:
+            info[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            info[package] = "not installed"
+    info["cuda available"] = str(torch.cuda.is_available())
+    if torch.cuda.is_available():
+        info["cuda version"] = str(torch.version.cuda)
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            info[f"gpu {index}"] = f"{props.name}, {props.total_memory / 2**30:.1f} GiB, sm_{props.major}{props.minor}"
+        info["bf16 supported"] = str(torch.cuda.is_bf16_supported())
+    info["mps available"] = str(getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available())
+    info["cpu threads"] = str(torch.get_num_threads())
+    backends = ["eager", "sdpa", "flex_attention"]
+    try:
+        from transformers.utils import is_flash_attn_2_available
+
+        if is_flash_attn_2_available():
+            backends.append("flash_attention_2")
+    except ImportError:
+        pass
+    info["attention backends"] = ", ".join(backends)
+    info["sdpa kernels (cuda)"] = (
+        f"flash={torch.backends.cuda.flash_sdp_enabled()}, mem_efficient={torch.backends.cuda.mem_efficient_sdp_enabled()}, "
+        f"math={torch.backends.cuda.math_sdp_enabled()}"
+    )
+    return info
+
+
+def run(args: argparse.Namespace) -> int:
+    for key, value in collect().items():
+        print(f"- {key}: {value}")
+    return 0
