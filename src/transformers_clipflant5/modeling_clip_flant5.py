@@ -110,6 +110,9 @@ class CLIPFlanT5PreTrainedModel(PreTrainedModel):
                 kwargs["weights_only"] = True
                 model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
                 _check_duplicate_embeddings(model, pretrained_model_name_or_path, kwargs)
+                # save_pretrained would otherwise revert the key mapping and write original key names beside our
+                # config, a folder that loads with random weights. The config is ours now, so the keys must be too.
+                model._weight_conversions = []
                 return model
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
