@@ -210,17 +210,20 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
             raise ValueError(
                 f"pixel_values must have shape (num_images, 3, height, width), got {tuple(pixel_values.shape)}."
             )
-        tower_param = next(self.vision_tower.parameters())
         input_dtype = pixel_values.dtype
-        pixel_values = pixel_values.to(device=tower_param.device, dtype=tower_param.dtype)
+        num_images = pixel_values.shape[0]
+        if num_images == 0:
+            # A batch without images still runs the tower and projector, on one blank image whose features are then
+            # dropped: every DeepSpeed ZeRO-3 rank must gather the same parameters at every step, or ranks hang.
+            pixel_values = pixel_values.new_zeros((1, *pixel_values.shape[1:]))
+        pixel_values = _to_module(pixel_values, self.vision_tower)
         outputs = self.vision_tower(pixel_values, output_hidden_states=True, return_dict=True)
         selected = outputs.hidden_states[self.config.vision_feature_layer]
         if self.config.vision_feature_select_strategy == "default":
             selected = selected[:, 1:]
         # The original casts the tower output back to the input dtype before projecting.
-        projector_param = self.multi_modal_projector.linear_1.weight
-        selected = selected.to(input_dtype).to(device=projector_param.device, dtype=projector_param.dtype)
-        return self.multi_modal_projector(selected)
+        features = self.multi_modal_projector(_to_module(selected.to(input_dtype), self.multi_modal_projector))
+        return features[:num_images]
 
     def get_placeholder_mask(self, input_ids: torch.LongTensor, image_features: torch.Tensor) -> torch.Tensor:
         """Boolean mask of the image placeholder positions; checks it matches the number of image features."""
@@ -242,8 +245,14 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         pixel_values: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         image_embeds: torch.Tensor | None = None,
+        image_index: torch.LongTensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Token embeddings with image features scattered into the placeholder positions."""
+        """
+        Token embeddings with image features scattered into the placeholder positions. `image_index` (optional)
+        gives, for each image slot in prompt order, the row of `pixel_values`/`image_embeds` it shows: a batch
+        then encodes each distinct image once, and an empty index with one dummy image keeps the vision tower and
+        projector running for a batch without images (every DeepSpeed rank must run the same modules each step).
+        """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         if pixel_values is not None and image_embeds is not None:
@@ -255,6 +264,10 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         image_features = image_embeds if image_embeds is not None else None
         if pixel_values is not None:
             image_features = self.get_image_features(pixel_values)
+        if image_index is not None:
+            if image_features is None:
+                raise ValueError("image_index selects rows of pixel_values or image_embeds; pass one of them.")
+            image_features = image_features[image_index.to(image_features.device)]
         if image_features is not None:
             if input_ids is None:
                 raise ValueError("Images need input_ids to locate their placeholder tokens.")
@@ -282,13 +295,16 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         decoder_inputs_embeds: torch.FloatTensor | None = None,
         image_embeds: torch.FloatTensor | None = None,
         use_cache: bool | None = None,
+        image_index: torch.LongTensor | None = None,
         **kwargs,
     ) -> CLIPFlanT5Seq2SeqModelOutput:
         # Older callers (and GenerationMixin before the rename) say past_key_values.
         cache = kwargs.pop("past_key_values", cache)
         image_features = None
         if encoder_outputs is None:
-            inputs_embeds, image_features = self.embed_inputs(input_ids, pixel_values, inputs_embeds, image_embeds)
+            inputs_embeds, image_features = self.embed_inputs(
+                input_ids, pixel_values, inputs_embeds, image_embeds, image_index
+            )
             encoder_outputs = self.language_model.encoder(
                 attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
             )
@@ -381,6 +397,7 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         return_dict: bool | None = None,
+        image_index: torch.LongTensor | None = None,
         **kwargs,
     ) -> CLIPFlanT5Seq2SeqLMOutput:
         r"""
@@ -390,6 +407,8 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
         image_embeds (`torch.FloatTensor` of shape `(num_images, image_seq_length, d_model)`, *optional*):
             Precomputed [`get_image_features`] output, instead of `pixel_values` (lets a caller encode each distinct
             image once and reuse it across prompts).
+        image_index (`torch.LongTensor` of shape `(num_image_slots,)`, *optional*):
+            For each `<image>` slot in prompt order, the row of `pixel_values`/`image_embeds` it shows.
         """
         kwargs.pop("num_items_in_batch", None)
         if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
@@ -407,6 +426,7 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
             decoder_inputs_embeds=decoder_inputs_embeds,
             image_embeds=image_embeds,
             use_cache=use_cache,
+            image_index=image_index,
             **kwargs,
         )
         sequence_output = outputs.last_hidden_state
@@ -445,12 +465,14 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
         if model_kwargs.get("encoder_outputs") is not None:
             model_kwargs.pop("pixel_values", None)
             model_kwargs.pop("image_embeds", None)
+            model_kwargs.pop("image_index", None)
             return model_kwargs
         inputs_embeds, _ = self.model.embed_inputs(
             input_ids=inputs_tensor if model_kwargs.get("inputs_embeds") is None else None,
             pixel_values=model_kwargs.pop("pixel_values", None),
             inputs_embeds=model_kwargs.pop("inputs_embeds", None),
             image_embeds=model_kwargs.pop("image_embeds", None),
+            image_index=model_kwargs.pop("image_index", None),
         )
         model_kwargs["inputs_embeds"] = inputs_embeds
         model_kwargs = self._prepare_text_encoder_decoder_kwargs_for_generation(
@@ -461,6 +483,14 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
         )
         model_kwargs.pop("inputs_embeds", None)
         return model_kwargs
+
+
+def _to_module(tensor: torch.Tensor, module: nn.Module) -> torch.Tensor:
+    """Cast to the module's dtype and move to its device (unless offloaded: accelerate's hooks move inputs then)."""
+    param = next(module.parameters())
+    if param.device.type == "meta":
+        return tensor.to(dtype=param.dtype)
+    return tensor.to(device=param.device, dtype=param.dtype)
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
