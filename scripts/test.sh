@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set everything up, lint, then run the whole test suite (offline, CPU, about 10 minutes on 2 cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+.venv/bin/ruff check src tests examples benchmarks
+.venv/bin/ruff format --check src tests examples benchmarks
+exec .venv/bin/python -m pytest -q --durations=15 "$@"
