@@ -176,6 +176,10 @@ class CLIPFlanT5Processor(ProcessorMixin):
         self.image_seq_length = image_seq_length
         self.image_aspect_ratio = image_aspect_ratio
         self.max_image_pixels = max_image_pixels
+        if image_processor is not None and not isinstance(image_processor, CLIPImageProcessorPil):
+            # The original resized with PIL; the torchvision backend's bicubic differs by a few intensity levels,
+            # which moves scores. Keep the settings, use the PIL backend.
+            image_processor = CLIPImageProcessorPil.from_dict(image_processor.to_dict())
         if tokenizer is not None and image_token not in tokenizer.get_vocab():
             tokenizer.add_tokens([image_token], special_tokens=True)
         self.image_token_id = tokenizer.convert_tokens_to_ids(image_token) if tokenizer is not None else None
