@@ -1,0 +1,240 @@
+"""VQAScore API: exact against the naive original procedure, invariant to batching/order/padding, each image encoded
+once, and clear errors for bad input."""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_images
+from original_reference import QUESTION, NaiveOriginal, vqa_prompt
+from PIL import Image
+
+from transformers_clipflant5 import VQAScore
+from transformers_clipflant5.vqascore import DEFAULT_QUESTION_TEMPLATE, chat_prompt, resolve_dtype
+
+
+TEXTS = [
+    "a red circle",
+    "a blue square on the left of the image, next to a small green triangle and a yellow cross",
+    "x",
+    "  two  spaces\tand a tab  ",
+    'a "quoted" {braced} word',
+]
+
+
+@pytest.fixture(scope="module")
+def image_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    paths = []
+    for index, image in enumerate(make_images([(20, 40), (50, 30), (33, 33), (3, 5)], seed=1)):
+        paths.append(str(folder / f"{index}.png"))
+        image.save(paths[-1])
+    return paths
+
+
+@pytest.fixture(scope="module")
+def original(original_folder):
+    return VQAScore.from_pretrained(original_folder, device="cpu"), NaiveOriginal(original_folder)
+
+
+@pytest.fixture(scope="module")
+def scorer(tiny):
+    model, processor = tiny
+    return VQAScore(model=model, processor=processor)
+
+
+def naive_scores(naive, images, texts, question=QUESTION, answer="Yes"):
+    prompts = [chat_prompt(question.format(text)) for text in texts]
+    return naive.score(images, prompts, [answer.format(text) for text in texts])
+
+
+def test_matrix_and_pairs_equal_the_original_procedure(original, image_files):
+    scorer, naive = original
+    assert scorer.model.dtype == torch.float32  # "auto" on CPU
+    # Paths, a PIL image and an array, of different aspect ratios.
+    images = [image_files[0], Image.open(image_files[1]), np.asarray(Image.open(image_files[2]))]
+    matrix = scorer.score_matrix(images, TEXTS, batch_size=4)
+    assert matrix.shape == (3, len(TEXTS)) and matrix.dtype == torch.float32 and matrix.device.type == "cpu"
+    pair_images = [image for image in images for _ in TEXTS]
+    # The naive reference reads paths and PIL images only.
+    naive_images = [Image.fromarray(image) if isinstance(image, np.ndarray) else image for image in pair_images]
+    expected = naive_scores(naive, naive_images, TEXTS * len(images)).view(3, len(TEXTS))
+    torch.testing.assert_close(matrix, expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(matrix.log(), expected.log(), rtol=0, atol=1e-4)
+    # The scores depend on the image and on the text, by much more than the tolerance: a mix-up would show.
+    assert (matrix[0] - matrix[1]).abs().max() > 5e-5 and (matrix[:, 0] - matrix[:, 1]).abs().min() > 5e-5
+
+    rng = np.random.default_rng(0)
+    rows = rng.permutation(len(pair_images))[:9]
+    pairs = scorer([pair_images[i] for i in rows], [TEXTS[i % len(TEXTS)] for i in rows], batch_size=2)
+    torch.testing.assert_close(pairs, expected.flatten()[torch.as_tensor(rows)], rtol=0, atol=1e-5)
+
+
+def test_custom_templates_equal_the_original_procedure(original, image_files):
+    scorer, naive = original
+    question, answer = "Is {} visible here?", "Yes, {}"
+    scores = scorer(image_files[:3], TEXTS[:3], question_template=question, answer_template=answer)
+    torch.testing.assert_close(
+        scores, naive_scores(naive, image_files[:3], TEXTS[:3], question, answer), atol=1e-5, rtol=0
+    )
+    assert (scores - scorer(image_files[:3], TEXTS[:3])).abs().max() > 1e-4
+
+
+def test_prompt_is_the_stage_2_chat_format(tiny):
+    _, processor = tiny
+    question = DEFAULT_QUESTION_TEMPLATE.format("a dog")
+    assert chat_prompt(question) == vqa_prompt("a dog")
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    assert processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) == chat_prompt(question)
+
+
+def test_batch_size_order_and_padding_do_not_change_scores(scorer, image_files):
+    images = [image_files[i % 4] for i in range(12)]
+    texts = [TEXTS[i % len(TEXTS)] for i in range(12)]
+    reference = scorer(images, texts, batch_size=1)
+    for batch_size in (2, 5, 64):
+        torch.testing.assert_close(scorer(images, texts, batch_size=batch_size), reference, rtol=0, atol=1e-5)
+    order = torch.randperm(12, generator=torch.Generator().manual_seed(0))
+    shuffled = scorer([images[i] for i in order], [texts[i] for i in order], batch_size=5)
+    torch.testing.assert_close(shuffled, reference[order], rtol=0, atol=1e-5)
+    # In one batch, the short text is padded to the long one and its answer ("Yes, x") to the long answer.
+    short, long = TEXTS[2], TEXTS[1] * 3
+    alone = scorer([image_files[0]], [short], answer_template="Yes, {}")
+    together = scorer([image_files[0], image_files[1]], [short, long], answer_template="Yes, {}", batch_size=2)
+    torch.testing.assert_close(together[:1], alone, rtol=0, atol=1e-5)
+
+
+def test_each_image_is_encoded_once_and_only_answer_logits_are_computed(scorer, image_files):
+    model = scorer.model
+    seen = {"images": 0, "logit_rows": 0}
+    hooks = [
+        model.model.vision_tower.register_forward_hook(
+            lambda module, args, kwargs, output: seen.__setitem__("images", seen["images"] + len(args[0])),
+            with_kwargs=True,
+        ),
+        model.lm_head.register_forward_hook(
+            lambda module, args, output: seen.__setitem__("logit_rows", seen["logit_rows"] + args[0].shape[0])
+        ),
+    ]
+    try:
+        matrix = scorer.score_matrix(image_files, TEXTS, batch_size=3)
+        assert seen["images"] == len(image_files)
+        answer_tokens = len(scorer.processor.encode_target("Yes"))
+        assert seen["logit_rows"] == len(image_files) * len(TEXTS) * answer_tokens
+        # The same file named twice, as a path and as the same path again, is still one image.
+        seen["images"] = 0
+        pairs = scorer([image_files[0], image_files[1], image_files[0]], [TEXTS[0], TEXTS[0], TEXTS[1]])
+        assert seen["images"] == 2
+    finally:
+        for hook in hooks:
+            hook.remove()
+    torch.testing.assert_close(pairs, torch.stack([matrix[0, 0], matrix[1, 0], matrix[0, 1]]), rtol=0, atol=1e-5)
+
+
+def test_generate_equals_the_original_greedy_decoding(original, image_files):
+    scorer, naive = original
+    prompts = ["What is in the image?", "Describe the image.", "What color is the shape?"]
+    answers = scorer.generate(image_files[:3], prompts, max_new_tokens=6, batch_size=2)
+    expected_ids = naive.greedy(image_files[:3], [chat_prompt(prompt) for prompt in prompts], max_new_tokens=6)
+    expected = [scorer.processor.decode(ids, skip_special_tokens=True).strip() for ids in expected_ids]
+    assert answers == expected
+    assert all(isinstance(answer, str) for answer in answers)
+
+
+def test_from_pretrained_our_format_and_dtypes(tiny, tmp_path, image_files):
+    model, processor = tiny
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    loaded = VQAScore.from_pretrained(tmp_path, device="cpu")
+    direct = VQAScore(model=model, processor=processor)
+    torch.testing.assert_close(
+        loaded(image_files[:2], TEXTS[:2]), direct(image_files[:2], TEXTS[:2]), rtol=0, atol=1e-6
+    )
+
+    bf16 = VQAScore.from_pretrained(tmp_path, dtype="bfloat16", device="cpu", attn_implementation="eager")
+    assert bf16.model.dtype == torch.bfloat16
+    scores = bf16(image_files[:2], TEXTS[:2])
+    assert scores.dtype == torch.float32 and scores.device.type == "cpu"
+    torch.testing.assert_close(scores, direct(image_files[:2], TEXTS[:2]), rtol=0.1, atol=0)
+
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    with pytest.raises(ValueError, match="dtype"):
+        resolve_dtype("int8", torch.device("cpu"))
+
+
+def write_bomb_png(path, width=30000, height=30000):
+    """A PNG whose header declares a huge image (a decompression bomb as far as PIL can tell without decoding)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    )
+
+
+def test_bad_input_raises_with_a_message_that_names_it(scorer, image_files, tmp_path):
+    image = image_files[0]
+    with pytest.raises(ValueError, match="2 images and 1 texts"):
+        scorer([image, image], ["a"])
+    with pytest.raises(ValueError, match=r"texts\[1\] is empty"):
+        scorer([image, image], ["a", ""])
+    with pytest.raises(ValueError, match=r"texts\[0\] is empty"):
+        scorer([image], ["  \n"])
+    with pytest.raises(TypeError, match=r"texts\[0\] must be a string"):
+        scorer([image], [None])
+    with pytest.raises(ValueError, match="<image>"):
+        scorer([image], ["a <image> here"])
+    with pytest.raises(ValueError, match="must contain '\\{\\}'"):
+        scorer([image], ["a"], question_template="Does this figure show it?")
+    with pytest.raises(ValueError, match="one '\\{\\}' slot"):
+        scorer([image], ["a"], question_template="Is {} or {} shown?")
+    with pytest.raises(ValueError, match="one '\\{\\}' slot"):
+        scorer([image], ["a"], question_template="Is {} a {name}?")
+    with pytest.raises(ValueError, match="answer_template is empty"):
+        scorer([image], ["a"], answer_template=" ")
+    with pytest.raises(ValueError, match="batch_size"):
+        scorer([image], ["a"], batch_size=0)
+
+    missing = tmp_path / "missing.png"
+    with pytest.raises(FileNotFoundError, match=r"images\[1\].*missing.png"):
+        scorer([image, missing], ["a", "b"])
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"images\[0\].*empty \(0 bytes\)"):
+        scorer([empty], ["a"])
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
+    with pytest.raises(ValueError, match="corrupt.png is not a readable image"):
+        scorer([corrupt], ["a"])
+    with pytest.raises(ValueError, match="empty"):
+        scorer([np.zeros((0, 4, 3), dtype=np.uint8)], ["a"])
+    bomb = tmp_path / "bomb.png"
+    write_bomb_png(bomb)
+    with pytest.raises(ValueError, match="bomb.png is too large to decode safely"):
+        scorer([bomb], ["a"])
+    # Below PIL's own limit, the processor's max_image_pixels still applies.
+    limit = scorer.processor.max_image_pixels
+    scorer.processor.max_image_pixels = 100
+    try:
+        with pytest.raises(ValueError, match="more than the limit of 100"):
+            scorer([image], ["a"])
+    finally:
+        scorer.processor.max_image_pixels = limit
+
+
+def test_mismatched_model_and_processor_are_refused(tiny):
+    from transformers_clipflant5.tiny import build_tiny_model
+
+    model, _ = tiny
+    _, other_processor = build_tiny_model(image_size=48)
+    with pytest.raises(ValueError, match="different checkpoints"):
+        VQAScore(model=model, processor=other_processor)
+
+
+def test_empty_input_gives_empty_scores(scorer):
+    assert scorer([], []).shape == (0,)
+    assert scorer.score_matrix([], ["a"]).shape == (0, 1)
