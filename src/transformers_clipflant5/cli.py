@@ -9,7 +9,7 @@ import importlib
 import sys
 
 
-COMMANDS = ("env",)
+COMMANDS = ("env", "score", "eval")
 
 
 def build_parser() -> argparse.ArgumentParser:
