@@ -289,8 +289,10 @@ def evaluate(
         raise BenchmarkError(f"Unknown task {task!r}; choose one of {TASKS}.")
     if not rows:
         raise BenchmarkError("The benchmark has no rows.")
+    # Every row must have its full structure, even where the scores are inline: a malformed row is an error.
+    needed = benchmark_pairs(task, rows)
     if score_table is not None:
-        missing = [pair for pair in benchmark_pairs(task, rows) if pair not in score_table]
+        missing = [pair for pair in needed if pair not in score_table]
         if missing:
             raise BenchmarkError(
                 f"{len(missing)} (image, text) pair(s) of the benchmark have no score, e.g. {missing[:3]}. Score "
