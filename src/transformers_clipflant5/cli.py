@@ -9,7 +9,7 @@ import importlib
 import sys
 
 
-COMMANDS = ("env", "score", "eval")
+COMMANDS = ("env", "score", "eval", "convert")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,335 @@
+"""`clip-flant5 convert`: original-layout checkpoints to self-contained Hub folders (tiny models, offline)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import make_images
+from original_reference import save_original_checkpoint, vqa_prompt
+from safetensors import safe_open
+from transformers import AutoModelForImageTextToText, AutoProcessor, T5Tokenizer
+
+from transformers_clipflant5 import CLIPFlanT5ForConditionalGeneration, CLIPFlanT5Processor
+from transformers_clipflant5.cli import main as cli_main
+from transformers_clipflant5.convert_clip_flant5_original_to_hf import (
+    check_model_folder,
+    check_projector_folder,
+    convert,
+    main,
+    safetensors_keys,
+)
+from transformers_clipflant5.projector import load_projector
+from transformers_clipflant5.tiny import build_tiny_model, train_tiny_sentencepiece
+
+
+EXPECTED_FILES = {
+    "README.md",
+    "chat_template.jinja",
+    "config.json",
+    "configuration_clip_flant5.py",
+    "generation_config.json",
+    "model.safetensors",
+    "modeling_clip_flant5.py",
+    "processing_clip_flant5.py",
+    "processor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+}
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def files_in(folder: Path) -> set[str]:
+    return {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
+
+
+def tensor_bytes(folder: Path) -> int:
+    total = 0
+    for name in safetensors_keys(folder):
+        with safe_open(folder / name, framework="pt") as handle:
+            total += sum(handle.get_tensor(key).nbytes for key in handle.keys())
+    return total
+
+
+def model_inputs(processor, images, texts):
+    return processor(images=images, text=[vqa_prompt(text) for text in texts], text_target=["Yes"] * len(texts))
+
+
+@pytest.fixture(scope="module")
+def batch_images():
+    return make_images([(20, 40), (50, 30), (33, 33)], seed=3)
+
+
+@pytest.fixture(scope="module")
+def converted(original_folder, tmp_path_factory):
+    output = tmp_path_factory.mktemp("converted") / "clip-flant5-tiny"
+    assert main([str(original_folder), str(output), "--repo-id", "my-org/clip-flant5-tiny"]) == 0
+    return output
+
+
+@pytest.fixture(scope="module")
+def reference_logits(original_folder, batch_images):
+    """Logits of the original-layout folder loaded directly (the conversion must not change them)."""
+    model = CLIPFlanT5ForConditionalGeneration.from_pretrained(original_folder).eval()
+    processor = CLIPFlanT5Processor.from_pretrained(original_folder)
+    inputs = model_inputs(processor, batch_images, ["a red circle", "a blue square on the left", "two crosses"])
+    with torch.no_grad():
+        return model(**inputs).logits, inputs
+
+
+def test_converted_folder_is_complete_and_self_contained(converted):
+    assert files_in(converted) == EXPECTED_FILES
+    check_model_folder(converted)
+    config = json.loads((converted / "config.json").read_text())
+    assert config["model_type"] == "clip_flant5"
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_clip_flant5.CLIPFlanT5Config",
+        "AutoModelForImageTextToText": "modeling_clip_flant5.CLIPFlanT5ForConditionalGeneration",
+    }
+    processor_config = json.loads((converted / "processor_config.json").read_text())
+    assert processor_config["auto_map"] == {"AutoProcessor": "processing_clip_flant5.CLIPFlanT5Processor"}
+    # The remote code is the package's own, byte for byte.
+    package = REPO_ROOT / "src" / "transformers_clipflant5"
+    for name in ("configuration_clip_flant5.py", "modeling_clip_flant5.py", "processing_clip_flant5.py"):
+        assert (converted / name).read_bytes() == (package / name).read_bytes()
+    assert "ASSISTANT" in (converted / "chat_template.jinja").read_text()
+
+
+def test_each_tensor_is_stored_once(converted, original_folder):
+    (keys,) = safetensors_keys(converted).values()
+    assert len(keys) == len(set(keys))
+    embedding_like = sorted(
+        key for key in keys if key.endswith(("shared.weight", "embed_tokens.weight", "lm_head.weight"))
+    )
+    # One shared embedding (no encoder/decoder/top-level copies) and FlanT5's separate LM head.
+    assert embedding_like == ["lm_head.weight", "model.language_model.shared.weight"]
+    assert any(key.startswith("model.vision_tower.encoder.layers.") for key in keys)
+    assert {key for key in keys if "projector" in key} == {
+        f"model.multi_modal_projector.linear_{i}.{p}" for i in (1, 2) for p in ("weight", "bias")
+    }
+    # Every tensor of the original checkpoint is there, with its value (the three embedding copies excepted).
+    original = {}
+    for path in sorted(original_folder.glob("pytorch_model*.bin")):
+        original.update(torch.load(path, map_location="cpu", weights_only=True))
+    assert len(keys) == len(original) - 3
+    with safe_open(converted / "model.safetensors", framework="pt") as handle:
+        assert torch.equal(handle.get_tensor("model.language_model.shared.weight"), original["shared.weight"])
+        assert torch.equal(handle.get_tensor("lm_head.weight"), original["lm_head.weight"])
+        assert torch.equal(
+            handle.get_tensor("model.multi_modal_projector.linear_2.bias"), original["mm_projector.2.bias"]
+        )
+        # The real repos say vision_tower.vision_tower.vision_model.*; transformers 5's CLIP drops "vision_model.".
+        tower_key = next(key for key in original if key.endswith("pre_layrnorm.weight"))
+        assert torch.equal(handle.get_tensor("model.vision_tower.pre_layrnorm.weight"), original[tower_key])
+
+
+def test_auto_classes_give_identical_logits(converted, reference_logits, batch_images):
+    expected, reference_inputs = reference_logits
+    model = AutoModelForImageTextToText.from_pretrained(converted).eval()
+    processor = AutoProcessor.from_pretrained(converted)
+    assert isinstance(model, CLIPFlanT5ForConditionalGeneration)
+    assert isinstance(processor, CLIPFlanT5Processor)
+    inputs = model_inputs(processor, batch_images, ["a red circle", "a blue square on the left", "two crosses"])
+    for key in ("input_ids", "attention_mask", "labels", "pixel_values"):
+        assert torch.equal(inputs[key], reference_inputs[key]), key
+    with torch.no_grad():
+        logits = model(**inputs).logits
+    assert torch.equal(logits, expected)
+
+
+def test_dtype_bfloat16_halves_the_weights(original_folder, converted, reference_logits, batch_images, tmp_path):
+    output = tmp_path / "bf16"
+    assert main([str(original_folder), str(output), "--dtype", "bfloat16"]) == 0
+    check_model_folder(output)
+    with safe_open(output / "model.safetensors", framework="pt") as handle:
+        assert {handle.get_tensor(key).dtype for key in handle.keys()} == {torch.bfloat16}
+    assert tensor_bytes(output) * 2 == tensor_bytes(converted)
+    assert (output / "model.safetensors").stat().st_size < 0.52 * (converted / "model.safetensors").stat().st_size
+    assert json.loads((output / "config.json").read_text())["dtype"] == "bfloat16"
+    model = AutoModelForImageTextToText.from_pretrained(output)
+    assert model.dtype == torch.bfloat16
+    expected, inputs = reference_logits
+    with torch.no_grad():
+        logits = model(**inputs).logits.float()
+    assert (logits - expected).abs().max() < 0.1 * expected.abs().max()
+    assert "| Weights dtype | bfloat16 |" in (output / "README.md").read_text()
+
+
+def test_bfloat16_checkpoint_stays_bfloat16_by_default(tmp_path):
+    model, _ = build_tiny_model(seed=1)
+    source = save_original_checkpoint(model.to(torch.bfloat16), train_tiny_sentencepiece(), tmp_path / "src")
+    T5Tokenizer.from_pretrained(source, extra_ids=100).save_pretrained(source)
+    convert(str(source), tmp_path / "out")
+    with safe_open(tmp_path / "out" / "model.safetensors", framework="pt") as handle:
+        assert {handle.get_tensor(key).dtype for key in handle.keys()} == {torch.bfloat16}
+
+
+def test_max_shard_size_writes_several_shards(original_folder, reference_logits, tmp_path):
+    output = tmp_path / "sharded"
+    assert main([str(original_folder), str(output), "--max-shard-size", "100KB"]) == 0
+    check_model_folder(output)
+    shards = safetensors_keys(output)
+    assert len(shards) >= 3
+    index = json.loads((output / "model.safetensors.index.json").read_text())
+    all_keys = [key for keys in shards.values() for key in keys]
+    assert len(all_keys) == len(set(all_keys)) == len(index["weight_map"])
+    assert not (output / "model.safetensors").exists()
+    expected, inputs = reference_logits
+    with torch.no_grad():
+        assert torch.equal(AutoModelForImageTextToText.from_pretrained(output)(**inputs).logits, expected)
+
+
+def test_save_pretrained_after_original_load_writes_our_layout(original_folder, reference_logits, tmp_path):
+    """Loading an original checkpoint must not make save_pretrained write original key names beside our config."""
+    CLIPFlanT5ForConditionalGeneration.from_pretrained(original_folder).save_pretrained(tmp_path)
+    (keys,) = safetensors_keys(tmp_path).values()
+    assert "model.language_model.shared.weight" in keys and not any(key.startswith("mm_projector") for key in keys)
+    expected, inputs = reference_logits
+    with torch.no_grad():
+        assert torch.equal(CLIPFlanT5ForConditionalGeneration.from_pretrained(tmp_path)(**inputs).logits, expected)
+
+
+def test_output_folder_safety(original_folder, converted, tmp_path, capsys):
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("keep me")
+    assert main([str(original_folder), str(occupied)]) == 1
+    assert "not empty" in capsys.readouterr().err
+    # --overwrite only ever deletes a previous conversion.
+    assert main([str(original_folder), str(occupied), "--overwrite"]) == 1
+    assert "refusing to delete" in capsys.readouterr().err
+    assert (occupied / "notes.txt").read_text() == "keep me"
+    previous = tmp_path / "previous"
+    assert main([str(converted), str(previous)]) == 0  # a folder of ours converts too (re-shard / re-cast)
+    (previous / "stale.bin").write_bytes(b"old")
+    assert main([str(original_folder), str(previous), "--overwrite"]) == 0
+    assert files_in(previous) == EXPECTED_FILES
+    # Writing into, or around, the source folder is refused.
+    assert main([str(original_folder), str(original_folder / "out")]) == 1
+    assert "is inside the source" in capsys.readouterr().err
+    assert main([str(original_folder), str(original_folder.parent), "--overwrite"]) == 1
+    assert "contains the source" in capsys.readouterr().err
+    assert (original_folder / "config.json").is_file()
+
+
+def test_source_without_a_checkpoint_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty"), str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err
+    assert "holds no checkpoint" in error and "mm_projector.bin" in error
+    assert not (tmp_path / "out").exists()
+    assert main([str(tmp_path / "empty"), str(tmp_path / "out"), "--max-shard-size", "lots"]) == 1
+    assert main([]) == 2
+
+
+def write_original_projector(model, folder: Path, prefix: str = "model.") -> Path:
+    """A stage-1 repo as the original release laid it out: flat config, mm_projector.bin, trainer_state.json."""
+    folder.mkdir(parents=True)
+    projector = model.model.multi_modal_projector
+    state = {
+        f"{prefix}mm_projector.0.weight": projector.linear_1.weight.detach().clone(),
+        f"{prefix}mm_projector.0.bias": projector.linear_1.bias.detach().clone(),
+        f"{prefix}mm_projector.2.weight": projector.linear_2.weight.detach().clone(),
+        f"{prefix}mm_projector.2.bias": projector.linear_2.bias.detach().clone(),
+    }
+    torch.save(state, folder / "mm_projector.bin")
+    config = model.config
+    flat = {
+        "_name_or_path": "google/flan-t5-xl",
+        "model_type": "t5",
+        "d_model": config.text_config.d_model,
+        "mm_hidden_size": config.vision_config.hidden_size,
+        "mm_projector_type": "mlp2x_gelu",
+        "mm_vision_tower": "openai/clip-vit-large-patch14-336",
+        "mm_vision_select_layer": -2,
+        "mm_vision_select_feature": "patch",
+        "tune_mm_mlp_adapter": True,
+    }
+    (folder / "config.json").write_text(json.dumps(flat))
+    (folder / "trainer_state.json").write_text(json.dumps({"log_history": []}))
+    return folder
+
+
+def test_projector_conversion_and_loading(tmp_path, capsys):
+    trained, _ = build_tiny_model(seed=5)
+    source = write_original_projector(trained, tmp_path / "clip-flant5-xl-stage-1")
+    output = tmp_path / "converted-projector"
+    assert main([str(source), str(output)]) == 0
+    assert "(projector)" in capsys.readouterr().out
+    assert files_in(output) == {"README.md", "projector.safetensors", "projector_config.json"}
+    check_projector_folder(output)
+    projector_config = json.loads((output / "projector_config.json").read_text())
+    assert projector_config["text_model"] == "google/flan-t5-xl"
+    assert projector_config["vision_model"] == "openai/clip-vit-large-patch14-336"
+    assert projector_config["dtype"] == "float32"
+    expected = trained.model.multi_modal_projector.state_dict()
+
+    # Ours and the original file load to the same weights, through a folder or a file.
+    for path in (output, output / "projector.safetensors", source, source / "mm_projector.bin"):
+        fresh, _ = build_tiny_model(seed=6)
+        assert not torch.equal(fresh.model.multi_modal_projector.linear_1.weight, expected["linear_1.weight"])
+        load_projector(fresh, path)
+        loaded = fresh.model.multi_modal_projector.state_dict()
+        assert all(torch.equal(loaded[name], expected[name]) for name in expected), path
+
+    # A projector for another text width is refused with the reason.
+    wider, _ = build_tiny_model(seed=0, d_model=48)
+    with pytest.raises(ValueError, match="trained for another vision tower or text model"):
+        load_projector(wider, output)
+    with pytest.raises(OSError, match="holds neither"):
+        load_projector(wider, tmp_path)
+
+    # --dtype applies to projectors too.
+    assert main([str(source), str(tmp_path / "bf16-projector"), "--dtype", "bfloat16"]) == 0
+    with safe_open(tmp_path / "bf16-projector" / "projector.safetensors", framework="pt") as handle:
+        assert {handle.get_tensor(key).dtype for key in handle.keys()} == {torch.bfloat16}
+
+
+def write_hub_cache(cache: Path, repo_id: str, folder: Path, commit: str = "0123456789abcdef0123456789abcdef01234567"):
+    """Lay `folder` out as the Hugging Face cache entry of `repo_id` at `commit` (what a download leaves behind)."""
+    org, name = repo_id.split("/")
+    entry = cache / f"models--{org}--{name}"
+    snapshot = entry / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for path in folder.iterdir():
+        if path.is_file():
+            (snapshot / path.name).write_bytes(path.read_bytes())
+    (entry / "refs").mkdir()
+    (entry / "refs" / "main").write_text(commit)
+
+
+def test_convert_by_repo_id_from_the_hf_cache(original_folder, reference_logits, tmp_path):
+    """`clip-flant5 convert zhiqiulin/clip-flant5-xl DST` offline, reading the repo from HF_HUB_CACHE."""
+    cache = tmp_path / "hub"
+    write_hub_cache(cache, "zhiqiulin/clip-flant5-xl", original_folder)
+    output = tmp_path / "clip-flant5-xl"
+    env = dict(os.environ, HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "home"))
+    result = subprocess.run(
+        [sys.executable, "-m", "transformers_clipflant5", "convert", "zhiqiulin/clip-flant5-xl", str(output)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Converted zhiqiulin/clip-flant5-xl (model)" in result.stdout
+    assert files_in(output) == EXPECTED_FILES
+    expected, inputs = reference_logits
+    with torch.no_grad():
+        assert torch.equal(AutoModelForImageTextToText.from_pretrained(output)(**inputs).logits, expected)
+    card = (output / "README.md").read_text()
+    # The source is known: the card is the XL's, linked to its Hub repo, with the published results.
+    assert "# CLIP-FlanT5-XL" in card
+    assert "(https://huggingface.co/zhiqiulin/clip-flant5-xl)" in card
+    assert "model-index" in card and "| Winoground | Group score |" in card
+
+
+def test_cli_dispatches_convert(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["convert", "zhiqiulin/clip-flant5-xxl", str(tmp_path / "out"), "--dry-run"])
+    assert exit_info.value.code == 0
+    assert "would convert zhiqiulin/clip-flant5-xxl" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
