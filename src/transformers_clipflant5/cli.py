@@ -9,7 +9,7 @@ import importlib
 import sys
 
 
-COMMANDS = ("env", "score", "eval", "convert")
+COMMANDS = ("env", "score", "eval", "convert", "flatten")
 
 
 def build_parser() -> argparse.ArgumentParser:

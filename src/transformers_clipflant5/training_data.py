@@ -1,0 +1,556 @@
+# Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
+"""Training data for CLIP-FlanT5: the LLaVA JSON layout, its validation, the original prompt templates, the
+multi-turn flattening, a seq2seq collator that opens images lazily, and the modality-grouped sampler.
+
+The LLaVA layout is a JSON list (or JSON lines) of `{"id", "image"?: path relative to an image folder,
+"conversations": [{"from": "human" | "gpt", "value": str}, ...]}`. Rows without "image" are text-only.
+
+Templates (as the original training code built them):
+
+- `t5_plain` (stage 1): encoder input `<image>`, target the caption (the reply of a 2-turn conversation).
+- `t5_plain_split_text` (stage 1, recommended): a random cut `s` in [1, len(caption) // 2] characters; encoder input
+  `<image>` + caption[:s], target caption[s:].
+- `t5_v1` (stage 2): encoder input `SYSTEM USER: msg ASSISTANT: msg ... ASSISTANT: `, target the last reply. In a row
+  with an image, `<image>` is moved to the start of the first human message, followed by a newline.
+"""
+
+import json
+import math
+import os
+import random
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Sampler
+
+from .processing_clip_flant5 import DEFAULT_IMAGE_TOKEN, SYSTEM_MESSAGE, CLIPFlanT5Processor
+
+
+TEMPLATES = ("t5_plain", "t5_plain_split_text", "t5_v1")
+STAGE1_TEMPLATES = ("t5_plain", "t5_plain_split_text")
+ROLES = {"human": "USER", "gpt": "ASSISTANT"}
+# Columns of the training `datasets.Dataset`. The image column is not called "image": TRL treats a dataset with an
+# "image" column as a vision dataset and changes how it prepares and filters it.
+IMAGE_COLUMN = "image_file"
+LENGTH_COLUMN = "length"
+
+
+class DataValidationError(ValueError):
+    """The training data has malformed rows or missing images; the message lists the first offenders and counts."""
+
+
+@dataclass
+class Offender:
+    index: int
+    sample_id: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"row {self.index} (id {self.sample_id!r}): {self.reason}"
+
+
+@dataclass
+class ValidationReport:
+    """What validation found in a LLaVA JSON file. `kept` is the number of rows that go to training."""
+
+    total: int = 0
+    kept: int = 0
+    image_rows: int = 0
+    text_rows: int = 0
+    malformed: list[Offender] = field(default_factory=list)
+    missing_images: list[Offender] = field(default_factory=list)
+    skipped_missing_images: int = 0
+    # Rows that needed a fix of the original data's defects (counted, reported, not fatal).
+    placeholder_added: int = 0
+    stray_placeholder_removed: int = 0
+    max_offenders: int = 10
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.total} rows: {self.kept} kept ({self.image_rows} with an image, {self.text_rows} text-only), "
+            f"{len(self.malformed)} malformed, {len(self.missing_images)} with a missing or empty image file"
+            + (f" ({self.skipped_missing_images} skipped)" if self.skipped_missing_images else "")
+            + "."
+        ]
+        if self.placeholder_added:
+            lines.append(f"{self.placeholder_added} image rows had no '<image>' in their text; it was added.")
+        if self.stray_placeholder_removed:
+            lines.append(
+                f"{self.stray_placeholder_removed} text-only rows carried a literal '<image>' (an artefact of the "
+                "original flattening script); it was removed."
+            )
+        for title, offenders in (("Malformed rows", self.malformed), ("Missing images", self.missing_images)):
+            if offenders:
+                shown = offenders[: self.max_offenders]
+                lines.append(f"{title} (first {len(shown)} of {len(offenders)}):")
+                lines.extend(f"  - {offender}" for offender in shown)
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Reading and flattening
+
+
+def read_llava_json(path: str | os.PathLike) -> list[Any]:
+    """Read a LLaVA JSON list (`.json`) or JSON lines (`.jsonl`) file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Training data file not found: {path}")
+    with open(path, encoding="utf-8") as handle:
+        if path.suffix == ".jsonl":
+            rows = []
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as error:
+                        raise DataValidationError(f"{path}, line {number}: not valid JSON ({error}).") from error
+            return rows
+        try:
+            rows = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise DataValidationError(f"{path} is not valid JSON ({error}).") from error
+    if not isinstance(rows, list):
+        raise DataValidationError(
+            f"{path} holds a JSON {type(rows).__name__}; the LLaVA layout is a list of "
+            '{"id", "image", "conversations"} objects.'
+        )
+    return rows
+
+
+def flatten_conversations(samples: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """
+    Split multi-turn conversations into single-turn samples, as the original stage-2 data
+    (`llava_v1_5_mix665k_flattened_multi_turn.json`) was made: a 2-message conversation is kept as it is; a longer one
+    becomes one sample per question/answer pair without the earlier turns, and every pair after the first gets
+    `<image>\\n` before its question so that it still sees the image. Unlike the original script, text-only
+    conversations get no `<image>` (the original added it to them too, leaving a literal "<image>" string in rows
+    without an image). Returns the samples and counts.
+    """
+    flattened: list[dict[str, Any]] = []
+    single = multi = 0
+    for sample in samples:
+        conversations = sample["conversations"]
+        if len(conversations) == 2:
+            single += 1
+            flattened.append(sample)
+            continue
+        multi += 1
+        has_image = sample.get("image") is not None
+        for start in range(0, len(conversations), 2):
+            pair = [dict(message) for message in conversations[start : start + 2]]
+            if start > 0 and has_image:
+                pair[0]["value"] = DEFAULT_IMAGE_TOKEN + "\n" + pair[0]["value"]
+            flattened.append({**sample, "conversations": pair})
+    counts = {"samples": len(samples), "single_turn": single, "multi_turn": multi, "flattened": len(flattened)}
+    return flattened, counts
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Validation
+
+
+def _check_conversations(conversations: Any, template: str, has_image: bool) -> str | None:
+    """Why a conversation list cannot be trained on with `template`, or None if it can."""
+    if not isinstance(conversations, list) or not conversations:
+        return "'conversations' must be a non-empty list"
+    for position, message in enumerate(conversations):
+        if not isinstance(message, dict) or set(message) < {"from", "value"}:
+            return f"message {position} must be an object with 'from' and 'value'"
+        if message["from"] not in ROLES:
+            return f"message {position} has 'from' {message['from']!r}; expected 'human' or 'gpt'"
+        if not isinstance(message["value"], str):
+            return f"message {position} has a non-string 'value' ({type(message['value']).__name__})"
+    if template in STAGE1_TEMPLATES:
+        if not has_image:
+            return f"template {template!r} (stage 1) needs an image in every row"
+        if len(conversations) != 2 or [m["from"] for m in conversations] != ["human", "gpt"]:
+            return f"template {template!r} needs exactly one human message followed by one gpt reply (the caption)"
+        return None
+    messages = conversations[1:] if conversations[0]["from"] != "human" else conversations
+    if len(messages) < 2:
+        return "needs at least one human message and one gpt reply"
+    expected = ["human", "gpt"] * (len(messages) // 2 + 1)
+    if [m["from"] for m in messages] != expected[: len(messages)]:
+        return "messages must alternate human, gpt, human, gpt, ..."
+    if messages[-1]["from"] != "gpt":
+        return "the last message must be a gpt reply (the training target)"
+    return None
+
+
+def _image_ok(path: str) -> bool:
+    try:
+        return os.stat(path).st_size > 0
+    except OSError:
+        return False
+
+
+def validate_llava_samples(
+    samples: Sequence[Any],
+    template: str,
+    image_folder: str | os.PathLike | None = None,
+    skip_missing_images: bool = False,
+    check_images: bool = True,
+    max_offenders: int = 10,
+    num_threads: int = 16,
+) -> tuple[list[dict[str, Any]], ValidationReport]:
+    """
+    Check every row for the layout `template` needs and every image file for existence (without decoding it, so that
+    hundreds of thousands of rows check in seconds; an unreadable image still fails with its path when opened).
+
+    Returns the normalised rows that go to training (columns `id`, `image_file`, `conversations`, `length`) and a
+    [`ValidationReport`]. Raises [`DataValidationError`] listing the first offenders when a row is malformed, or when
+    an image is missing and `skip_missing_images` is False.
+    """
+    if template not in TEMPLATES:
+        raise ValueError(f"Unknown template {template!r}; choose one of {TEMPLATES}.")
+    report = ValidationReport(total=len(samples), max_offenders=max_offenders)
+    rows: list[dict[str, Any]] = []
+    for index, sample in enumerate(samples):
+        sample_id = str(sample.get("id", index)) if isinstance(sample, dict) else str(index)
+        if not isinstance(sample, dict):
+            report.malformed.append(
+                Offender(index, sample_id, f"a row must be an object, got {type(sample).__name__}")
+            )
+            continue
+        image = sample.get("image")
+        if image is not None and (not isinstance(image, str) or not image):
+            report.malformed.append(
+                Offender(index, sample_id, f"'image' must be a relative path string, got {image!r}")
+            )
+            continue
+        conversations = sample.get("conversations")
+        reason = _check_conversations(conversations, template, image is not None)
+        if reason is not None:
+            report.malformed.append(Offender(index, sample_id, reason))
+            continue
+        conversations = [{"from": m["from"], "value": m["value"]} for m in conversations]
+        if image is not None:
+            if not any(DEFAULT_IMAGE_TOKEN in m["value"] for m in conversations if m["from"] == "human"):
+                report.placeholder_added += 1
+        elif any(DEFAULT_IMAGE_TOKEN in m["value"] for m in conversations):
+            for message in conversations:
+                message["value"] = message["value"].replace(DEFAULT_IMAGE_TOKEN + "\n", "")
+                message["value"] = message["value"].replace(DEFAULT_IMAGE_TOKEN, "")
+            report.stray_placeholder_removed += 1
+        if any(DEFAULT_IMAGE_TOKEN in m["value"] for m in conversations if m["from"] == "gpt"):
+            report.malformed.append(Offender(index, sample_id, "a gpt reply contains '<image>'"))
+            continue
+        words = sum(len(m["value"].split()) for m in conversations)
+        rows.append(
+            {
+                "id": sample_id,
+                IMAGE_COLUMN: image,
+                "conversations": conversations,
+                # The original's modality lengths: word count, negative for text-only rows.
+                LENGTH_COLUMN: words if image is not None else -words,
+                "_index": index,
+            }
+        )
+
+    if check_images:
+        folder = Path(image_folder) if image_folder is not None else None
+        image_rows = [row for row in rows if row[IMAGE_COLUMN] is not None]
+        if image_rows and folder is None:
+            raise DataValidationError(
+                f"{len(image_rows)} rows name an image but no image folder was given (--image_folder)."
+            )
+        paths = sorted({row[IMAGE_COLUMN] for row in image_rows})
+        # Threads: stat() releases the GIL and network file systems answer slowly one call at a time.
+        with ThreadPoolExecutor(max_workers=num_threads) as pool:
+            present = dict(zip(paths, pool.map(lambda name: _image_ok(str(folder / name)), paths)))
+        missing_ids = set()
+        for row in image_rows:
+            if not present[row[IMAGE_COLUMN]]:
+                report.missing_images.append(
+                    Offender(row["_index"], row["id"], f"image {row[IMAGE_COLUMN]!r} missing or empty in {folder}")
+                )
+                missing_ids.add(row["_index"])
+        if missing_ids and skip_missing_images:
+            rows = [row for row in rows if row["_index"] not in missing_ids]
+            report.skipped_missing_images = len(missing_ids)
+
+    for row in rows:
+        del row["_index"]
+    report.kept = len(rows)
+    report.image_rows = sum(row[IMAGE_COLUMN] is not None for row in rows)
+    report.text_rows = report.kept - report.image_rows
+    if report.malformed or (report.missing_images and not skip_missing_images):
+        hint = (
+            "Fix the rows listed above"
+            + ("" if skip_missing_images or not report.missing_images else ", or pass --skip_missing_images")
+            + "."
+        )
+        raise DataValidationError(f"Training data did not validate.\n{report.summary()}\n{hint}")
+    if not rows:
+        raise DataValidationError(f"No training rows left.\n{report.summary()}")
+    return rows, report
+
+
+def load_llava_dataset(
+    data_path: str | os.PathLike,
+    template: str,
+    image_folder: str | os.PathLike | None = None,
+    skip_missing_images: bool = False,
+    flatten: bool = False,
+    check_images: bool = True,
+):
+    """
+    Read, optionally flatten, and validate a LLaVA JSON file into a `datasets.Dataset` with the columns `id`,
+    `image_file`, `conversations` and `length`. Images stay on disk; the collator opens them batch by batch.
+    Returns `(dataset, report)`.
+    """
+    from datasets import Dataset, Features, List, Value
+
+    samples = read_llava_json(data_path)
+    if flatten:
+        bad = [
+            i for i, s in enumerate(samples) if not isinstance(s, dict) or not isinstance(s.get("conversations"), list)
+        ]
+        if bad:
+            raise DataValidationError(f"Cannot flatten: rows {bad[:10]} have no 'conversations' list.")
+        samples, _ = flatten_conversations(samples)
+    rows, report = validate_llava_samples(
+        samples, template, image_folder, skip_missing_images=skip_missing_images, check_images=check_images
+    )
+    features = Features(
+        {
+            "id": Value("string"),
+            IMAGE_COLUMN: Value("string"),
+            "conversations": List({"from": Value("string"), "value": Value("string")}),
+            LENGTH_COLUMN: Value("int64"),
+        }
+    )
+    return Dataset.from_list(rows, features=features), report
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Templates
+
+
+def _move_image_to_front(text: str) -> str:
+    # As the original: drop every <image>, strip, and put one back at the start followed by a newline.
+    return (DEFAULT_IMAGE_TOKEN + "\n" + text.replace(DEFAULT_IMAGE_TOKEN, "").strip()).strip()
+
+
+def build_prompt_and_target(
+    conversations: Sequence[dict[str, str]], template: str, has_image: bool, rng: random.Random | None = None
+) -> tuple[str, str]:
+    """The encoder prompt (with `<image>` where the image goes) and the target text of one row."""
+    if template in STAGE1_TEMPLATES:
+        caption = conversations[1]["value"]
+        if template == "t5_plain":
+            return DEFAULT_IMAGE_TOKEN, caption
+        split = 0 if len(caption) < 2 else (rng or random).randint(1, len(caption) // 2)
+        return DEFAULT_IMAGE_TOKEN + caption[:split], caption[split:]
+    if template != "t5_v1":
+        raise ValueError(f"Unknown template {template!r}; choose one of {TEMPLATES}.")
+    messages = list(conversations)
+    if messages[0]["from"] != "human":
+        messages = messages[1:]
+    if has_image:
+        first = dict(messages[0])
+        first["value"] = _move_image_to_front(first["value"])
+        messages[0] = first
+        # A placeholder left in a later message would ask for a second image the row does not have.
+        messages[1:] = [{**m, "value": m["value"].replace(DEFAULT_IMAGE_TOKEN, "")} for m in messages[1:]]
+    prompt = SYSTEM_MESSAGE + " "
+    for message in messages[:-1]:
+        role = ROLES[message["from"]]
+        # The original writes "ROLE:" with no separator for an empty message.
+        prompt += f"{role}: {message['value']} " if message["value"] else f"{role}:"
+    prompt += "ASSISTANT: "
+    return prompt, messages[-1]["value"]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Collator
+
+
+class CLIPFlanT5DataCollator:
+    """
+    Turns rows of a [`load_llava_dataset`] dataset into a seq2seq batch: `input_ids`, `attention_mask` (right padded),
+    `labels` (-100 padded), `decoder_attention_mask`, and `pixel_values` for the rows with an image.
+
+    Images are opened here, batch by batch, never all at once. Each distinct image of a batch is preprocessed and
+    encoded once: `pixel_values` holds the distinct images and, when a batch repeats an image, `image_index` maps each
+    image row to its entry. A batch without images still gets an empty `pixel_values` `(0, 3, H, W)`, so the model runs
+    the vision tower and projector at every step (DeepSpeed ZeRO-3 ranks hang otherwise).
+
+    Args:
+        processor: the model's processor (tokenizer, image processor, aspect ratio, image_seq_length).
+        template: `"t5_plain"`, `"t5_plain_split_text"` or `"t5_v1"`.
+        image_folder: folder the `image_file` column is relative to.
+        max_length: longest prompt and target in tokens. A longer prompt is cut at the end; a cut that would drop
+            image placeholders raises (it would misalign the image features).
+        seed: seeds the split-text cut; batches are reproducible for a given seed and order.
+        deduplicate_images: encode a repeated image once (default) instead of once per row.
+    """
+
+    def __init__(
+        self,
+        processor: CLIPFlanT5Processor,
+        template: str = "t5_v1",
+        image_folder: str | os.PathLike | None = None,
+        max_length: int | None = None,
+        seed: int = 0,
+        deduplicate_images: bool = True,
+    ):
+        if template not in TEMPLATES:
+            raise ValueError(f"Unknown template {template!r}; choose one of {TEMPLATES}.")
+        self.processor = processor
+        self.template = template
+        self.image_folder = Path(image_folder) if image_folder is not None else None
+        self.max_length = max_length
+        self.deduplicate_images = deduplicate_images
+        self.rng = random.Random(seed)
+
+    def _truncate(self, ids: list[int], row: dict[str, Any], what: str) -> list[int]:
+        if self.max_length is None or len(ids) <= self.max_length:
+            return ids
+        if what == "prompt" and self.processor.image_token_id in ids[self.max_length :]:
+            raise ValueError(
+                f"Sample {row.get('id')!r}: its prompt has {len(ids)} tokens and cutting it to max_length="
+                f"{self.max_length} would drop image placeholders (an image takes {self.processor.image_seq_length}). "
+                "Raise --max_length or shorten/remove the sample."
+            )
+        return ids[: self.max_length]
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        prompts, targets, image_keys = [], [], []
+        for row in features:
+            image_file = row.get(IMAGE_COLUMN)
+            prompt, target = build_prompt_and_target(
+                row["conversations"], self.template, image_file is not None, self.rng
+            )
+            prompt_ids = self._truncate(self.processor.encode_prompt(prompt), row, "prompt")
+            n_images = prompt_ids.count(self.processor.image_token_id) // self.processor.image_seq_length
+            if n_images != (1 if image_file is not None else 0):
+                raise ValueError(
+                    f"Sample {row.get('id')!r} has {n_images} '<image>' slot(s) in its prompt but "
+                    f"{'one image' if image_file is not None else 'no image'}."
+                )
+            prompts.append(prompt_ids)
+            targets.append(self._truncate(self.processor.encode_target(target), row, "target"))
+            if image_file is not None:
+                image_keys.append(image_file)
+
+        batch_size = len(features)
+        pad_id = self.processor.tokenizer.pad_token_id
+        width = max(len(ids) for ids in prompts)
+        target_width = max(len(ids) for ids in targets)
+        input_ids = torch.full((batch_size, width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((batch_size, width), dtype=torch.long)
+        labels = torch.full((batch_size, target_width), -100, dtype=torch.long)
+        for i, (prompt_ids, target_ids) in enumerate(zip(prompts, targets)):
+            input_ids[i, : len(prompt_ids)] = torch.tensor(prompt_ids)
+            attention_mask[i, : len(prompt_ids)] = 1
+            labels[i, : len(target_ids)] = torch.tensor(target_ids)
+        batch = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "labels": labels,
+            "decoder_attention_mask": (labels != -100).long(),
+        }
+
+        distinct = list(dict.fromkeys(image_keys)) if self.deduplicate_images else image_keys
+        if distinct:
+            if self.image_folder is None:
+                raise ValueError("Rows with images need the collator's image_folder.")
+            batch["pixel_values"] = self.processor.preprocess_images([self.image_folder / key for key in distinct])
+        else:
+            size = self.processor.image_processor.crop_size
+            batch["pixel_values"] = torch.zeros((0, 3, size["height"], size["width"]))
+        if len(distinct) < len(image_keys):
+            position = {key: i for i, key in enumerate(distinct)}
+            batch["image_index"] = torch.tensor([position[key] for key in image_keys], dtype=torch.long)
+        return batch
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Sampler
+
+
+class ModalityGroupedSampler(Sampler[int]):
+    """
+    Orders a dataset so that each optimizer step sees one modality (rows with an image, or text-only rows), and each
+    per-device batch holds rows of similar length (less padding). Lengths follow the original: word counts, negative
+    for text-only rows.
+
+    Each modality is shuffled and cut into groups of `batch_size * world_size * gradient_accumulation_steps` rows; a
+    group is sorted by length, longest first; the groups of both modalities are shuffled together, with the two
+    incomplete remainders last. The order depends only on `seed` and the epoch, so every rank computes the same one
+    (accelerate then deals consecutive per-device batches to the ranks).
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        world_size: int = 1,
+        gradient_accumulation_steps: int = 1,
+        seed: int = 0,
+    ):
+        if any(length == 0 for length in lengths):
+            raise ValueError(
+                "Modality lengths must be non-zero: positive for image rows, negative for text-only rows."
+            )
+        self.lengths = list(lengths)
+        self.group_size = batch_size * world_size * gradient_accumulation_steps
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def _groups(self, indices: list[int], generator: torch.Generator) -> list[list[int]]:
+        order = [indices[i] for i in torch.randperm(len(indices), generator=generator).tolist()]
+        groups = [order[i : i + self.group_size] for i in range(0, len(order), self.group_size)]
+        return [sorted(group, key=lambda i: -abs(self.lengths[i])) for group in groups]
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        image_rows = [i for i, length in enumerate(self.lengths) if length > 0]
+        text_rows = [i for i, length in enumerate(self.lengths) if length < 0]
+        full, remainders = [], []
+        for rows in (image_rows, text_rows):
+            if not rows:
+                continue
+            groups = self._groups(rows, generator)
+            if len(groups[-1]) < self.group_size:
+                remainders.append(groups.pop())
+            full.extend(groups)
+        shuffled = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
+        for group in shuffled + remainders:
+            yield from group
+
+
+def modality_counts(dataset) -> Counter:
+    """How many rows of each modality a training dataset holds."""
+    return Counter("image" if length > 0 else "text" for length in dataset[LENGTH_COLUMN])
+
+
+def steps_per_epoch(num_rows: int, batch_size: int, world_size: int = 1, gradient_accumulation_steps: int = 1) -> int:
+    return math.ceil(num_rows / (batch_size * world_size * gradient_accumulation_steps))
+
+
+__all__ = [
+    "CLIPFlanT5DataCollator",
+    "DataValidationError",
+    "ModalityGroupedSampler",
+    "TEMPLATES",
+    "ValidationReport",
+    "build_prompt_and_target",
+    "flatten_conversations",
+    "load_llava_dataset",
+    "read_llava_json",
+    "validate_llava_samples",
+]
