@@ -188,6 +188,7 @@ def convert_model(
     text_model: str | None = None,
     source_revision: str | None = None,
     cache_dir: str | None = None,
+    checkpoint: OriginalCheckpoint | None = None,
 ) -> Path:
     """
     Convert a stage-2 checkpoint (original layout, or ours to re-shard / re-cast) into `output_dir`.
@@ -208,6 +209,7 @@ def convert_model(
         repo_id=repo_id or _placeholder_repo_id(output_dir),
         source=source,
         source_revision=source_revision,
+        checkpoint=checkpoint,
         text_model=text_model,
         dtype=str(model.dtype).removeprefix("torch."),
         num_parameters=model.num_parameters(),
@@ -242,6 +244,7 @@ def convert_projector(
     text_model: str | None = None,
     source_revision: str | None = None,
     cache_dir: str | None = None,
+    checkpoint: OriginalCheckpoint | None = None,
 ) -> Path:
     """Convert an original stage-1 repo (`config.json` + `mm_projector.bin`) into our projector format."""
     output_dir = Path(output_dir)
@@ -260,7 +263,7 @@ def convert_projector(
     projector_type = flat.get("mm_projector_type", "mlp2x_gelu")
     if projector_type != "mlp2x_gelu":
         raise ValueError(f"{source} has mm_projector_type {projector_type!r}; only 'mlp2x_gelu' is supported.")
-    checkpoint = find_original_checkpoint(source)
+    checkpoint = checkpoint or find_original_checkpoint(source)
     recorded_text_model = flat.get("_name_or_path") if is_hub_id(flat.get("_name_or_path")) else None
     text_model = text_model or (checkpoint.text_model if checkpoint else None) or recorded_text_model
     vision_model = flat.get("mm_vision_tower", CLIP_VIT_L_14_336)
@@ -307,11 +310,13 @@ def convert(
     source_revision: str | None = None,
     cache_dir: str | None = None,
     overwrite: bool = False,
+    checkpoint: OriginalCheckpoint | None = None,
 ) -> ConversionResult:
     """
     Convert `source` (a folder or Hub repo id: a stage-2 checkpoint or a stage-1 projector repo) into `output_dir`,
     then check the result ([`check_model_folder`] / [`check_projector_folder`]). `repo_id` is the repo the card's
-    usage snippets name (default: the push target, else a placeholder).
+    usage snippets name (default: the push target, else a placeholder). `checkpoint` says which checkpoint of the
+    original release `source` is (found from a `zhiqiulin/<name>` id otherwise): its card, notes and results.
     """
     if dtype is not None and dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}.")
@@ -324,6 +329,7 @@ def convert(
         "text_model": text_model,
         "source_revision": source_revision,
         "cache_dir": cache_dir,
+        "checkpoint": checkpoint,
     }
     if kind == "model":
         convert_model(source, folder, max_shard_size=max_shard_size, **common)
@@ -619,7 +625,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _convert_and_push(args: argparse.Namespace, source: str, output_dir: str | Path, push_to: str | None) -> None:
+def _convert_and_push(
+    args: argparse.Namespace,
+    source: str,
+    output_dir: str | Path,
+    push_to: str | None,
+    checkpoint: OriginalCheckpoint | None = None,
+) -> None:
     result = convert(
         source,
         output_dir,
@@ -630,6 +642,7 @@ def _convert_and_push(args: argparse.Namespace, source: str, output_dir: str | P
         source_revision=args.source_revision,
         cache_dir=args.cache_dir,
         overwrite=args.overwrite,
+        checkpoint=checkpoint,
     )
     files = _files(result.folder)
     size = sum((result.folder / name).stat().st_size for name in files)
@@ -678,7 +691,7 @@ def _run_all_original(args: argparse.Namespace) -> int:
     failures = []
     for step in plan:
         try:
-            _convert_and_push(args, step.source, step.output_dir, step.push_to)
+            _convert_and_push(args, step.source, step.output_dir, step.push_to, step.checkpoint)
         except (OSError, ValueError) as error:
             failures.append(step.checkpoint.name)
             print(f"error: {step.checkpoint.name}: {error}", file=sys.stderr)

@@ -107,11 +107,14 @@ ORIGINAL_CHECKPOINTS: tuple[OriginalCheckpoint, ...] = (
 )  # fmt: skip
 
 
-def find_original_checkpoint(name_or_path: str | None) -> OriginalCheckpoint | None:
-    """The entry of the original release whose name is the last component of `name_or_path` (a repo id or folder)."""
-    if not name_or_path:
+def find_original_checkpoint(repo_id: str | None) -> OriginalCheckpoint | None:
+    """The entry of the original release for a Hub id `zhiqiulin/<name>`, else None (a local folder's name proves
+    nothing about its weights, so it is never matched: pass the entry explicitly instead)."""
+    if not repo_id or "/" not in str(repo_id):
         return None
-    name = str(name_or_path).rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]
+    org, name = str(repo_id).split("/", 1)
+    if org != ORIGINAL_ORG:
+        return None
     return next((entry for entry in ORIGINAL_CHECKPOINTS if entry.name == name), None)
 
 
@@ -409,6 +412,61 @@ def render_training_card(
     )
 
 
+def original_config(checkpoint: OriginalCheckpoint):
+    """The converted configuration of a FlanT5-based stage-2 checkpoint of the original release, known offline."""
+    from transformers import T5Config
+
+    from .configuration_clip_flant5 import CLIPFlanT5Config
+
+    sizes = {
+        "google/flan-t5-xxl": {"d_model": 4096, "d_ff": 10240, "num_heads": 64},
+        "google/flan-t5-xl": {"d_model": 2048, "d_ff": 5120, "num_heads": 32},
+    }[checkpoint.text_model]
+    text_config = T5Config(
+        vocab_size=32128, d_kv=64, num_layers=24, num_decoder_layers=24, feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False, decoder_start_token_id=0, **sizes,
+    )  # fmt: skip
+    return CLIPFlanT5Config(text_config=text_config, image_token_id=32100)
+
+
+def render_example_cards(output_dir: str | Path) -> list[Path]:
+    """
+    Write the cards `clip-flant5 convert` gives the stage-2 models and stage-1 projectors of the original release
+    (`output_dir/<name>/README.md`, pushed to a placeholder `your-org`), as examples to read without converting.
+    """
+    import torch
+
+    from .modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration
+
+    written = []
+    for checkpoint in ORIGINAL_CHECKPOINTS:
+        if checkpoint.name not in (
+            "clip-flant5-xxl",
+            "clip-flant5-xl",
+            "clip-flant5-xxl-stage-1",
+            "clip-flant5-xl-stage-1",
+        ):
+            continue
+        repo_id, source = f"your-org/{checkpoint.name}", f"{ORIGINAL_ORG}/{checkpoint.name}"
+        if checkpoint.kind == "model":
+            config = original_config(checkpoint)
+            with torch.device("meta"):
+                num_parameters = CLIPFlanT5ForConditionalGeneration(config).num_parameters()
+            card = render_model_card(
+                config, repo_id=repo_id, source=source, dtype="bfloat16", num_parameters=num_parameters
+            )
+        else:
+            d_model = original_config(find_original_checkpoint(source.removesuffix("-stage-1"))).text_config.d_model
+            card = render_projector_card(
+                repo_id=repo_id, vision_hidden_size=1024, text_hidden_size=d_model, dtype="bfloat16", source=source
+            )
+        path = Path(output_dir) / checkpoint.name / "README.md"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        card.save(path)
+        written.append(path)
+    return written
+
+
 __all__ = [
     "CITATION",
     "ORIGINAL_CHECKPOINTS",
@@ -416,7 +474,15 @@ __all__ = [
     "find_original_checkpoint",
     "published_eval_results",
     "published_results",
+    "render_example_cards",
     "render_model_card",
     "render_projector_card",
     "render_training_card",
 ]
+
+
+if __name__ == "__main__":
+    import sys
+
+    for written_path in render_example_cards(sys.argv[1] if len(sys.argv) > 1 else "model_cards"):
+        print(f"wrote {written_path}")
