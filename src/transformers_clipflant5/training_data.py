@@ -388,7 +388,9 @@ class CLIPFlanT5DataCollator:
         image_folder: folder the `image_file` column is relative to.
         max_length: longest prompt and target in tokens. A longer prompt is cut at the end; a cut that would drop
             image placeholders raises (it would misalign the image features).
-        seed: seeds the split-text cut; batches are reproducible for a given seed and order.
+        seed: seeds the split-text cut. The cut of a row depends only on the seed and the row (not on what was
+            collated before), so a run resumed from a checkpoint sees exactly the batches of an uninterrupted one;
+            the price is the same cut for a row in every epoch (the paper's stage 1 is one epoch).
         deduplicate_images: encode a repeated image once (default) instead of once per row.
     """
 
@@ -408,7 +410,7 @@ class CLIPFlanT5DataCollator:
         self.image_folder = Path(image_folder) if image_folder is not None else None
         self.max_length = max_length
         self.deduplicate_images = deduplicate_images
-        self.rng = random.Random(seed)
+        self.seed = seed
 
     def _truncate(self, ids: list[int], row: dict[str, Any], what: str) -> list[int]:
         if self.max_length is None or len(ids) <= self.max_length:
@@ -425,9 +427,10 @@ class CLIPFlanT5DataCollator:
         prompts, targets, image_keys = [], [], []
         for row in features:
             image_file = row.get(IMAGE_COLUMN)
-            prompt, target = build_prompt_and_target(
-                row["conversations"], self.template, image_file is not None, self.rng
-            )
+            rng = None
+            if self.template == "t5_plain_split_text":
+                rng = random.Random(f"{self.seed}:{row.get('id')}:{row['conversations'][-1]['value']}")
+            prompt, target = build_prompt_and_target(row["conversations"], self.template, image_file is not None, rng)
             prompt_ids = self._truncate(self.processor.encode_prompt(prompt), row, "prompt")
             n_images = prompt_ids.count(self.processor.image_token_id) // self.processor.image_seq_length
             if n_images != (1 if image_file is not None else 0):
