@@ -171,7 +171,10 @@ def rows_for(image_files):
         {
             "id": str(index),
             "image_file": image_file,
-            "conversations": [human(("<image>\n" if image_file else "") + f"question {index}?"), gpt("yes" * (index + 1))],
+            "conversations": [
+                human(("<image>\n" if image_file else "") + f"question {index}?"),
+                gpt("yes" * (index + 1)),
+            ],
         }
         for index, image_file in enumerate(image_files)
     ]
@@ -182,7 +185,9 @@ def test_collator_builds_what_the_processor_builds(tiny, image_folder):
     collator = CLIPFlanT5DataCollator(processor, "t5_v1", image_folder)
     rows = rows_for(["img0.png", None, "img1.png"])
     batch = collator(rows)
-    prompts = [build_prompt_and_target(row["conversations"], "t5_v1", row["image_file"] is not None)[0] for row in rows]
+    prompts = [
+        build_prompt_and_target(row["conversations"], "t5_v1", row["image_file"] is not None)[0] for row in rows
+    ]
     targets = [row["conversations"][1]["value"] for row in rows]
     expected = processor(
         images=[image_folder / "img0.png", image_folder / "img1.png"], text=prompts, text_target=targets
@@ -221,7 +226,11 @@ def test_collator_truncation_never_cuts_image_placeholders(tiny, image_folder):
 def test_split_text_cut_depends_only_on_seed_and_row(tiny, image_folder):
     _, processor = tiny
     rows = [
-        {"id": str(i), "image_file": "img0.png", "conversations": [human("<image>"), gpt(f"a long caption number {i}")]}
+        {
+            "id": str(i),
+            "image_file": "img0.png",
+            "conversations": [human("<image>"), gpt(f"a long caption number {i}")],
+        }
         for i in range(6)
     ]
     collator = CLIPFlanT5DataCollator(processor, "t5_plain_split_text", image_folder, seed=3)

@@ -1,0 +1,201 @@
+# Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
+"""A seeded synthetic dataset of coloured shapes in the LLaVA layout, and the held-out VQAScore check of the demo.
+
+Each image shows one shape (`COLORS` x `SHAPES`) at one of `POSITIONS` on a noisy grey background. Each training image
+gets a multi-turn conversation (a caption, VQAScore-style yes/no questions with matching and mismatched captions,
+and questions about its colour, shape and position) like the LLaVA-1.5 mix, so it goes through the same flattening
+as the real data; a few text-only conversations are mixed in. The held-out set holds new images, each with its
+matching caption and a caption that differs in one attribute: a model that learned to look at the image scores the
+first higher, which the ROC-AUC of [`evaluate_discrimination`] measures (0.5 = chance, 1 = perfect).
+"""
+
+import json
+import os
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .tiny import COLORS, POSITIONS, SHAPES
+
+
+VQA_QUESTION = 'Does this figure show "{}"? Please answer yes or no.'
+RGB = {
+    "red": (220, 30, 30),
+    "green": (30, 170, 40),
+    "blue": (30, 60, 220),
+    "yellow": (235, 220, 30),
+    "purple": (140, 40, 170),
+    "orange": (245, 140, 20),
+    "white": (250, 250, 250),
+    "black": (10, 10, 10),
+}
+CENTERS = {"left": (0.25, 0.5), "right": (0.75, 0.5), "top": (0.5, 0.25), "bottom": (0.5, 0.75)}
+
+
+def caption(color: str, shape: str, position: str) -> str:
+    return f"a {color} {shape} on the {position}"
+
+
+def render(color: str, shape: str, position: str, size: int = 64, rng: random.Random | None = None) -> Image.Image:
+    """One shape on a noisy grey background; `rng` jitters its size and place."""
+    rng = rng or random.Random(0)
+    noise = np.random.default_rng(rng.getrandbits(32)).integers(-12, 13, (size, size, 3))
+    background = np.clip(128 + noise, 0, 255).astype(np.uint8)
+    image = Image.fromarray(background)
+    draw = ImageDraw.Draw(image)
+    cx, cy = CENTERS[position]
+    cx = (cx + rng.uniform(-0.05, 0.05)) * size
+    cy = (cy + rng.uniform(-0.05, 0.05)) * size
+    r = rng.uniform(0.14, 0.19) * size
+    fill = RGB[color]
+    if shape == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    elif shape == "square":
+        s = r * 0.85
+        draw.rectangle([cx - s, cy - s, cx + s, cy + s], fill=fill)
+    elif shape == "triangle":
+        draw.polygon([(cx, cy - r), (cx - r, cy + r * 0.8), (cx + r, cy + r * 0.8)], fill=fill)
+    elif shape == "cross":
+        w = r * 0.35
+        draw.rectangle([cx - r, cy - w, cx + r, cy + w], fill=fill)
+        draw.rectangle([cx - w, cy - r, cx + w, cy + r], fill=fill)
+    else:
+        raise ValueError(f"Unknown shape {shape!r}.")
+    return image
+
+
+def _mismatch(attributes: tuple[str, str, str], rng: random.Random, keep: int | None = None) -> tuple[str, str, str]:
+    """The same attributes with one of colour (0), shape (1) or position (2) changed, never the one numbered `keep`."""
+    color, shape, position = attributes
+    which = rng.choice([i for i in range(3) if i != keep])
+    if which == 0:
+        color = rng.choice([c for c in COLORS if c != color])
+    elif which == 1:
+        shape = rng.choice([s for s in SHAPES if s != shape])
+    else:
+        position = rng.choice([p for p in POSITIONS if p != position])
+    return color, shape, position
+
+
+def _partial(attributes: tuple[str, str, str], left_out: int) -> str:
+    """A description naming two of the three attributes: colour (0), shape (1) or position (2) is left out."""
+    color, shape, position = attributes
+    return (f"a {shape} on the {position}", f"a {color} shape on the {position}", f"a {color} {shape}")[left_out]
+
+
+def _conversation(attributes: tuple[str, str, str], rng: random.Random) -> list[dict[str, str]]:
+    color, shape, position = attributes
+    wrong_color = rng.choice([c for c in COLORS if c != color])
+    left_out = rng.randrange(3)
+    pairs = [
+        ("Describe the image.", caption(*attributes) + "."),
+        (VQA_QUESTION.format(caption(*attributes)), "Yes"),
+        (VQA_QUESTION.format(caption(*_mismatch(attributes, rng))), "No"),
+        (VQA_QUESTION.format(caption(*_mismatch(attributes, rng))), "No"),
+        (VQA_QUESTION.format(_partial(attributes, left_out)), "Yes"),
+        (VQA_QUESTION.format(_partial(_mismatch(attributes, rng, keep=left_out), left_out)), "No"),
+        ("What color is the shape?", color),
+        ("What shape is it?", shape),
+        ("Where is the shape?", position),
+        (f"Is the {shape} {color}?", "Yes"),
+        (f"Is the {shape} {wrong_color}?", "No"),
+    ]
+    rng.shuffle(pairs)
+    messages = []
+    for index, (question, answer) in enumerate(pairs):
+        messages.append({"from": "human", "value": ("<image>\n" + question) if index == 0 else question})
+        messages.append({"from": "gpt", "value": answer})
+    return messages
+
+
+def _text_only_conversation(rng: random.Random) -> list[dict[str, str]]:
+    word = rng.choice(COLORS + SHAPES)
+    kind = rng.choice(("color", "shape"))
+    truth = (word in COLORS) == (kind == "color")
+    return [
+        {"from": "human", "value": f"Is {word} a {kind}?"},
+        {"from": "gpt", "value": "Yes" if truth else "No"},
+    ]
+
+
+def write_synthetic_dataset(
+    folder: str | os.PathLike,
+    num_train_images: int = 512,
+    num_eval_images: int = 64,
+    num_text_only: int = 64,
+    image_size: int = 64,
+    seed: int = 0,
+    captions_only: bool = False,
+) -> dict[str, Path]:
+    """
+    Write `images/*.png`, `train.json` (LLaVA layout, multi-turn, to be flattened) and `eval.json` (held-out images,
+    each with a matching and a mismatched caption) under `folder`. The same seed writes the same files.
+
+    `captions_only` writes stage-1 data instead, laid out like LLaVA-Pretrain: one `<image>` prompt and its caption
+    per image, no text-only rows.
+    """
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    train = []
+    for index in range(num_train_images):
+        attributes = (rng.choice(COLORS), rng.choice(SHAPES), rng.choice(POSITIONS))
+        name = f"images/train_{index:05d}.png"
+        render(*attributes, size=image_size, rng=rng).save(folder / name)
+        if captions_only:
+            conversations = [
+                {"from": "human", "value": "<image>\n" + rng.choice(("Describe the image.", "What is in the image?"))},
+                {"from": "gpt", "value": caption(*attributes) + "."},
+            ]
+        else:
+            conversations = _conversation(attributes, rng)
+        train.append({"id": f"train-{index}", "image": name, "conversations": conversations})
+    for index in range(0 if captions_only else num_text_only):
+        train.append({"id": f"text-{index}", "conversations": _text_only_conversation(rng)})
+    rng.shuffle(train)
+
+    # Held-out images come from a separate stream, so they are new renders (other jitter and noise).
+    eval_rng = random.Random(f"eval-{seed}")
+    evaluation = []
+    for index in range(num_eval_images):
+        attributes = (eval_rng.choice(COLORS), eval_rng.choice(SHAPES), eval_rng.choice(POSITIONS))
+        name = f"images/eval_{index:05d}.png"
+        render(*attributes, size=image_size, rng=eval_rng).save(folder / name)
+        evaluation.append({"image": name, "text": caption(*attributes), "match": True})
+        evaluation.append({"image": name, "text": caption(*_mismatch(attributes, eval_rng)), "match": False})
+
+    paths = {"train": folder / "train.json", "eval": folder / "eval.json", "image_folder": folder}
+    paths["train"].write_text(json.dumps(train, indent=1), encoding="utf-8")
+    paths["eval"].write_text(json.dumps(evaluation, indent=1), encoding="utf-8")
+    return paths
+
+
+def roc_auc(positive: Sequence[float], negative: Sequence[float]) -> float:
+    """Probability that a random positive scores above a random negative (ties count half): the ROC-AUC."""
+    positive = np.asarray(positive, dtype=np.float64)[:, None]
+    negative = np.asarray(negative, dtype=np.float64)[None, :]
+    return float((positive > negative).mean() + 0.5 * (positive == negative).mean())
+
+
+def evaluate_discrimination(scorer, eval_path: str | os.PathLike, image_folder: str | os.PathLike) -> dict[str, float]:
+    """
+    ROC-AUC of VQAScore for matching vs. mismatched captions on the held-out images of `eval.json`, plus the mean
+    score of each group. `scorer` is a [`VQAScore`] (e.g. `VQAScore.from_pretrained(output_dir)`, or
+    `VQAScore(model, processor)` for a model in memory).
+    """
+    rows = json.loads(Path(eval_path).read_text(encoding="utf-8"))
+    scores = scorer([Path(image_folder) / row["image"] for row in rows], [row["text"] for row in rows]).tolist()
+    positive = [score for score, row in zip(scores, rows) if row["match"]]
+    negative = [score for score, row in zip(scores, rows) if not row["match"]]
+    return {
+        "roc_auc": roc_auc(positive, negative),
+        "mean_score_match": float(np.mean(positive)),
+        "mean_score_mismatch": float(np.mean(negative)),
+        "pairs": len(positive),
+    }
+
+
+__all__ = ["caption", "evaluate_discrimination", "render", "roc_auc", "write_synthetic_dataset"]

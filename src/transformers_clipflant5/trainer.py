@@ -1,0 +1,234 @@
+# Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
+"""TRL's `SFTTrainer` for an encoder-decoder model: CLIP-FlanT5 stage-1 and stage-2 training.
+
+TRL 1.x's `SFTTrainer` is written for causal LMs: its `__init__` patches a causal "fused LM head" onto the model's
+`forward`, and its `compute_loss` calls the backbone without decoder inputs and scores `labels[:, 1:]` against
+`hidden[:, :-1]`. For T5 that either crashes (no decoder input) or, with a backbone that returns hidden states, is
+silently wrong (a shift that does not exist in seq2seq, and FlanT5's head scaling skipped). [`CLIPFlanT5SFTTrainer`]
+keeps everything else of `SFTTrainer` (arguments, logging, PEFT, DeepSpeed, checkpointing, Hub pushes) and replaces
+those two pieces:
+
+- the patch is removed, so `model(**batch)` is the model's own seq2seq forward (decoder input = labels shifted right);
+- the loss is the token cross-entropy summed over the label tokens and divided by the label tokens of the whole
+  optimizer step on all ranks (`num_items_in_batch`), which equals the model's mean loss for one full batch and makes
+  gradient accumulation exact; `mean_token_accuracy`, `entropy` and `num_tokens` (encoder + decoder tokens) are
+  logged without the causal shift.
+
+Saving: every checkpoint folder and the final folder are self-contained Hub folders in our format (model
+safetensors, config with `auto_map` and remote code, processor with chat template, and our model card instead of
+TRL's). A stage-1 trainer also writes the projector alone (`projector.safetensors` + `projector_config.json`).
+"""
+
+import logging
+import os
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate.utils import is_peft_model
+from trl import SFTConfig, SFTTrainer
+
+from .model_card import render_training_card
+from .modeling_clip_flant5 import CLIPFlanT5MultiModalProjector
+from .projector import save_projector
+from .training_data import LENGTH_COLUMN, ModalityGroupedSampler
+
+
+logger = logging.getLogger(__name__)
+
+_PROJECTOR_KEY = "multi_modal_projector."
+
+
+def projector_from_state_dict(state_dict: dict[str, torch.Tensor], config) -> CLIPFlanT5MultiModalProjector:
+    """The projector of a full CLIP-FlanT5 state dict (e.g. a consolidated ZeRO-3 one) as a module on the CPU."""
+    weights = {key.split(_PROJECTOR_KEY, 1)[1]: tensor for key, tensor in state_dict.items() if _PROJECTOR_KEY in key}
+    if not weights:
+        raise RuntimeError("The state dict to save holds no projector weights.")
+    projector = CLIPFlanT5MultiModalProjector(config)
+    projector.load_state_dict({key: tensor.detach().cpu() for key, tensor in weights.items()}, strict=True)
+    return projector.to(next(iter(weights.values())).dtype)
+
+
+def write_model_card(output_dir: str | os.PathLike, card_info: dict[str, Any]) -> None:
+    """Write the README.md of a training output folder from `card_info` (the arguments of `render_training_card`)."""
+    render_training_card(**card_info).save(os.path.join(output_dir, "README.md"))
+
+
+class CLIPFlanT5SFTTrainer(SFTTrainer):
+    """
+    `trl.SFTTrainer` that trains CLIP-FlanT5 (or any encoder-decoder model whose forward builds its decoder input from
+    `labels`) correctly. Use it with [`CLIPFlanT5DataCollator`] and a dataset from [`load_llava_dataset`].
+
+    Args (in addition to `SFTTrainer`'s):
+        group_by_modality_length (`bool`): draw each optimizer step from one modality, with length-grouped per-device
+            batches ([`ModalityGroupedSampler`]); needs the dataset's `length` column.
+        save_projector (`bool`): also write the projector alone (`projector.safetensors` + `projector_config.json`,
+            see `transformers_clipflant5.projector`) in every saved folder (stage 1).
+        card_info (`dict`): the arguments of `model_card.render_training_card` (stage, base models, dataset,
+            hyper-parameters, results) for the model card of every saved folder.
+    """
+
+    # compute_loss divides by the label tokens of the whole optimizer step, so Trainer must not rescale for GA.
+    loss_is_scaled_for_ga = True
+
+    def __init__(
+        self,
+        *args,
+        group_by_modality_length: bool = False,
+        save_projector: bool = False,
+        card_info: dict[str, Any] | None = None,
+        **kwargs,
+    ):
+        training_args = kwargs.get("args") if "args" in kwargs else (args[1] if len(args) > 1 else None)
+        if not isinstance(training_args, SFTConfig):
+            raise TypeError("CLIPFlanT5SFTTrainer needs an explicit trl.SFTConfig as `args`.")
+        _require_seq2seq_settings(training_args)
+        self.group_by_modality_length = group_by_modality_length
+        self.save_projector = save_projector
+        self.card_info = dict(card_info or {})
+        super().__init__(*args, **kwargs)
+        if self.args.loss_type != "nll" or self.args.label_smoothing_factor > 0 or self.compute_loss_func is not None:
+            raise ValueError(
+                "CLIPFlanT5SFTTrainer computes the plain token cross-entropy (loss_type='nll'); label smoothing, "
+                "compute_loss_func and other loss types are not supported."
+            )
+        # SFTTrainer patched a causal fused-LM-head `forward` onto the model instance; drop it so that the class's own
+        # seq2seq forward runs.
+        base = self.model.get_base_model() if is_peft_model(self.model) else self.model
+        base.__dict__.pop("forward", None)
+        # Let Trainer count the label tokens of each optimizer step (num_items_in_batch), unshifted: in an
+        # encoder-decoder model logits[:, t] predicts labels[:, t].
+        self.model_accepts_loss_kwargs = True
+        self._loss_shifts_labels = False
+        if not self.card_info:
+            self.card_info = self._default_card_info()
+        if group_by_modality_length and LENGTH_COLUMN not in (self.train_dataset.column_names or []):
+            raise ValueError(f"group_by_modality_length needs a '{LENGTH_COLUMN}' column (see load_llava_dataset).")
+
+    def _card_arguments(self) -> dict[str, Any]:
+        # The repo the folder is pushed to, for the usage snippets (set by init_hf_repo when pushing).
+        return {
+            **self.card_info,
+            "repo_id": self.card_info.get("repo_id") or self.hub_model_id or self.args.hub_model_id,
+        }
+
+    def _default_card_info(self) -> dict[str, Any]:
+        model = self.accelerator.unwrap_model(self.model)
+        trainable = [name for name, param in model.named_parameters() if param.requires_grad]
+        config = model.config
+        return {
+            "stage": 1 if trainable and all(_PROJECTOR_KEY in name for name in trainable) else 2,
+            "base_text_model": config.text_config._name_or_path or config._name_or_path or "not recorded",
+            "base_vision_model": config.vision_config._name_or_path or "not recorded",
+            "dataset": None,
+            "hyperparameters": {"learning rate": self.args.learning_rate},
+        }
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Loss and metrics
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mode = "train" if self.model.training else "eval"
+        inputs["use_cache"] = False
+        labels = inputs["labels"]
+        outputs = model(**inputs)
+        logits = outputs.logits.float()
+        mask = labels != -100
+        token_nll = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
+        denominator = mask.sum() if num_items_in_batch is None else num_items_in_batch
+        loss = token_nll / torch.as_tensor(denominator, device=token_nll.device).clamp(min=1)
+        if num_items_in_batch is None and self.model.training:
+            loss = loss / self.current_gradient_accumulation_steps
+        if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+            # num_items_in_batch counts the tokens of all ranks while DDP/DeepSpeed average the gradients over ranks.
+            loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+
+        with torch.no_grad():
+            log_probs = torch.log_softmax(logits, dim=-1)
+            entropy = -(log_probs.exp() * log_probs).sum(-1)
+            correct = (logits.argmax(-1) == labels) & mask
+            totals = torch.stack([mask.sum(), correct.sum()]).float()
+            totals = torch.cat([totals, (entropy * mask).sum().reshape(1)])
+            totals = self.accelerator.gather(totals.reshape(1, -1)).sum(0)
+        n_labels, n_correct, entropy_sum = totals.tolist()
+        self._metrics[mode]["mean_token_accuracy"].append(n_correct / n_labels if n_labels else 0.0)
+        self._metrics[mode]["entropy"].append(entropy_sum / n_labels if n_labels else 0.0)
+        if mode == "train":
+            decoder_mask = inputs.get("decoder_attention_mask")
+            n_tokens = inputs["attention_mask"].sum() + (
+                decoder_mask.sum() if decoder_mask is not None else mask.sum()
+            )
+            self._total_train_tokens += int(self.accelerator.gather(n_tokens.reshape(1)).sum()) // max(
+                self._tp_size, 1
+            )
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+        return (loss, outputs) if return_outputs else loss
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Sampling
+
+    def _get_train_sampler(self, train_dataset=None):
+        if not self.group_by_modality_length:
+            return super()._get_train_sampler(train_dataset)
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        return ModalityGroupedSampler(
+            dataset[LENGTH_COLUMN],
+            batch_size=self.args.per_device_train_batch_size,
+            world_size=self.args.world_size,
+            gradient_accumulation_steps=self.args.gradient_accumulation_steps,
+            seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+        )
+
+    # ------------------------------------------------------------------------------------------------------------------
+    # Saving
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        super()._save(output_dir, state_dict)
+        if not self.args.should_save:
+            return
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if self.save_projector:
+            model = self.accelerator.unwrap_model(self.model)
+            if state_dict is None:
+                state_dict = model.state_dict()
+            config = model.config
+            save_projector(
+                projector_from_state_dict(state_dict, config),
+                output_dir,
+                text_model=self.card_info.get("base_text_model"),
+                vision_model=self.card_info.get("base_vision_model"),
+                vision_feature_layer=config.vision_feature_layer,
+                vision_feature_select_strategy=config.vision_feature_select_strategy,
+            )
+        write_model_card(output_dir, self._card_arguments())
+
+    def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, tags=None, **kwargs):
+        # TRL's version writes its own causal-LM card to output_dir before every checkpoint and Hub push; ours
+        # describes this model and how to load it.
+        if self.is_world_process_zero():
+            os.makedirs(self.args.output_dir, exist_ok=True)
+            write_model_card(self.args.output_dir, self._card_arguments())
+
+
+def _require_seq2seq_settings(args: SFTConfig) -> None:
+    """Set the SFTConfig options the seq2seq path needs; refuse the ones it cannot honour."""
+    if args.packing or args.padding_free:
+        raise ValueError("packing and padding_free concatenate causal sequences; they do not apply to CLIP-FlanT5.")
+    if args.use_liger_kernel:
+        raise ValueError("use_liger_kernel has no T5 support; turn it off.")
+    if args.ddp_find_unused_parameters is None:
+        # Every trainable parameter takes part in every step (the projector runs even for text-only batches), so DDP
+        # need not search for unused ones (SFTTrainer would turn the search on for a processor).
+        args.ddp_find_unused_parameters = False
+    if args.remove_unused_columns:
+        # Trainer would drop every column the collator reads (image paths, conversations) before the collator runs.
+        logger.info("Setting remove_unused_columns=False: the collator reads the raw dataset columns.")
+        args.remove_unused_columns = False
+    dataset_kwargs = dict(args.dataset_kwargs or {})
+    if not dataset_kwargs.get("skip_prepare_dataset"):
+        # SFTTrainer's dataset preparation tokenizes causal prompt+completion rows; our collator does it instead.
+        dataset_kwargs["skip_prepare_dataset"] = True
+        args.dataset_kwargs = dataset_kwargs
+
+
+__all__ = ["CLIPFlanT5SFTTrainer", "projector_from_state_dict", "write_model_card"]

@@ -1,0 +1,384 @@
+"""CLIPFlanT5SFTTrainer: TRL's SFTTrainer training CLIP-FlanT5 correctly (loss, gradients, metrics, saving, resuming)."""
+
+import copy
+import json
+
+import pytest
+import torch
+from huggingface_hub import HfApi
+from transformers import (
+    AutoModelForImageTextToText,
+    AutoProcessor,
+    CLIPModel,
+    CLIPVisionModel,
+    T5ForConditionalGeneration,
+)
+from trl import ModelConfig, SFTConfig
+
+from transformers_clipflant5 import VQAScore
+from transformers_clipflant5.projector import load_projector
+from transformers_clipflant5.synthetic import write_synthetic_dataset
+from transformers_clipflant5.tiny import build_tiny_model
+from transformers_clipflant5.trainer import CLIPFlanT5SFTTrainer
+from transformers_clipflant5.training import (
+    build_model_from_base_checkpoints,
+    default_peft_config,
+    merge_lora_and_save,
+    set_trainable_parameters,
+    write_demo_base_checkpoints,
+)
+from transformers_clipflant5.training_data import CLIPFlanT5DataCollator, load_llava_dataset
+
+
+@pytest.fixture(scope="module")
+def base():
+    model, processor = build_tiny_model(seed=1)
+    return model, processor
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Synthetic LLaVA data: 4 images with multi-turn conversations (flattened to 44 rows) and 8 text-only rows."""
+    folder = tmp_path_factory.mktemp("data")
+    paths = write_synthetic_dataset(
+        folder, num_train_images=4, num_eval_images=0, num_text_only=8, image_size=40, seed=0
+    )
+    stage2, _ = load_llava_dataset(paths["train"], "t5_v1", paths["image_folder"], flatten=True)
+    return {"stage2": stage2, "image_folder": paths["image_folder"], "paths": paths}
+
+
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory):
+    return write_demo_base_checkpoints(tmp_path_factory.mktemp("bases"), seed=0)
+
+
+def fresh(base, stage=2):
+    model, processor = base
+    model = copy.deepcopy(model).train()
+    set_trainable_parameters(model, stage)
+    return model, processor
+
+
+def make_trainer(model, processor, dataset, image_folder, output_dir, template="t5_v1", trainer_kwargs=None, **args):
+    settings = dict(
+        output_dir=str(output_dir),
+        per_device_train_batch_size=4,
+        max_steps=2,
+        learning_rate=1e-3,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        bf16=False,
+        activation_checkpointing=False,
+        dataloader_pin_memory=False,
+        seed=0,
+    )
+    settings.update(args)
+    return CLIPFlanT5SFTTrainer(
+        model=model,
+        args=SFTConfig(**settings),
+        train_dataset=dataset,
+        data_collator=CLIPFlanT5DataCollator(processor, template, image_folder, max_length=1024),
+        processing_class=processor,
+        **(trainer_kwargs or {}),
+    )
+
+
+def label_tokens(batch):
+    return (batch["labels"] != -100).sum()
+
+
+def batches(dataset, collator):
+    image_rows = [i for i, f in enumerate(dataset["image_file"]) if f is not None]
+    text_rows = [i for i, f in enumerate(dataset["image_file"]) if f is None]
+    return {
+        "mixed": collator([dataset[i] for i in image_rows[:2] + text_rows[:2]]),
+        "text-only": collator([dataset[i] for i in text_rows[:3]]),
+        "repeated image": collator([dataset[i] for i in image_rows[:3]]),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Loss, gradients, metrics
+
+
+def test_trainer_loss_equals_the_model_loss(base, data, tmp_path):
+    model, processor = fresh(base)
+    trainer = make_trainer(model, processor, data["stage2"], data["image_folder"], tmp_path, max_steps=1)
+    # SFTTrainer's causal fused-LM-head patch is gone: the model's own seq2seq forward runs.
+    assert "forward" not in vars(model)
+    for name, batch in batches(data["stage2"], trainer.data_collator).items():
+        if name == "repeated image":
+            assert "image_index" in batch
+        with torch.no_grad():
+            expected = model(**batch).loss.item()
+            loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=label_tokens(batch)).item()
+        assert loss == pytest.approx(expected, abs=1e-5), name
+
+    # Through a real optimisation step: the logged loss of step 1 is the model's loss on the first batch.
+    first_batch = next(iter(trainer.get_train_dataloader()))
+    with torch.no_grad():
+        expected = model(**first_batch).loss.item()
+    trainer.train()
+    assert trainer.state.log_history[0]["loss"] == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_gradients_reach_exactly_the_trained_parameters(base, data, tmp_path, stage):
+    model, processor = fresh(base, stage)
+    trainer = make_trainer(model, processor, data["stage2"], data["image_folder"], tmp_path)
+    if stage == 1:
+        expected = {n for n, _ in model.named_parameters() if n.startswith("model.multi_modal_projector.")}
+    else:
+        expected = {n for n, _ in model.named_parameters() if not n.startswith("model.vision_tower.")}
+        assert {"model.language_model.shared.weight", "lm_head.weight"} <= expected
+    assert len(expected) > 0
+    for name, batch in batches(data["stage2"], trainer.data_collator).items():
+        model.zero_grad(set_to_none=True)
+        trainer.training_step(model, dict(batch), num_items_in_batch=label_tokens(batch))
+        reached = {n for n, p in model.named_parameters() if p.grad is not None}
+        assert reached == expected, name
+        nonzero = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+        projector = {n for n in expected if "multi_modal_projector" in n}
+        if name == "text-only":
+            # The projector ran (every rank runs it every step) but no image feature reached the loss.
+            assert not nonzero & projector and (stage == 1 or nonzero)
+        else:
+            assert projector <= nonzero
+
+
+def test_logged_metrics_are_unshifted(base, data, tmp_path):
+    model, processor = fresh(base)
+    # Train a little first: an untrained model predicts nothing right, shifted or not.
+    trainer = make_trainer(
+        model, processor, data["stage2"], data["image_folder"], tmp_path, max_steps=25, learning_rate=1e-2
+    )
+    trainer.train()
+    model.train()
+    batch = batches(data["stage2"], trainer.data_collator)["mixed"]
+    tokens_before = trainer._total_train_tokens
+    with torch.no_grad():
+        logits = model(**batch).logits
+        trainer.compute_loss(model, dict(batch), num_items_in_batch=label_tokens(batch))
+    mask = batch["labels"] != -100
+    accuracy = ((logits.argmax(-1) == batch["labels"]) & mask).sum() / mask.sum()
+    log_probs = logits.log_softmax(-1)
+    entropy = (-(log_probs.exp() * log_probs).sum(-1) * mask).sum() / mask.sum()
+    metrics = trainer._metrics["train"]
+    assert accuracy > 0.2
+    assert metrics["mean_token_accuracy"][-1] == pytest.approx(accuracy.item(), abs=1e-6)
+    assert metrics["entropy"][-1] == pytest.approx(entropy.item(), abs=1e-5)
+    assert metrics["num_tokens"][-1] - tokens_before == (
+        batch["attention_mask"].sum() + batch["decoder_attention_mask"].sum()
+    )
+    # The causal shift SFTTrainer uses would measure something else on this batch.
+    shifted = ((logits[:, :-1].argmax(-1) == batch["labels"][:, 1:]) & mask[:, 1:]).sum() / mask[:, 1:].sum()
+    assert shifted.item() != pytest.approx(accuracy.item(), abs=1e-3)
+
+
+def test_gradient_accumulation_is_exact(base, data, tmp_path):
+    results = []
+    for batch_size, accumulation in ((4, 1), (2, 2), (1, 4)):
+        model, processor = fresh(base)
+        trainer = make_trainer(
+            model,
+            processor,
+            data["stage2"].select(range(8, 12)),
+            data["image_folder"],
+            tmp_path / f"{batch_size}",
+            per_device_train_batch_size=batch_size,
+            gradient_accumulation_steps=accumulation,
+            max_steps=1,
+            optim="sgd",
+            learning_rate=0.5,
+            lr_scheduler_type="constant",
+            train_sampling_strategy="sequential",
+        )
+        trainer.train()
+        results.append(
+            (trainer.state.log_history[0]["loss"], torch.cat([p.detach().flatten() for p in model.parameters()]))
+        )
+    for loss, params in results[1:]:
+        assert loss == pytest.approx(results[0][0], abs=1e-5)
+        assert torch.allclose(params, results[0][1], atol=1e-6)
+    assert not torch.equal(results[0][1], torch.cat([p.flatten() for p in base[0].parameters()]))
+
+
+def test_trainer_refuses_what_it_cannot_do(base, data, tmp_path):
+    model, processor = fresh(base)
+    with pytest.raises(ValueError, match="packing"):
+        make_trainer(model, processor, data["stage2"], data["image_folder"], tmp_path, packing=True)
+    with pytest.raises(ValueError, match="loss_type='nll'"):
+        make_trainer(model, processor, data["stage2"], data["image_folder"], tmp_path, loss_type="dft")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Building, saving, resuming, pushing
+
+
+def test_build_from_base_checkpoints(bases, tmp_path):
+    text_folder, vision_folder = bases
+    model, processor = build_model_from_base_checkpoints(text_folder, vision_folder, image_aspect_ratio="square")
+    text = T5ForConditionalGeneration.from_pretrained(text_folder)
+    vision = CLIPVisionModel.from_pretrained(vision_folder)
+    ours = model.state_dict()
+    for key, tensor in text.state_dict().items():
+        target = "lm_head.weight" if key == "lm_head.weight" else f"model.language_model.{key}"
+        assert torch.equal(ours[target], tensor), key
+    for key, tensor in vision.state_dict().items():
+        assert torch.equal(ours[f"model.vision_tower.{key}"], tensor), key
+    assert model.config.image_token_id == processor.tokenizer.convert_tokens_to_ids("<image>")
+    assert processor.image_aspect_ratio == "square" and model.config.image_aspect_ratio == "square"
+    assert model.model.multi_modal_projector.linear_1.weight.abs().sum() > 0
+
+    # A full CLIPModel checkpoint works too (its vision half is used).
+    clip_config = {"text_config": {"vocab_size": 99, "hidden_size": 16, "intermediate_size": 32,
+                                   "num_hidden_layers": 1, "num_attention_heads": 2, "projection_dim": 16},
+                   "vision_config": vision.config.to_dict(), "projection_dim": 16}  # fmt: skip
+    from transformers import CLIPConfig
+
+    full = CLIPModel(CLIPConfig(**clip_config))
+    full.save_pretrained(tmp_path / "clip")
+    processor.image_processor.save_pretrained(tmp_path / "clip")
+    model, _ = build_model_from_base_checkpoints(text_folder, tmp_path / "clip")
+    assert torch.equal(
+        model.model.vision_tower.embeddings.patch_embedding.weight,
+        full.vision_model.embeddings.patch_embedding.weight,
+    )
+
+
+def test_stage1_outputs_are_self_contained_and_feed_stage2(bases, data, tmp_path):
+    text_folder, vision_folder = bases
+    model, processor = build_model_from_base_checkpoints(text_folder, vision_folder, image_aspect_ratio="square")
+    set_trainable_parameters(model, 1)
+    stage1_data, _ = load_llava_dataset(
+        write_synthetic_dataset(tmp_path / "captions", num_train_images=6, num_eval_images=0, captions_only=True)[
+            "train"
+        ],
+        "t5_plain_split_text",
+        tmp_path / "captions",
+    )
+    output = tmp_path / "stage1"
+    trainer = make_trainer(
+        model,
+        processor,
+        stage1_data,
+        tmp_path / "captions",
+        output,
+        template="t5_plain_split_text",
+        save_strategy="steps",
+        save_steps=1,
+        learning_rate=1e-2,
+        trainer_kwargs={
+            "save_projector": True,
+            "card_info": {
+                "stage": 1,
+                "base_text_model": str(text_folder),
+                "base_vision_model": str(vision_folder),
+                "dataset": "captions.json",
+                "hyperparameters": {"learning rate": 1e-2},
+            },
+        },
+    )
+    trainer.train()
+    trainer.save_model(str(output))
+    trained = model.state_dict()
+    for folder in (output / "checkpoint-1", output / "checkpoint-2", output):
+        files = {path.name for path in folder.iterdir()}
+        assert {"model.safetensors", "config.json", "processor_config.json", "chat_template.jinja", "README.md",
+                "projector.safetensors", "projector_config.json", "modeling_clip_flant5.py"} <= files  # fmt: skip
+        readme = (folder / "README.md").read_text()
+        assert "stage-1" in readme and "trl-lib" not in readme and "text-generation" not in readme
+        assert "auto_map" in json.loads((folder / "config.json").read_text())
+    reloaded = AutoModelForImageTextToText.from_pretrained(output)
+    for key, tensor in reloaded.state_dict().items():
+        assert torch.equal(tensor, trained[key]), key
+    assert AutoProcessor.from_pretrained(output).image_aspect_ratio == "square"
+
+    # Stage 2 from the base checkpoints + this projector.
+    stage2, _ = build_model_from_base_checkpoints(text_folder, vision_folder, image_aspect_ratio="pad")
+    load_projector(stage2, output)
+    for key, tensor in stage2.model.multi_modal_projector.state_dict().items():
+        assert torch.equal(tensor, trained[f"model.multi_modal_projector.{key}"])
+
+
+def test_resume_from_checkpoint_is_exact(base, data, tmp_path):
+    def run(output, max_steps, resume=None):
+        model, processor = fresh(base)
+        trainer = make_trainer(
+            model,
+            processor,
+            data["stage2"],
+            data["image_folder"],
+            output,
+            max_steps=max_steps,
+            save_strategy="steps",
+            save_steps=2,
+            trainer_kwargs={"group_by_modality_length": True},
+        )
+        trainer.train(resume_from_checkpoint=resume)
+        return model, trainer
+
+    straight, _ = run(tmp_path / "straight", 4)
+    # A new process picks the run up from its step-2 checkpoint (optimizer, scheduler, RNG and data position).
+    resumed, trainer = run(tmp_path / "resumed", 4, resume=str(tmp_path / "straight" / "checkpoint-2"))
+    assert trainer.state.global_step == 4
+    for (name, a), b in zip(straight.named_parameters(), resumed.parameters()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    scores = VQAScore.from_pretrained(tmp_path / "resumed" / "checkpoint-4", dtype="float32", device="cpu")(
+        [data["paths"]["image_folder"] / "images/train_00000.png"], ["a red circle"]
+    )
+    assert 0 < scores.item() < 1
+
+
+def test_push_to_hub_goes_through_the_trainer(base, data, tmp_path, monkeypatch):
+    calls = {}
+
+    def create_repo(self, repo_id, **kwargs):
+        calls["create_repo"] = repo_id
+        from huggingface_hub import RepoUrl
+
+        return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def upload_folder(self, repo_id, folder_path, **kwargs):
+        calls["upload"] = (repo_id, sorted(p.name for p in __import__("pathlib").Path(folder_path).iterdir()))
+        calls["readme"] = (__import__("pathlib").Path(folder_path) / "README.md").read_text()
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    model, processor = fresh(base)
+    trainer = make_trainer(
+        model, processor, data["stage2"], data["image_folder"], tmp_path / "out", push_to_hub=True,
+        hub_model_id="someone/clip-flant5-test", max_steps=1,
+    )  # fmt: skip
+    trainer.train()
+    trainer.push_to_hub()
+    assert calls["create_repo"] == "someone/clip-flant5-test"
+    repo_id, files = calls["upload"]
+    assert repo_id == "someone/clip-flant5-test"
+    assert {"model.safetensors", "config.json", "processor_config.json", "README.md"} <= set(files)
+    assert "clip-flant5" in calls["readme"] and "someone/clip-flant5-test" in calls["readme"]
+
+
+def test_lora_trains_the_adapters_and_the_projector(base, data, tmp_path):
+    model, processor = fresh(base)
+    peft_config = default_peft_config(ModelConfig(use_peft=True, lora_r=4, lora_alpha=8, lora_dropout=0.0), stage=2)
+    trainer = make_trainer(
+        model, processor, data["stage2"], data["image_folder"], tmp_path / "lora", max_steps=2,
+        trainer_kwargs={"peft_config": peft_config},
+    )  # fmt: skip
+    batch = batches(data["stage2"], trainer.data_collator)["mixed"]
+    trainer.model.zero_grad(set_to_none=True)
+    trainer.training_step(trainer.model, dict(batch), num_items_in_batch=label_tokens(batch))
+    reached = {n for n, p in trainer.model.named_parameters() if p.grad is not None}
+    assert reached and all("lora_" in n or "multi_modal_projector.modules_to_save" in n for n in reached)
+    assert any("language_model.encoder" in n for n in reached) and any("language_model.decoder" in n for n in reached)
+    assert not any("vision_tower" in n for n in reached)
+    trainer.train()
+    trainer.save_model(str(tmp_path / "lora"))
+    merge_lora_and_save(trainer, tmp_path / "lora")
+    merged = AutoModelForImageTextToText.from_pretrained(tmp_path / "lora")
+    with torch.no_grad():
+        expected = trainer.model(**batch).logits
+        assert torch.allclose(merged(**batch).logits, expected, atol=1e-5)
+    assert (tmp_path / "lora" / "adapter" / "adapter_config.json").is_file()
