@@ -109,7 +109,8 @@ def save_original_checkpoint(model, sentencepiece_bytes: bytes, folder, shards: 
     state = {}
     for key, tensor in ours.items():
         if key.startswith("model.vision_tower."):
-            state["vision_tower.vision_tower." + key[len("model.vision_tower.") :]] = tensor
+            # The real repos hold a transformers-4 CLIPVisionModel state dict, nested under `vision_model.`.
+            state["vision_tower.vision_tower.vision_model." + key[len("model.vision_tower.") :]] = tensor
         elif key.startswith("model.multi_modal_projector.linear_1."):
             state["mm_projector.0." + key.rsplit(".", 1)[1]] = tensor
         elif key.startswith("model.multi_modal_projector.linear_2."):
@@ -193,7 +194,7 @@ class NaiveOriginal:
         assert not self.t5.config.scale_decoder_outputs
         tower_config = CLIPVisionConfig.from_pretrained(flat["mm_vision_tower"])
         self.vision = CLIPVisionModel(tower_config).eval()
-        prefix = "vision_tower.vision_tower."
+        prefix = "vision_tower.vision_tower.vision_model."
         self.vision.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
         hidden, d_model = tower_config.hidden_size, flat["d_model"]
         self.projector = nn.Sequential(nn.Linear(hidden, d_model), nn.GELU(), nn.Linear(d_model, d_model)).eval()

@@ -32,7 +32,8 @@ from .configuration_clip_flant5 import HUB_KWARGS, CLIPFlanT5Config, read_origin
 # `embed_tokens`); only `shared.weight` is loaded, the copies are set aside (see `_check_duplicate_embeddings`).
 ORIGINAL_KEY_MAPPING = {
     r"^(encoder\.|decoder\.)?embed_tokens\.weight$": "original_duplicate_embedding.weight",
-    r"^vision_tower\.vision_tower\.": "model.vision_tower.",
+    # transformers 4's CLIPVisionModel nested its weights under `vision_model.`; transformers 5's does not.
+    r"^vision_tower\.vision_tower\.(?:vision_model\.)?": "model.vision_tower.",
     r"^mm_projector\.0\.": "model.multi_modal_projector.linear_1.",
     r"^mm_projector\.2\.": "model.multi_modal_projector.linear_2.",
     r"^shared\.": "model.language_model.shared.",
