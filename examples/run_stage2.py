@@ -148,8 +148,9 @@ def parse_args(argv: list[str] | None = None):
     argv = sys.argv[1:] if argv is None else argv
     parser = TrlParser((CLIPFlanT5ScriptArguments, SFTConfig, ModelConfig))
     if not torch.cuda.is_available():
-        # No GPU: train in fp32 unless a --config file or the command line asks for bf16.
-        parser.set_defaults_with_config(bf16=False)
+        # No GPU: train in fp32 on the CPU (also under the deepspeed launcher) unless a --config file or the command
+        # line says otherwise.
+        parser.set_defaults_with_config(bf16=False, use_cpu=True)
     script_args, training_args, model_args = parser.parse_args_and_config(argv)
     demo = script_args.data_path is None
     if demo:

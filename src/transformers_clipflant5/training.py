@@ -127,53 +127,59 @@ def build_model_from_base_checkpoints(
     full `CLIPModel` checkpoint such as `openai/clip-vit-large-patch14-336`); the projector is newly initialised
     (seeded). The processor pairs the text model's tokenizer (with `<image>` added) and the vision model's image
     processor. The sub-models are moved into the composite model, not copied, so peak memory is one model.
+
+    Under a DeepSpeed ZeRO-3 config the model is still assembled whole on each process (DeepSpeed shards it when
+    training starts); starting stage 2 from a stage-1 output folder instead loads it sharded from the start.
     """
     tokenizer = AutoTokenizer.from_pretrained(str(text_model), **hub_kwargs)
     if DEFAULT_IMAGE_TOKEN not in tokenizer.get_vocab():
         tokenizer.add_tokens([DEFAULT_IMAGE_TOKEN], special_tokens=True)
     image_token_id = tokenizer.convert_tokens_to_ids(DEFAULT_IMAGE_TOKEN)
-    if isinstance(dtype, str) and dtype != "auto":
-        dtype = getattr(torch, dtype)
+    if isinstance(dtype, str):
+        dtype = None if dtype == "auto" else getattr(torch, dtype)
     load_kwargs = {"dtype": dtype} if dtype is not None else {}
+    vision_kwargs = dict(load_kwargs)
+    if vision_attn_implementation is not None:
+        vision_kwargs["attn_implementation"] = vision_attn_implementation
+    image_processor = CLIPImageProcessorPil.from_pretrained(str(vision_model), **hub_kwargs)
+
     with _without_zero3_init():
         text = T5ForConditionalGeneration.from_pretrained(str(text_model), **load_kwargs, **hub_kwargs)
         vision_config = CLIPVisionConfig.from_pretrained(str(vision_model), **hub_kwargs)
-        if vision_attn_implementation is not None:
-            load_kwargs["attn_implementation"] = vision_attn_implementation
-        vision = CLIPVisionModel.from_pretrained(str(vision_model), config=vision_config, **load_kwargs, **hub_kwargs)
-    image_processor = CLIPImageProcessorPil.from_pretrained(str(vision_model), **hub_kwargs)
-    if image_token_id >= text.config.vocab_size:
-        # FlanT5's 32128-row embedding has room for <image> (id 32100); a full vocabulary needs more rows.
-        text.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
-
-    text_config = text.config
-    config = CLIPFlanT5Config(
-        vision_config=vision.config,
-        text_config=text_config,
-        image_token_id=image_token_id,
-        image_aspect_ratio=image_aspect_ratio,
-        tie_word_embeddings=text_config.tie_word_embeddings,
-    )
-    with torch.device("meta"):
-        model = CLIPFlanT5ForConditionalGeneration(config)
-    model.model.vision_tower = vision
-    language_model = model.model.language_model
-    language_model.shared = text.shared
-    language_model.encoder = text.encoder
-    language_model.decoder = text.decoder
-    model.lm_head = text.lm_head
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        projector = CLIPFlanT5MultiModalProjector(config)
-        model._init_weights(projector)
-    model.model.multi_modal_projector = projector.to(dtype=text.lm_head.weight.dtype)
-    if config.tie_word_embeddings:
-        model.tie_weights()
+        vision = CLIPVisionModel.from_pretrained(
+            str(vision_model), config=vision_config, **vision_kwargs, **hub_kwargs
+        )
+        if image_token_id >= text.config.vocab_size:
+            # FlanT5's 32128-row embedding has room for <image> (id 32100); a full vocabulary needs more rows.
+            text.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64)
+        # transformers' T5Config always says tie_word_embeddings=True; whether the head is really tied is whether the
+        # checkpoint stored its own (FlanT5 does; original T5 ties it and rescales the decoder output).
+        tied = text.lm_head.weight is text.shared.weight
+        config = CLIPFlanT5Config(
+            vision_config=vision.config,
+            text_config=text.config,
+            image_token_id=image_token_id,
+            image_aspect_ratio=image_aspect_ratio,
+            tie_word_embeddings=tied,
+        )
+        with torch.device("meta"):
+            model = CLIPFlanT5ForConditionalGeneration(config)
+        model.model.vision_tower = vision
+        language_model = model.model.language_model
+        language_model.shared, language_model.encoder, language_model.decoder = text.shared, text.encoder, text.decoder
+        model.lm_head = text.lm_head
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            projector = CLIPFlanT5MultiModalProjector(config)
+            model._init_weights(projector)
+        model.model.multi_modal_projector = projector.to(dtype=text.lm_head.weight.dtype)
+        if config.tie_word_embeddings:
+            model.tie_weights()
     left_on_meta = [name for name, tensor in [*model.named_parameters(), *model.named_buffers()] if tensor.is_meta]
     if left_on_meta:
         raise RuntimeError(f"Assembling the model left tensors uninitialised: {left_on_meta[:5]}")
     model.config._name_or_path = str(text_model)
-    model.generation_config.decoder_start_token_id = text_config.decoder_start_token_id
+    model.generation_config.decoder_start_token_id = text.config.decoder_start_token_id
 
     processor = CLIPFlanT5Processor(
         image_processor=image_processor,
@@ -417,7 +423,9 @@ def write_demo_base_checkpoints(folder: str | os.PathLike, seed: int = 0) -> tup
         num_layers=DEMO_MODEL["num_layers"],
     )
     torch.manual_seed(seed)
-    text = T5ForConditionalGeneration(T5Config(**config.text_config.to_dict()))
+    text = T5ForConditionalGeneration(T5Config(**{**config.text_config.to_dict(), "tie_word_embeddings": False}))
+    # FlanT5 layout: an LM head of its own (transformers ties T5's head unless the checkpoint stores a separate one).
+    text.lm_head.weight = torch.nn.Parameter(torch.randn_like(text.lm_head.weight) * text.config.d_model**-0.5)
     text_folder, vision_folder = folder / "flan-t5-tiny", folder / "clip-vit-tiny"
     text.save_pretrained(text_folder)
     tokenizer.save_pretrained(text_folder)

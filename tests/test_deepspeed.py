@@ -1,0 +1,124 @@
+"""Real DeepSpeed on CPU (gloo), 2 processes: stage 1 under ZeRO-2 (accelerate launch), then stage 2 under ZeRO-3 (the
+deepspeed launcher) from the base checkpoints plus the stage-1 projector, on data whose ranks see image and text-only
+rows in the same and in separate batches. A rank that skipped the vision tower or projector would hang the gathers;
+the timeout turns that into a failure."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from transformers_clipflant5 import VQAScore
+from transformers_clipflant5.projector import load_projector
+from transformers_clipflant5.synthetic import render, write_synthetic_dataset
+from transformers_clipflant5.training import build_model_from_base_checkpoints, write_demo_base_checkpoints
+
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TIMEOUT = 240
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch(command: list[str], log: Path) -> None:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
+    try:
+        result = subprocess.run(
+            command, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT, start_new_session=True
+        )
+    except subprocess.TimeoutExpired as error:
+        log.write_text(f"{error.stdout}\n{error.stderr}")
+        pytest.fail(f"{command[0]} timed out after {TIMEOUT} s (a rank hung?); log in {log}")
+    log.write_text(result.stdout + "\n" + result.stderr)
+    assert result.returncode == 0, f"exit {result.returncode}:\n{result.stderr[-4000:]}"
+
+
+def stage2_rows(folder: Path) -> Path:
+    """16 single-turn rows in an order that, with 2 ranks x 2 rows and sequential sampling, gives: step 1 rank 0
+    images / rank 1 text-only; step 2 both mixed; step 3 both text-only; step 4 both images."""
+    (folder / "images").mkdir(parents=True)
+    pattern = "II TT IT TI TT TT II II".replace(" ", "")
+    rows = []
+    for index, kind in enumerate(pattern):
+        if kind == "I":
+            render("red", "circle", "left", size=40).save(folder / "images" / f"{index}.png")
+            question = '<image>\nDoes this figure show "a red circle on the left"? Please answer yes or no.'
+            rows.append({"id": str(index), "image": f"images/{index}.png", "conversations": [
+                {"from": "human", "value": question}, {"from": "gpt", "value": "Yes"}]})  # fmt: skip
+        else:
+            rows.append({"id": str(index), "conversations": [
+                {"from": "human", "value": "Is red a color?"}, {"from": "gpt", "value": "Yes"}]})  # fmt: skip
+    path = folder / "train.json"
+    path.write_text(json.dumps(rows))
+    return path
+
+
+COMMON = ["--per_device_train_batch_size", "2", "--report_to", "none", "--logging_steps", "1",
+          "--dataloader_num_workers", "0", "--dataloader_pin_memory", "false", "--activation_checkpointing", "false"]  # fmt: skip
+
+
+@pytest.mark.timeout(2 * TIMEOUT + 60)
+def test_stage1_zero2_then_stage2_zero3(tmp_path):
+    text_model, vision_model = write_demo_base_checkpoints(tmp_path / "bases")
+    captions = write_synthetic_dataset(
+        tmp_path / "captions", num_train_images=8, num_eval_images=0, captions_only=True
+    )
+
+    stage1 = tmp_path / "stage1"
+    launch(
+        [str(BIN / "accelerate"), "launch", "--config_file", "examples/accelerate/deepspeed_zero2.yaml",
+         "--num_processes", "2", "--cpu", "--main_process_port", str(free_port()),
+         "examples/run_stage1.py", "--text_model", str(text_model), "--vision_model", str(vision_model),
+         "--data_path", str(captions["train"]), "--image_folder", str(captions["image_folder"]),
+         "--output_dir", str(stage1), "--max_steps", "2", "--learning_rate", "1e-2", *COMMON],
+        tmp_path / "stage1.log",
+    )  # fmt: skip
+    trained_projector = load_file(stage1 / "projector.safetensors")
+    fresh, _ = build_model_from_base_checkpoints(text_model, vision_model)
+    assert not torch.equal(trained_projector["linear_1.weight"], fresh.model.multi_modal_projector.linear_1.weight)
+    load_projector(fresh, stage1)  # the stage-1 projector fits a model built from the same bases
+    assert torch.equal(fresh.model.multi_modal_projector.linear_1.weight, trained_projector["linear_1.weight"])
+
+    stage2 = tmp_path / "stage2"
+    data = stage2_rows(tmp_path / "mixed")
+    launch(
+        [str(BIN / "deepspeed"), "--num_gpus", "2", "--master_port", str(free_port()),
+         "examples/run_stage2.py", "--deepspeed", "examples/deepspeed/zero3.json",
+         "--text_model", str(text_model), "--vision_model", str(vision_model),
+         "--pretrained_projector", str(stage1),
+         "--data_path", str(data), "--image_folder", str(data.parent),
+         "--output_dir", str(stage2), "--num_train_epochs", "1", "--learning_rate", "1e-3",
+         "--train_sampling_strategy", "sequential", *COMMON],
+        tmp_path / "stage2.log",
+    )  # fmt: skip
+    state = json.loads(next(stage2.glob("checkpoint-*/trainer_state.json")).read_text())
+    assert state["global_step"] == 4
+    assert len([entry for entry in state["log_history"] if "loss" in entry]) == 4
+
+    # A consolidated model: every tensor is whole, the vision tower unchanged, the projector and FlanT5 trained.
+    saved = load_file(stage2 / "model.safetensors")
+    base, _ = build_model_from_base_checkpoints(text_model, vision_model)
+    load_projector(base, stage1)
+    reference = base.state_dict()
+    for key, tensor in saved.items():
+        assert tensor.shape == reference[key].shape, key
+    vision_keys = [key for key in saved if key.startswith("model.vision_tower.")]
+    assert vision_keys and all(torch.equal(saved[key], reference[key]) for key in vision_keys)
+    for key in ("model.multi_modal_projector.linear_1.weight", "model.language_model.shared.weight", "lm_head.weight"):
+        assert not torch.equal(saved[key], reference[key]), key
+
+    scorer = VQAScore.from_pretrained(stage2, dtype="float32", device="cpu")
+    scores = scorer([data.parent / "images" / "0.png"] * 2, ["a red circle on the left", "a blue square"])
+    assert torch.isfinite(scores).all() and ((scores > 0) & (scores < 1)).all()
+    assert "stage-2" in (stage2 / "README.md").read_text()
