@@ -1,6 +1,7 @@
 """Shared fixtures: tiny random CLIP-FlanT5 models, in our format and in the original Hub layout, built in code."""
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -46,6 +47,26 @@ def original_folder(tiny, tmp_path_factory):
     # The original repos ship FlanT5's tokenizer, without an <image> token.
     T5Tokenizer.from_pretrained(folder, extra_ids=100).save_pretrained(folder)
     return folder
+
+
+def hub_cache(
+    cache: Path, repo_id: str, source: Path, commit: str = "0123456789abcdef0123456789abcdef01234567"
+) -> Path:
+    """Lay `source` out as the Hugging Face Hub cache entry of `repo_id` (blobs, a snapshot of symlinks, refs/main),
+    what a download leaves behind; returns `cache`."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    snapshot.mkdir(parents=True)
+    for index, path in enumerate(sorted(p for p in source.rglob("*") if p.is_file())):
+        relative = path.relative_to(source)
+        blob = repo / "blobs" / f"{commit[:8]}-{index:04d}"
+        shutil.copy(path, blob)
+        (snapshot / relative).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.path.relpath(blob, (snapshot / relative).parent), snapshot / relative)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    return cache
 
 
 def make_images(sizes, seed: int = 0) -> list[Image.Image]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_images
+from conftest import hub_cache, make_images
 from original_reference import save_original_checkpoint, vqa_prompt
 from safetensors import safe_open
 from transformers import AutoModelForImageTextToText, AutoProcessor, T5Tokenizer
@@ -288,23 +288,10 @@ def test_projector_conversion_and_loading(tmp_path, capsys):
         assert {handle.get_tensor(key).dtype for key in handle.keys()} == {torch.bfloat16}
 
 
-def write_hub_cache(cache: Path, repo_id: str, folder: Path, commit: str = "0123456789abcdef0123456789abcdef01234567"):
-    """Lay `folder` out as the Hugging Face cache entry of `repo_id` at `commit` (what a download leaves behind)."""
-    org, name = repo_id.split("/")
-    entry = cache / f"models--{org}--{name}"
-    snapshot = entry / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    for path in folder.iterdir():
-        if path.is_file():
-            (snapshot / path.name).write_bytes(path.read_bytes())
-    (entry / "refs").mkdir()
-    (entry / "refs" / "main").write_text(commit)
-
-
 def test_convert_by_repo_id_from_the_hf_cache(original_folder, reference_logits, tmp_path):
     """`clip-flant5 convert zhiqiulin/clip-flant5-xl DST` offline, reading the repo from HF_HUB_CACHE."""
     cache = tmp_path / "hub"
-    write_hub_cache(cache, "zhiqiulin/clip-flant5-xl", original_folder)
+    hub_cache(cache, "zhiqiulin/clip-flant5-xl", original_folder)
     output = tmp_path / "clip-flant5-xl"
     env = dict(os.environ, HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "home"))
     result = subprocess.run(

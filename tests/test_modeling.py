@@ -8,11 +8,10 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_images
+from conftest import hub_cache, make_images
 from original_reference import vqa_prompt
 from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoModelForSeq2SeqLM, AutoProcessor
 
@@ -131,37 +130,18 @@ def test_remote_code_loads_without_the_package(saved, batch, tiny, tmp_path):
     assert "remote code OK" in result.stdout
 
 
-def _hub_cache(tmp_path: Path, repo_id: str, source: Path) -> Path:
-    """Lay `source` out as the Hugging Face Hub cache does: blobs, a snapshot of symlinks, refs/main."""
-    cache = tmp_path / "hub"
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    snapshot = repo / "snapshots" / commit
-    (repo / "blobs").mkdir(parents=True)
-    snapshot.mkdir(parents=True)
-    for index, path in enumerate(sorted(p for p in source.rglob("*") if p.is_file())):
-        relative = path.relative_to(source)
-        blob = repo / "blobs" / f"blob{index:04d}"
-        shutil.copy(path, blob)
-        (snapshot / relative).parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(os.path.relpath(blob, (snapshot / relative).parent), snapshot / relative)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-    return cache
-
-
 def test_load_by_repo_id_from_offline_hub_cache(tmp_path, saved, original_folder, batch, tiny):
     model, _ = tiny
     with torch.no_grad():
         expected = model(**batch).logits
-    ours_cache = _hub_cache(tmp_path / "a", "clip-flant5/tiny", saved)
+    ours_cache = hub_cache(tmp_path / "a", "clip-flant5/tiny", saved)
     loaded = AutoModelForImageTextToText.from_pretrained("clip-flant5/tiny", cache_dir=ours_cache)
     processor = AutoProcessor.from_pretrained("clip-flant5/tiny", cache_dir=ours_cache)
     with torch.no_grad():
         assert torch.equal(loaded(**batch).logits, expected)
     assert isinstance(processor, CLIPFlanT5Processor)
     # The original layout, by repo id, as `zhiqiulin/clip-flant5-xxl` is loaded.
-    original_cache = _hub_cache(tmp_path / "b", "zhiqiulin/clip-flant5-tiny", original_folder)
+    original_cache = hub_cache(tmp_path / "b", "zhiqiulin/clip-flant5-tiny", original_folder)
     original = CLIPFlanT5ForConditionalGeneration.from_pretrained(
         "zhiqiulin/clip-flant5-tiny", cache_dir=original_cache
     )

@@ -36,7 +36,12 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--task", required=True, choices=("winoground", "pairwise", "correlation"))
+    parser.add_argument(
+        "--task",
+        required=True,
+        choices=("winoground", "pairwise", "correlation"),
+        help="which metrics to compute (the benchmark file's row format depends on it, see above)",
+    )
     parser.add_argument("--benchmark", required=True, type=Path, help="benchmark file (JSON list or JSONL)")
     parser.add_argument("--scores", type=Path, help="JSONL output of `clip-flant5 score` (default: scores in rows)")
     parser.add_argument("--output", type=Path, help="also write the metrics to this JSON file")
