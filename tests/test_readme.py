@@ -87,7 +87,7 @@ def test_readme_has_the_two_quick_start_commands():
 
 
 def test_every_skipped_block_names_its_reason():
-    for lang, code, reason in readme_blocks():
+    for _lang, code, reason in readme_blocks():
         if reason is not None:
             assert len(reason) > 20 and "test" in reason, (reason, code[:80])
 
