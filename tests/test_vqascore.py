@@ -238,3 +238,20 @@ def test_mismatched_model_and_processor_are_refused(tiny):
 def test_empty_input_gives_empty_scores(scorer):
     assert scorer([], []).shape == (0,)
     assert scorer.score_matrix([], ["a"]).shape == (0, 1)
+
+
+def test_a_model_in_training_mode_is_scored_without_dropout_and_left_in_training_mode(image_files):
+    from transformers_clipflant5.tiny import build_tiny_model
+
+    model, processor = build_tiny_model(seed=1)
+    dropouts = [module for module in model.modules() if isinstance(module, torch.nn.Dropout)]
+    assert dropouts
+    for module in dropouts:
+        module.p = 0.5
+    scorer = VQAScore(model=model.eval(), processor=processor)
+    expected = scorer(image_files[:2], TEXTS[:2])
+    expected_answers = scorer.generate(image_files[:2], TEXTS[:2], max_new_tokens=4)
+    model.train()
+    torch.testing.assert_close(scorer(image_files[:2], TEXTS[:2]), expected, rtol=0, atol=1e-6)
+    assert scorer.generate(image_files[:2], TEXTS[:2], max_new_tokens=4) == expected_answers
+    assert model.training

@@ -303,6 +303,9 @@ class VQAScore:
 
         distinct_images, rows = self._plan_rows(images, texts, question_template, answer_template)
         bar = tqdm(total=len(rows), disable=not progress, unit="pair", desc="VQAScore")
+        # Dropout would make scores random: score in eval mode, and leave the model as it was found.
+        was_training = self.model.training
+        self.model.eval()
         try:
             rows_by_image: dict[int, list[_Row]] = {}
             for row in rows:
@@ -327,6 +330,7 @@ class VQAScore:
                     yield [row.index for row in batch], scores
         finally:
             bar.close()
+            self.model.train(was_training)
 
     def _plan_rows(
         self, images: list[ImageInput], texts: list[str], question_template: str, answer_template: str
@@ -406,15 +410,17 @@ class VQAScore:
             image_embeds=features[torch.tensor(image_slots, device=features.device)],
             use_cache=False,
         )
-        # Logits only where a label is: the vocabulary projection of padded positions would be thrown away.
-        hidden = outputs.last_hidden_state[label_mask]
+        # Logits only where a label is: the vocabulary projection of padded positions would be thrown away. (Masks are
+        # moved along because with a device_map the decoder output and the head may sit on another device.)
+        last_hidden_state = outputs.last_hidden_state
+        hidden = last_hidden_state[label_mask.to(last_hidden_state.device)]
         if config.text_config.scale_decoder_outputs:
             hidden = hidden * (config.text_config.d_model**-0.5)
-        token_loss = nn.functional.cross_entropy(
-            self.model.lm_head(hidden).float(), labels[label_mask], reduction="none"
-        )
-        row_of_token = torch.arange(len(rows), device=device).unsqueeze(1).expand_as(labels)[label_mask]
-        loss_sum = torch.zeros(len(rows), device=device, dtype=torch.float32).index_add_(0, row_of_token, token_loss)
+        logits = self.model.lm_head(hidden.to(self.model.lm_head.weight.device)).float()
+        label_mask = label_mask.to(logits.device)
+        token_loss = nn.functional.cross_entropy(logits, labels.to(logits.device)[label_mask], reduction="none")
+        row_of_token = torch.arange(len(rows), device=logits.device).unsqueeze(1).expand_as(label_mask)[label_mask]
+        loss_sum = torch.zeros(len(rows), device=logits.device).index_add_(0, row_of_token, token_loss)
         return torch.exp(-loss_sum / label_mask.sum(dim=1)).cpu()
 
     # ----------------------------------------------------------------------------------------------------------------
@@ -468,41 +474,46 @@ class VQAScore:
 
         answers: list[str] = [""] * len(rows)
         pad_id = self.processor.tokenizer.pad_token_id
-        with tqdm(total=len(rows), disable=not progress, unit="prompt", desc="generate") as bar:
-            image_ids = list(rows_by_image)
-            images_per_chunk = max(batch_size, 32)
-            for start in range(0, len(image_ids), images_per_chunk):
-                chunk = image_ids[start : start + images_per_chunk]
-                features, readable = self._encode_images(
-                    [distinct_images[i] for i in chunk], batch_size, chunk, rows_by_image, None, bar
-                )
-                position = {image_id: slot for slot, image_id in enumerate(readable)}
-                chunk_rows = sorted(
-                    (row for image_id in readable for row in rows_by_image[image_id]),
-                    key=lambda row: len(row.prompt_ids),
-                    reverse=True,
-                )
-                for batch_start in range(0, len(chunk_rows), batch_size):
-                    batch = chunk_rows[batch_start : batch_start + batch_size]
-                    width = max(len(row.prompt_ids) for row in batch)
-                    input_ids = torch.tensor(
-                        [row.prompt_ids + [pad_id] * (width - len(row.prompt_ids)) for row in batch],
-                        device=self.device,
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with tqdm(total=len(rows), disable=not progress, unit="prompt", desc="generate") as bar:
+                image_ids = list(rows_by_image)
+                images_per_chunk = max(batch_size, 32)
+                for start in range(0, len(image_ids), images_per_chunk):
+                    chunk = image_ids[start : start + images_per_chunk]
+                    features, readable = self._encode_images(
+                        [distinct_images[i] for i in chunk], batch_size, chunk, rows_by_image, None, bar
                     )
-                    attention_mask = torch.tensor(
-                        [[1] * len(row.prompt_ids) + [0] * (width - len(row.prompt_ids)) for row in batch],
-                        device=self.device,
+                    position = {image_id: slot for slot, image_id in enumerate(readable)}
+                    chunk_rows = sorted(
+                        (row for image_id in readable for row in rows_by_image[image_id]),
+                        key=lambda row: len(row.prompt_ids),
+                        reverse=True,
                     )
-                    slots = torch.tensor([position[row.image] for row in batch], device=features.device)
-                    output_ids = self.model.generate(
-                        input_ids=input_ids,
-                        attention_mask=attention_mask,
-                        image_embeds=features[slots],
-                        **generation_kwargs,
-                    )
-                    for row, text in zip(batch, self.processor.batch_decode(output_ids, skip_special_tokens=True)):
-                        answers[row.index] = text.strip()
-                    bar.update(len(batch))
+                    for batch_start in range(0, len(chunk_rows), batch_size):
+                        batch = chunk_rows[batch_start : batch_start + batch_size]
+                        width = max(len(row.prompt_ids) for row in batch)
+                        input_ids = torch.tensor(
+                            [row.prompt_ids + [pad_id] * (width - len(row.prompt_ids)) for row in batch],
+                            device=self.device,
+                        )
+                        attention_mask = torch.tensor(
+                            [[1] * len(row.prompt_ids) + [0] * (width - len(row.prompt_ids)) for row in batch],
+                            device=self.device,
+                        )
+                        slots = torch.tensor([position[row.image] for row in batch], device=features.device)
+                        output_ids = self.model.generate(
+                            input_ids=input_ids,
+                            attention_mask=attention_mask,
+                            image_embeds=features[slots],
+                            **generation_kwargs,
+                        )
+                        for row, text in zip(batch, self.processor.batch_decode(output_ids, skip_special_tokens=True)):
+                            answers[row.index] = text.strip()
+                        bar.update(len(batch))
+        finally:
+            self.model.train(was_training)
         return answers
 
 
