@@ -119,7 +119,7 @@ def load_scorer(args: argparse.Namespace, device=None):
     return VQAScore.from_pretrained(
         args.model,
         dtype=args.dtype,
-        device=args.device or device,
+        device=device if device is not None else args.device,
         attn_implementation=args.attn_implementation,
         batch_size=args.batch_size,
         **_template_kwargs(args),
@@ -357,7 +357,11 @@ def _score_rows(
     problems: list[tuple[int, str]] = []
     if not rows:
         return problems
-    scorer = load_scorer(args, device=state.device)
+    # One device per process: a plain "cuda" would put every process on the first GPU.
+    device = args.device
+    if device is None or (state.num_processes > 1 and device == "cuda"):
+        device = state.device
+    scorer = load_scorer(args, device=device)
     by_index = {row.index: row for row in rows}
     window = args.batch_size * 8
     drop_unfinished_line(target)
