@@ -12,8 +12,10 @@ already holds, so nothing is scored twice or lost. Rows that cannot be scored (u
 text) are reported on stderr as they happen and in a summary at the end, and the command then exits with status 1;
 they are not written, so a re-run retries them.
 
-Under `accelerate launch -m transformers_clipflant5 score ...` the rows still to score are split across the
-processes; each appends to its own `<output>.part-<rank>` file and the main process merges them into `--output`.
+Under `accelerate launch -m transformers_clipflant5 score ...` (GPUs) or `torchrun --nproc_per_node N -m
+transformers_clipflant5 score ...` (also CPU-only machines, where accelerate launch starts a single process) the rows
+still to score are split across the processes; each appends to its own `<output>.part-<rank>` file and the main
+process merges them into `--output`, in input order.
 """
 
 import argparse
@@ -66,7 +68,9 @@ def register(subparsers) -> None:
     many = parser.add_argument_group("a file of pairs")
     many.add_argument("--pairs", type=Path, help="JSONL or CSV file of rows with image, text and optionally id")
     many.add_argument("--output", type=Path, help="JSONL file the scores are appended to (required with --pairs)")
-    many.add_argument("--image-root", type=Path, help="folder relative image paths start from (default: --pairs')")
+    many.add_argument(
+        "--image-root", type=Path, help="folder relative image paths start from (default: the pairs file's folder)"
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="pairs per forward pass (default: 16)")
     parser.add_argument("--question-template", help="question with {} for the text (default: the paper's)")
     parser.add_argument("--answer-template", help='answer whose probability is the score (default: "Yes")')
