@@ -105,9 +105,15 @@ def test_one_pair_with_a_bad_image_or_template_is_an_error(workdir, capsys):
         ],
         capsys,
     )
-    assert code == 1 and "question_template must contain '{}'" in err
+    assert code == 2 and "question_template must contain '{}'" in err
     code, _, err = run_cli(["score", "--model", model, "--image", "a.png"], capsys)
     assert code == 2 and "--text" in err
+    pairs = write_jsonl(workdir / "few.jsonl", good_rows(2))
+    output = str(workdir / "few_scores.jsonl")
+    code, _, err = run_cli(
+        ["score", "--model", str(workdir / "no-model"), "--pairs", str(pairs), "--output", output], capsys
+    )
+    assert code == 2 and "Cannot load --model" in err and "no-model" in err
 
 
 def test_pairs_file_reports_bad_rows_and_resumes_without_rescoring(workdir, reference, capsys):

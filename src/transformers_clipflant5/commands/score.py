@@ -85,6 +85,14 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from transformers_clipflant5.vqascore import check_answer_template, check_question_template
+
+    if args.question_template is not None or args.answer_template is not None:
+        try:
+            check_question_template(args.question_template or "{}")
+            check_answer_template(args.answer_template or "Yes")
+        except (TypeError, ValueError) as error:
+            return _usage_error(str(error))
     if args.pairs is not None:
         if args.image or args.text:
             return _usage_error("Pass either --pairs or --image/--text, not both.")
@@ -92,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
             return _usage_error("--pairs needs --output, the JSONL file the scores go to.")
         try:
             return score_pairs_file(args)
-        except ScoreFileError as error:
+        except (ScoreFileError, OSError) as error:
+            # A pairs/output file that cannot be used, or a --model that cannot be loaded.
             print(f"error: {error}", file=sys.stderr)
             return EXIT_USAGE
     if not args.image or not args.text:
@@ -120,23 +129,22 @@ def load_scorer(args: argparse.Namespace, device=None):
     from transformers_clipflant5.vqascore import VQAScore
 
     kwargs = {"revision": args.revision} if args.revision else {}
-    return VQAScore.from_pretrained(
-        args.model,
-        dtype=args.dtype,
-        device=device if device is not None else args.device,
-        attn_implementation=args.attn_implementation,
-        batch_size=args.batch_size,
-        **_template_kwargs(args),
-        **kwargs,
-    )
+    try:
+        return VQAScore.from_pretrained(
+            args.model,
+            dtype=args.dtype,
+            device=device if device is not None else args.device,
+            attn_implementation=args.attn_implementation,
+            batch_size=args.batch_size,
+            **_template_kwargs(args),
+            **kwargs,
+        )
+    except OSError as error:
+        raise OSError(f"Cannot load --model {args.model!r}: {error}") from error
 
 
 def score_single(args: argparse.Namespace) -> int:
-    from transformers_clipflant5.vqascore import check_answer_template, check_question_template
-
     try:
-        check_question_template(args.question_template or "{}")
-        check_answer_template(args.answer_template or "Yes")
         scorer = load_scorer(args)
         scores = scorer(args.image, args.text)
     except (OSError, ValueError, TypeError) as error:
