@@ -1,6 +1,7 @@
 """The model as a transformers citizen: Auto classes, save/load, remote code, the Hub cache, generation, attention
 backends, gradient checkpointing, dtypes, device maps, stage-1 projectors, and errors on bad input."""
 
+import copy
 import json
 import os
 import re
@@ -272,6 +273,26 @@ def test_precomputed_image_embeds_equal_pixel_values(tiny, batch):
         a = model(**batch).logits
         b = model(**{k: v for k, v in batch.items() if k != "pixel_values"}, image_embeds=features).logits
     assert torch.equal(a, b)
+
+
+def test_fresh_projector_is_lecun_normal_and_loading_keeps_saved_weights(tiny, tmp_path):
+    # transformers does not call _init_weights on the parameterless projector container; the init must still apply
+    # (std 0.02 would hand T5 image tokens ~70x smaller than its text embeddings).
+    model, processor = tiny
+    config = copy.deepcopy(model.config)
+    config.vision_config.hidden_size, config.vision_config.intermediate_size = 96, 192
+    torch.manual_seed(0)
+    projector = CLIPFlanT5ForConditionalGeneration(config).model.multi_modal_projector
+    for linear in (projector.linear_1, projector.linear_2):
+        expected = linear.in_features**-0.5
+        assert abs(linear.weight.std().item() / expected - 1) < 0.1, (linear, linear.weight.std().item(), expected)
+        assert torch.count_nonzero(linear.bias) == 0
+    # ...and never over weights that from_pretrained loaded.
+    model.save_pretrained(tmp_path)
+    reloaded = CLIPFlanT5ForConditionalGeneration.from_pretrained(tmp_path)
+    for name in ("linear_1", "linear_2"):
+        saved = getattr(model.model.multi_modal_projector, name).weight
+        assert torch.equal(getattr(reloaded.model.multi_modal_projector, name).weight, saved)
 
 
 def test_stage1_projector_loading(tiny, tmp_path):

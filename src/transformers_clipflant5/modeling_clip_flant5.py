@@ -65,6 +65,9 @@ class CLIPFlanT5MultiModalProjector(nn.Module):
         self.linear_1 = nn.Linear(config.vision_config.hidden_size, config.text_config.d_model)
         self.act = ACT2FN[config.projector_hidden_act]
         self.linear_2 = nn.Linear(config.text_config.d_model, config.text_config.d_model)
+        # Read by `_init_weights`, which transformers calls on these linears but not on this parameterless container.
+        for linear in (self.linear_1, self.linear_2):
+            linear.is_clip_flant5_projector = True
 
     def forward(self, image_features: torch.Tensor) -> torch.Tensor:
         return self.linear_2(self.act(self.linear_1(image_features)))
@@ -86,11 +89,13 @@ class CLIPFlanT5PreTrainedModel(PreTrainedModel):
 
     def _init_weights(self, module):
         super()._init_weights(module)
-        if isinstance(module, CLIPFlanT5MultiModalProjector):
-            std = self.config.text_config.initializer_factor * self.config.vision_config.hidden_size**-0.5
-            for linear in (module.linear_1, module.linear_2):
-                nn.init.normal_(linear.weight, mean=0.0, std=std)
-                nn.init.zeros_(linear.bias)
+        if isinstance(module, nn.Linear) and getattr(module, "is_clip_flant5_projector", False):
+            # LeCun normal, so that a fresh projector hands T5 image tokens on the scale of its text embeddings
+            # (transformers' default std of 0.02 makes them ~70x smaller, and a model trained without a stage-1
+            # projector then takes hundreds of steps to start looking at the image).
+            std = self.config.text_config.initializer_factor * module.in_features**-0.5
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            nn.init.zeros_(module.bias)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):

@@ -18,13 +18,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .tiny import POSITIONS, SHAPES
+from .tiny import COLORS, POSITIONS, SHAPES
 
 
 VQA_QUESTION = 'Does this figure show "{}"? Please answer yes or no.'
-# Four well-separated colours: a tiny model trained from scratch learns to compare a caption's colour with the image
-# within the demo's budget; with all eight of `tiny.COLORS` it needs several times longer.
-COLORS = ("red", "green", "blue", "yellow", "white", "black", "purple", "orange")
 RGB = {
     "red": (220, 30, 30),
     "green": (30, 170, 40),

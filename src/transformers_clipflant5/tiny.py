@@ -83,6 +83,7 @@ def tiny_config(
     d_model: int = 32,
     num_layers: int = 2,
     image_aspect_ratio: str = "pad",
+    num_heads: int = 4,
 ) -> CLIPFlanT5Config:
     """A tiny CLIP-FlanT5 config whose vocabulary fits `tokenizer` (rounded up, like FlanT5's 32128 rows)."""
     vocab_size = (len(tokenizer) + 7) // 8 * 8 + 8
@@ -103,7 +104,7 @@ def tiny_config(
         d_ff=d_model * 2,
         num_layers=num_layers,
         num_decoder_layers=num_layers,
-        num_heads=4,
+        num_heads=num_heads,
         feed_forward_proj="gated-gelu",
         tie_word_embeddings=False,
         dropout_rate=0.0,
