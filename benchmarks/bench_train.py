@@ -20,9 +20,10 @@ gives text-only batches one blank image (so every DeepSpeed rank still runs the 
 
 A third line shows what grouping by modality and length saves: our step on batches of the same rows in random order
 (more padding). Throughput is best-of-`--repeats` over the same batches, methods interleaved; tokens/s counts the
-real (unpadded) encoder and decoder tokens. Peak memory is measured afterwards, one untimed pass per method: the
-process's peak resident set size (Linux VmHWM, reset through /proc/self/clear_refs) above the resident size before
-the pass; on CUDA, `torch.cuda.max_memory_allocated`.
+real (unpadded) encoder and decoder tokens. Memory is measured afterwards, one untimed pass over the batches per method,
+largest batch reported: on CPU the activations autograd keeps for backward (distinct storages, parameters excluded;
+the process's resident size is too coarse to compare steps of this size), on CUDA `torch.cuda.max_memory_allocated`
+above what was allocated before the step.
 
 On a GPU (`--device cuda --dtype bfloat16 --preset xl --no-baseline`) it times our step alone on a FlanT5-XL-shaped
 model with a ViT-L/14-336-shaped tower, activation checkpointing on, flash-attention 2 on the vision tower when
@@ -32,7 +33,6 @@ installed, and reports model-FLOP utilisation against `--peak-tflops` (the card'
 import argparse
 import os
 import random
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -157,28 +157,6 @@ def our_step(model, collator, rows, device) -> int:
 # Measurement
 
 
-def peak_rss_reset() -> int:
-    """Reset the peak RSS (Linux) and return the current RSS in bytes."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def peak_rss() -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def timed(step, batches, model, device) -> tuple[float, int]:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -192,7 +170,12 @@ def timed(step, batches, model, device) -> tuple[float, int]:
     return time.perf_counter() - start, tokens
 
 
-def peak_memory(step, rows, model, device) -> int:
+def step_memory(step, rows, model, device) -> int:
+    """
+    On CUDA, the peak memory allocated during one step above what was allocated before it. On CPU, where there is no
+    allocator peak to read, the bytes of the tensors autograd keeps for backward during the step (distinct storages,
+    parameters excluded): the activation memory, which is what batching and padding change.
+    """
     model.zero_grad(set_to_none=True)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -201,9 +184,18 @@ def peak_memory(step, rows, model, device) -> int:
         step(rows)
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - before
-    before = peak_rss_reset()
-    step(rows)
-    return peak_rss() - before
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in parameters:
+            saved[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        step(rows)
+    return sum(saved.values())
 
 
 def model_flops_per_step(model, batches, collator) -> float:
@@ -232,7 +224,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=8, help="batches per timed repeat")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--images", type=int, default=48, help="synthetic images (11 flattened rows each)")
+    parser.add_argument("--images", type=int, default=48, help="synthetic images (8 flattened rows each)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--no-baseline", action="store_true", help="time our step only (large models on a GPU)")
@@ -287,7 +279,7 @@ def main() -> None:
                 if seconds < best[name][0]:
                     best[name] = (seconds, tokens)
         memory = {
-            name: peak_memory(step, method_batches[0], model, device)
+            name: max(step_memory(step, b, model, device) for b in method_batches)
             for name, (step, method_batches) in methods.items()
         }
 
@@ -301,10 +293,11 @@ def main() -> None:
             f"{len(batches)} batches ({n_text} text-only), {duplicates} repeated images in them, "
             f"best of {args.repeats}; torch threads {torch.get_num_threads()}"
         )
-        print(f"{'method':<22} {'samples/s':>10} {'tokens/s':>10} {'peak mem (MiB)':>15}")
+        memory_kind = "peak mem (MiB)" if device.startswith("cuda") else "activations (MiB)"
+        print(f"{'method':<22} {'samples/s':>10} {'tokens/s':>10} {memory_kind:>18}")
         for name, (seconds, tokens) in best.items():
             samples = sum(len(b) for b in methods[name][1])
-            print(f"{name:<22} {samples / seconds:>10.1f} {tokens / seconds:>10.0f} {memory[name] / 2**20:>15.1f}")
+            print(f"{name:<22} {samples / seconds:>10.1f} {tokens / seconds:>10.0f} {memory[name] / 2**20:>18.1f}")
         if not args.no_baseline:
             ours, original = best["ours (grouped)"], best["original trainer"]
             print(f"speed-up over the original trainer: {original[0] / ours[0]:.2f}x (same rows, same weights)")
