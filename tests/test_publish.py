@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import make_images
-from huggingface_hub import CommitInfo, HfApi, ModelCard
+from huggingface_hub import CommitInfo, HfApi, ModelCard, RepoUrl
 from original_reference import NaiveOriginal, vqa_prompt
 from test_convert import EXPECTED_FILES, files_in, write_original_projector
 from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -49,7 +49,7 @@ class FakeHub:
 
         def create_repo(api, repo_id, *, private=None, repo_type=None, exist_ok=False, **kwargs):
             hub.repos.append({"repo_id": repo_id, "private": private, "repo_type": repo_type, "exist_ok": exist_ok})
-            return f"https://huggingface.co/{repo_id}"
+            return RepoUrl(f"https://huggingface.co/{repo_id}")
 
         def create_branch(api, repo_id, *, branch, repo_type=None, exist_ok=False, **kwargs):
             hub.branches.append({"repo_id": repo_id, "branch": branch, "exist_ok": exist_ok})
@@ -80,6 +80,7 @@ class FakeHub:
         monkeypatch.setattr(HfApi, "create_repo", create_repo)
         monkeypatch.setattr(HfApi, "create_branch", create_branch)
         monkeypatch.setattr(HfApi, "create_commit", create_commit)
+
         monkeypatch.setattr(HfApi, "upload_folder", no_network)
 
     def remote(self, repo_id: str, revision: str = "main") -> Path:

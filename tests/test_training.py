@@ -5,7 +5,8 @@ import json
 
 import pytest
 import torch
-from huggingface_hub import HfApi
+from huggingface_hub import ModelCard
+from test_publish import FakeHub
 from transformers import (
     AutoModelForImageTextToText,
     AutoProcessor,
@@ -38,7 +39,7 @@ def base():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    """Synthetic LLaVA data: 4 images with multi-turn conversations (flattened to 44 rows) and 8 text-only rows."""
+    """Synthetic LLaVA data: 4 images with multi-turn conversations (flattened to 32 rows) and 8 text-only rows."""
     folder = tmp_path_factory.mktemp("data")
     paths = write_synthetic_dataset(
         folder, num_train_images=4, num_eval_images=0, num_text_only=8, image_size=40, seed=0
@@ -331,33 +332,40 @@ def test_resume_from_checkpoint_is_exact(base, data, tmp_path):
     assert 0 < scores.item() < 1
 
 
-def test_push_to_hub_goes_through_the_trainer(base, data, tmp_path, monkeypatch):
-    calls = {}
-
-    def create_repo(self, repo_id, **kwargs):
-        calls["create_repo"] = repo_id
-        from huggingface_hub import RepoUrl
-
-        return RepoUrl(f"https://huggingface.co/{repo_id}")
-
-    def upload_folder(self, repo_id, folder_path, **kwargs):
-        calls["upload"] = (repo_id, sorted(p.name for p in __import__("pathlib").Path(folder_path).iterdir()))
-        calls["readme"] = (__import__("pathlib").Path(folder_path) / "README.md").read_text()
-
-    monkeypatch.setattr(HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+def test_push_to_hub_goes_through_the_trainer_in_one_commit_without_pickles(base, data, tmp_path, monkeypatch):
+    # --push_to_hub / trainer.push_to_hub(), intercepted at HfApi.create_repo / create_commit (upload_folder, which
+    # may split a large folder into several commits, is refused by the fake hub).
+    hub = FakeHub(tmp_path / "remote")
+    hub.install(monkeypatch)
     model, processor = fresh(base)
+    output = tmp_path / "out"
     trainer = make_trainer(
-        model, processor, data["stage2"], data["image_folder"], tmp_path / "out", push_to_hub=True,
+        model, processor, data["stage2"], data["image_folder"], output, push_to_hub=True,
         hub_model_id="someone/clip-flant5-test", max_steps=1,
     )  # fmt: skip
     trainer.train()
     trainer.push_to_hub()
-    assert calls["create_repo"] == "someone/clip-flant5-test"
-    repo_id, files = calls["upload"]
-    assert repo_id == "someone/clip-flant5-test"
-    assert {"model.safetensors", "config.json", "processor_config.json", "README.md"} <= set(files)
-    assert "clip-flant5" in calls["readme"] and "someone/clip-flant5-test" in calls["readme"]
+    assert {repo["repo_id"] for repo in hub.repos} == {"someone/clip-flant5-test"}  # init_hf_repo, then exist_ok
+    assert len(hub.commits) == 1 and hub.commits[0]["repo_id"] == "someone/clip-flant5-test"
+    uploaded = set(hub.commits[0]["files"])
+    assert uploaded == {path.name for path in output.iterdir()}, "the whole output folder, nothing else"
+    assert {"model.safetensors", "config.json", "processor_config.json", "README.md", "training_args.json"} <= uploaded
+    assert {name for name in uploaded if name.endswith("_clip_flant5.py")}, "the remote code travels with the weights"
+    pickles = {name for name in uploaded if name.endswith((".bin", ".pt", ".pth", ".pkl", ".pickle"))}
+    assert not pickles and "training_args.bin" not in uploaded
+    remote = hub.remote("someone/clip-flant5-test")
+    assert "someone/clip-flant5-test" in (remote / "README.md").read_text()
+    assert ModelCard.load(remote / "README.md").data.library_name == "transformers"
+    # The uploaded folder loads with the Auto classes and scores exactly like the model that was trained.
+    reloaded = AutoModelForImageTextToText.from_pretrained(remote).eval()
+    trained = trainer.model.eval()
+    image = data["image_folder"] / next(name for name in data["stage2"]["image_file"] if name)
+    texts = ["a red circle", "a blue cross on the left"]
+    scores = [
+        VQAScore(candidate, AutoProcessor.from_pretrained(remote))([image] * len(texts), texts)
+        for candidate in (trained, reloaded)
+    ]
+    torch.testing.assert_close(scores[0], scores[1], rtol=0, atol=1e-6)
 
 
 def test_lora_trains_the_adapters_and_the_projector(base, data, tmp_path):

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from accelerate.utils import is_peft_model
+from transformers.trainer import TRAINING_ARGS_NAME
 from trl import SFTConfig, SFTTrainer
 
 from .model_card import render_training_card
@@ -187,6 +188,13 @@ class CLIPFlanT5SFTTrainer(SFTTrainer):
         if not self.args.should_save:
             return
         output_dir = output_dir if output_dir is not None else self.args.output_dir
+        # Trainer pickles the arguments into training_args.bin, which its Hub push would upload and which nobody
+        # should ever unpickle: keep them as JSON instead (resuming does not read either).
+        pickled_args = os.path.join(output_dir, TRAINING_ARGS_NAME)
+        if os.path.exists(pickled_args):
+            os.remove(pickled_args)
+        with open(os.path.join(output_dir, "training_args.json"), "w", encoding="utf-8") as handle:
+            handle.write(self.args.to_json_string())
         if self.save_projector:
             model = self.accelerator.unwrap_model(self.model)
             if state_dict is None:
@@ -201,6 +209,40 @@ class CLIPFlanT5SFTTrainer(SFTTrainer):
                 vision_feature_select_strategy=config.vision_feature_select_strategy,
             )
         write_model_card(output_dir, self._card_arguments())
+
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        **kwargs,
+    ):
+        """
+        `Trainer.push_to_hub` (what `--push_to_hub` runs at the end), uploading the saved self-contained folder in ONE
+        commit with [`push_folder`], without pickles, optimizer states or checkpoints. Trainer's own upload goes
+        through `HfApi.upload_folder`, which may split a large folder into several commits and would upload the
+        pickled training arguments. Always blocking.
+        """
+        from .convert_clip_flant5_original_to_hf import push_folder
+
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        token = token if token is not None else self.args.hub_token
+        if self.hub_model_id is None:
+            self.init_hf_repo(token=token, private=private)
+        self.save_model(_internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        self._finish_current_push()
+        return push_folder(
+            self.args.output_dir,
+            self.hub_model_id,
+            revision=revision if revision is not None else self.args.hub_revision,
+            private=private if private is not None else self.args.hub_private_repo,
+            commit_message=commit_message,
+            token=token,
+        )
 
     def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, tags=None, **kwargs):
         # TRL's version writes its own causal-LM card to output_dir before every checkpoint and Hub push; ours
