@@ -9,6 +9,7 @@ so it has the same structure as FlanT5's.
 import io
 import random
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -43,16 +44,19 @@ def tiny_corpus(seed: int = 0) -> list[str]:
     return lines
 
 
-def train_tiny_sentencepiece(vocab_size: int = 160, seed: int = 0) -> bytes:
-    """A sentencepiece unigram model with T5's special ids (pad 0, eos 1, unk 2, no bos), as `spiece.model` bytes."""
+def train_tiny_sentencepiece(
+    vocab_size: int = 160, seed: int = 0, model_type: str = "unigram", extra_sentences: Sequence[str] = ()
+) -> bytes:
+    """A sentencepiece model with T5's special ids (pad 0, eos 1, unk 2, no bos), as `spiece.model` bytes, trained on
+    `tiny_corpus(seed)` followed by `extra_sentences`."""
     import sentencepiece as spm
 
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(tiny_corpus(seed)),
+        sentence_iterator=iter([*tiny_corpus(seed), *extra_sentences]),
         model_writer=model,
         vocab_size=vocab_size,
-        model_type="unigram",
+        model_type=model_type,
         pad_id=0,
         eos_id=1,
         unk_id=2,
@@ -66,10 +70,13 @@ def train_tiny_sentencepiece(vocab_size: int = 160, seed: int = 0) -> bytes:
     return model.getvalue()
 
 
-def build_tiny_tokenizer(vocab_size: int = 160, seed: int = 0) -> T5Tokenizer:
-    """A FlanT5-structured tokenizer (sentencepiece unigram + 100 sentinels + `<image>`) trained in code."""
+def build_tiny_tokenizer(
+    vocab_size: int = 160, seed: int = 0, model_type: str = "unigram", extra_sentences: Sequence[str] = ()
+) -> T5Tokenizer:
+    """A FlanT5-structured tokenizer (sentencepiece + 100 sentinels + `<image>`) trained in code."""
     with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "spiece.model").write_bytes(train_tiny_sentencepiece(vocab_size, seed))
+        spiece = train_tiny_sentencepiece(vocab_size, seed, model_type, extra_sentences)
+        (Path(folder) / "spiece.model").write_bytes(spiece)
         tokenizer = T5Tokenizer.from_pretrained(folder, extra_ids=100)
     tokenizer.add_tokens(["<image>"], special_tokens=True)
     return tokenizer

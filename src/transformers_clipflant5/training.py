@@ -391,40 +391,16 @@ def build_demo_tokenizer(seed: int = 0):
     """
     The demo's FlanT5-structured tokenizer (sentencepiece + 100 sentinels + `<image>`), trained in code like
     `tiny.build_tiny_tokenizer` but with BPE on a corpus that also holds the stage-2 prompt, so that the system
-    message and the VQAScore question are mostly whole words (about 55 tokens instead of about 150). A tiny model
-    learns to compare the caption with the image much faster when its prompt is not mostly single letters.
+    message and the VQAScore question are mostly whole words (about 55 tokens instead of about 150; T5's tokenizer
+    picks pieces by score, so a few frequent words such as "the" still split in two). A tiny model learns to compare
+    the caption with the image much faster when its prompt is not mostly single letters.
     """
-    import io
-    import tempfile
-
-    import sentencepiece as spm
-    from transformers import T5Tokenizer
-
     from .processing_clip_flant5 import SYSTEM_MESSAGE
     from .synthetic import VQA_QUESTION
-    from .tiny import tiny_corpus
+    from .tiny import build_tiny_tokenizer
 
     prompts = [f"{SYSTEM_MESSAGE} USER: {VQA_QUESTION.format('a red circle on the left')} ASSISTANT: Yes No"] * 20
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(tiny_corpus(seed) + prompts),
-        model_writer=model,
-        vocab_size=400,
-        model_type="bpe",
-        pad_id=0,
-        eos_id=1,
-        unk_id=2,
-        bos_id=-1,
-        character_coverage=1.0,
-        hard_vocab_limit=False,
-        num_threads=1,
-        minloglevel=2,
-    )
-    with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "spiece.model").write_bytes(model.getvalue())
-        tokenizer = T5Tokenizer.from_pretrained(folder, extra_ids=100)
-    tokenizer.add_tokens([DEFAULT_IMAGE_TOKEN], special_tokens=True)
-    return tokenizer
+    return build_tiny_tokenizer(vocab_size=400, seed=seed, model_type="bpe", extra_sentences=prompts)
 
 
 def build_demo_model(seed: int = 0) -> tuple[CLIPFlanT5ForConditionalGeneration, CLIPFlanT5Processor]:
