@@ -221,6 +221,8 @@ def test_collator_truncation_never_cuts_image_placeholders(tiny, image_folder):
     assert cut.shape[1] == 150 and torch.equal(cut[0], full[0, :150])
     with pytest.raises(ValueError, match="would drop image placeholders"):
         CLIPFlanT5DataCollator(processor, "t5_v1", image_folder, max_length=40)(long_row)
+    with pytest.raises(ValueError, match="empty batch"):
+        CLIPFlanT5DataCollator(processor, "t5_v1", image_folder)([])
 
 
 def test_split_text_cut_depends_only_on_seed_and_row(tiny, image_folder):

@@ -424,6 +424,8 @@ class CLIPFlanT5DataCollator:
         return ids[: self.max_length]
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if not features:
+            raise ValueError("The collator got an empty batch: pass at least one row.")
         prompts, targets, image_keys = [], [], []
         for row in features:
             image_file = row.get(IMAGE_COLUMN)
