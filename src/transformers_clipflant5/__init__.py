@@ -1,12 +1,14 @@
 # Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
 """CLIP-FlanT5 for transformers: the model behind VQAScore, its processor, scoring and training tools.
 
-Importing the package registers CLIP-FlanT5 with transformers' Auto classes, and marks the configuration, model and
-processor classes for auto-class export so that every `save_pretrained` folder carries them as remote code.
+Importing the package registers CLIP-FlanT5 with transformers' Auto classes, marks the configuration, model and
+processor classes for auto-class export so that every `save_pretrained` folder carries them as remote code, and lets
+`from_pretrained` read the original release's checkpoints (`zhiqiulin/clip-flant5-xxl`, ...) as they are.
 """
 
 from transformers import (
     AutoConfig,
+    AutoImageProcessor,
     AutoModel,
     AutoModelForImageTextToText,
     AutoModelForSeq2SeqLM,
@@ -14,12 +16,13 @@ from transformers import (
 )
 
 from .configuration_clip_flant5 import CLIPFlanT5Config
+from .image_processing_clip_flant5 import CLIPFlanT5ImageProcessor
 from .modeling_clip_flant5 import (
     CLIPFlanT5ForConditionalGeneration,
     CLIPFlanT5Model,
     CLIPFlanT5PreTrainedModel,
-    load_original_projector,
 )
+from .original import load_original_model, load_original_processor, load_original_projector
 from .processing_clip_flant5 import CHAT_TEMPLATE, SYSTEM_MESSAGE, CLIPFlanT5Processor
 
 
@@ -30,11 +33,18 @@ AutoModel.register(CLIPFlanT5Config, CLIPFlanT5Model, exist_ok=True)
 AutoModelForImageTextToText.register(CLIPFlanT5Config, CLIPFlanT5ForConditionalGeneration, exist_ok=True)
 AutoModelForSeq2SeqLM.register(CLIPFlanT5Config, CLIPFlanT5ForConditionalGeneration, exist_ok=True)
 AutoProcessor.register(CLIPFlanT5Config, CLIPFlanT5Processor, exist_ok=True)
+AutoImageProcessor.register(CLIPFlanT5Config, image_processor_classes={"pil": CLIPFlanT5ImageProcessor}, exist_ok=True)
 
 CLIPFlanT5Config.register_for_auto_class()
 CLIPFlanT5Model.register_for_auto_class("AutoModel")
 CLIPFlanT5ForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
 CLIPFlanT5Processor.register_for_auto_class("AutoProcessor")
+CLIPFlanT5ImageProcessor.register_for_auto_class("AutoImageProcessor")
+
+if load_original_model not in CLIPFlanT5PreTrainedModel.checkpoint_loaders:
+    CLIPFlanT5PreTrainedModel.checkpoint_loaders.append(load_original_model)
+if load_original_processor not in CLIPFlanT5Processor.checkpoint_loaders:
+    CLIPFlanT5Processor.checkpoint_loaders.append(load_original_processor)
 
 
 def __getattr__(name: str):
@@ -51,6 +61,7 @@ __all__ = [
     "SYSTEM_MESSAGE",
     "CLIPFlanT5Config",
     "CLIPFlanT5ForConditionalGeneration",
+    "CLIPFlanT5ImageProcessor",
     "CLIPFlanT5Model",
     "CLIPFlanT5PreTrainedModel",
     "CLIPFlanT5Processor",

@@ -7,40 +7,21 @@ original LLaVA-fork code behaved (it spliced the features where one `<image>` id
 mask by the same amount), written as one vectorised `masked_scatter`.
 
 This file imports only torch, transformers and its sibling configuration file so that a Hub folder can carry it as
-remote code. It also reads checkpoints in the original layout (flat T5 config with `mm_*` fields, LLaVA-style keys).
+remote code.
 """
 
-import json
-import os
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModel, AutoTokenizer, GenerationMixin, PreTrainedModel
+from transformers import AutoModel, GenerationMixin, PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
 from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
-from transformers.utils import cached_file
 
-from .configuration_clip_flant5 import HUB_KWARGS, CLIPFlanT5Config, read_original_config
-
-
-# Original key -> our key. Applied through transformers' own `key_mapping` loading mechanism. The original `.bin`
-# stores the shared embedding four times (`shared`, `encoder.embed_tokens`, `decoder.embed_tokens` and a top-level
-# `embed_tokens`); only `shared.weight` is loaded, the copies are set aside (see `_check_duplicate_embeddings`).
-ORIGINAL_KEY_MAPPING = {
-    r"^(encoder\.|decoder\.)?embed_tokens\.weight$": "original_duplicate_embedding.weight",
-    # transformers 4's CLIPVisionModel nested its weights under `vision_model.`; transformers 5's does not.
-    r"^vision_tower\.vision_tower\.(?:vision_model\.)?": "model.vision_tower.",
-    r"^mm_projector\.0\.": "model.multi_modal_projector.linear_1.",
-    r"^mm_projector\.2\.": "model.multi_modal_projector.linear_2.",
-    r"^shared\.": "model.language_model.shared.",
-    r"^encoder\.": "model.language_model.encoder.",
-    r"^decoder\.": "model.language_model.decoder.",
-}
-_DUPLICATE_EMBEDDING_KEYS = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "embed_tokens.weight")
+from .configuration_clip_flant5 import CLIPFlanT5Config
 
 
 @dataclass
@@ -81,7 +62,6 @@ class CLIPFlanT5PreTrainedModel(PreTrainedModel):
     input_modalities = ("image", "text")
     supports_gradient_checkpointing = True
     _no_split_modules = ["CLIPEncoderLayer", "T5Block", "CLIPFlanT5MultiModalProjector"]
-    _keys_to_ignore_on_load_unexpected = [r"^original_duplicate_embedding\."]
     _supports_sdpa = True
     _supports_flash_attn = True  # the vision tower can use it; T5's position bias needs eager/sdpa/flex
     _supports_flex_attn = True
@@ -97,83 +77,18 @@ class CLIPFlanT5PreTrainedModel(PreTrainedModel):
             nn.init.normal_(module.weight, mean=0.0, std=std)
             nn.init.zeros_(module.bias)
 
+    # Readers of checkpoint layouts other than ours, tried in order by `from_pretrained`: each is called as
+    # `loader(cls, name_or_path, *model_args, **kwargs)` and returns the loaded model, or None when the checkpoint is
+    # not in its layout. The pip package registers the original release's reader; remote code has none.
+    checkpoint_loaders: list[Callable[..., Any]] = []
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """
-        Load a checkpoint in our format or in the original one (`zhiqiulin/clip-flant5-xxl`, `-xl`, or a folder laid
-        out like them). Original checkpoints are recognised by their flat T5 `config.json` with `mm_*` fields; their
-        config is translated and their keys renamed on the fly. `.bin` files are always read with `weights_only=True`.
-        """
-        if kwargs.get("config") is None and pretrained_model_name_or_path is not None:
-            original = read_original_config(pretrained_model_name_or_path, **kwargs)
-            if original is not None:
-                kwargs["config"] = CLIPFlanT5Config.from_original_config(
-                    original, image_token_id=_original_image_token_id(pretrained_model_name_or_path, original, kwargs)
-                )
-                key_mapping = dict(ORIGINAL_KEY_MAPPING)
-                key_mapping.update(kwargs.pop("key_mapping", None) or {})
-                kwargs["key_mapping"] = key_mapping
-                kwargs["weights_only"] = True
-                model = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-                _check_duplicate_embeddings(model, pretrained_model_name_or_path, kwargs)
-                # save_pretrained would otherwise revert the key mapping and write original key names beside our
-                # config, a folder that loads with random weights. The config is ours now, so the keys must be too.
-                model._weight_conversions = []
+        for loader in CLIPFlanT5PreTrainedModel.checkpoint_loaders:
+            model = loader(cls, pretrained_model_name_or_path, *model_args, **kwargs)
+            if model is not None:
                 return model
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
-
-
-def _hub_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {name: kwargs[name] for name in HUB_KWARGS if kwargs.get(name) is not None}
-
-
-def _original_image_token_id(name_or_path, original: dict[str, Any], kwargs: dict[str, Any]) -> int:
-    """The id `<image>` gets when added to the checkpoint's own tokenizer (32100 for FlanT5's), as the processor does."""
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), **_hub_kwargs(kwargs))
-    except (OSError, ValueError):
-        return 32100
-    vocab = tokenizer.get_vocab()
-    return vocab.get("<image>", len(tokenizer))
-
-
-def _checkpoint_files(name_or_path: str | os.PathLike, kwargs: dict[str, Any]) -> list[str]:
-    hub = _hub_kwargs(kwargs)
-    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
-        index_file = cached_file(str(name_or_path), index_name, _raise_exceptions_for_missing_entries=False, **hub)
-        if index_file is not None:
-            with open(index_file, encoding="utf-8") as handle:
-                weight_map = json.load(handle)["weight_map"]
-            return [cached_file(str(name_or_path), name, **hub) for name in sorted(set(weight_map.values()))]
-    for single in ("model.safetensors", "pytorch_model.bin"):
-        found = cached_file(str(name_or_path), single, _raise_exceptions_for_missing_entries=False, **hub)
-        if found is not None:
-            return [found]
-    return []
-
-
-def _check_duplicate_embeddings(model: PreTrainedModel, name_or_path, kwargs: dict[str, Any]) -> None:
-    """Warn if an original checkpoint's embedding copies differ from `shared.weight` (which is the one loaded)."""
-    from safetensors import safe_open
-
-    shared = model.get_input_embeddings().weight
-    for path in _checkpoint_files(name_or_path, kwargs):
-        if path.endswith(".safetensors"):
-            with safe_open(path, framework="pt") as handle:
-                copies = {key: handle.get_tensor(key) for key in _DUPLICATE_EMBEDDING_KEYS if key in handle.keys()}
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            copies = {key: state[key] for key in _DUPLICATE_EMBEDDING_KEYS if key in state}
-            del state
-        for key, tensor in copies.items():
-            if tensor.shape != shared.shape or not torch.equal(
-                tensor.to(shared.device, shared.dtype), shared.detach()
-            ):
-                warnings.warn(
-                    f"The checkpoint's {key} differs from shared.weight; CLIP-FlanT5 uses shared.weight for the "
-                    "encoder, the decoder and the input embedding, as the original model did at run time.",
-                    stacklevel=3,
-                )
 
 
 class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
@@ -507,46 +422,8 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_to
     return shifted.masked_fill_(shifted == -100, pad_token_id)
 
 
-def load_original_projector(
-    model: CLIPFlanT5PreTrainedModel, path_or_repo: str | os.PathLike, filename: str = "mm_projector.bin", **hub_kwargs
-) -> None:
-    """
-    Load a stage-1 `mm_projector.bin` (from a file, a folder or a Hub repo such as
-    `zhiqiulin/clip-flant5-xxl-stage-1`) into `model`'s projector. Any key prefix before `mm_projector.` is accepted.
-    """
-    path = str(path_or_repo)
-    if not os.path.isfile(path):
-        path = cached_file(path, filename, **hub_kwargs)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    renamed = {}
-    for key, tensor in state.items():
-        if "mm_projector." not in key:
-            continue
-        suffix = key.split("mm_projector.", 1)[1]
-        index, _, param = suffix.partition(".")
-        names = {"0": "linear_1", "2": "linear_2"}
-        if index not in names:
-            raise ValueError(
-                f"Unexpected projector key {key!r} in {path}: expected mm_projector.{{0,2}}.{{weight,bias}}."
-            )
-        renamed[f"{names[index]}.{param}"] = tensor
-    if not renamed:
-        raise ValueError(f"{path} holds no 'mm_projector.' tensors; is it a stage-1 projector file?")
-    projector = model.model.multi_modal_projector if hasattr(model, "model") else model.multi_modal_projector
-    expected = {name: param.shape for name, param in projector.state_dict().items()}
-    for name, tensor in renamed.items():
-        if name in expected and tuple(tensor.shape) != tuple(expected[name]):
-            raise ValueError(
-                f"Projector tensor {name} in {path} has shape {tuple(tensor.shape)}, the model expects "
-                f"{tuple(expected[name])}: the projector was trained for another vision tower or T5 size."
-            )
-    projector.load_state_dict(renamed, strict=True)
-
-
 __all__ = [
     "CLIPFlanT5ForConditionalGeneration",
     "CLIPFlanT5Model",
     "CLIPFlanT5PreTrainedModel",
-    "load_original_projector",
-    "ORIGINAL_KEY_MAPPING",
 ]

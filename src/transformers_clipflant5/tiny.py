@@ -14,11 +14,11 @@ from pathlib import Path
 
 import torch
 from transformers import CLIPVisionConfig, T5Config, T5Tokenizer
-from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from .configuration_clip_flant5 import CLIPFlanT5Config
+from .image_processing_clip_flant5 import CLIPFlanT5ImageProcessor
 from .modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration
-from .processing_clip_flant5 import CLIP_IMAGE_MEAN, CLIP_IMAGE_STD, SYSTEM_MESSAGE, CLIPFlanT5Processor
+from .processing_clip_flant5 import SYSTEM_MESSAGE, CLIPFlanT5Processor
 
 
 COLORS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
@@ -89,7 +89,6 @@ def tiny_config(
     vision_hidden: int = 32,
     d_model: int = 32,
     num_layers: int = 2,
-    image_aspect_ratio: str = "pad",
     num_heads: int = 4,
 ) -> CLIPFlanT5Config:
     """A tiny CLIP-FlanT5 config whose vocabulary fits `tokenizer` (rounded up, like FlanT5's 32128 rows)."""
@@ -121,31 +120,26 @@ def tiny_config(
         vision_config=vision,
         text_config=text,
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        image_aspect_ratio=image_aspect_ratio,
     )
 
 
-def tiny_processor(tokenizer: T5Tokenizer, config: CLIPFlanT5Config) -> CLIPFlanT5Processor:
+def tiny_processor(tokenizer: T5Tokenizer, config: CLIPFlanT5Config, do_pad: bool = True) -> CLIPFlanT5Processor:
+    """The processor of a tiny model: CLIP preprocessing at the tower's size, padded to square unless `do_pad=False`."""
     size = config.vision_config.image_size
-    image_processor = CLIPImageProcessorPil(
-        size={"shortest_edge": size},
-        crop_size={"height": size, "width": size},
-        resample=3,
-        image_mean=CLIP_IMAGE_MEAN,
-        image_std=CLIP_IMAGE_STD,
+    image_processor = CLIPFlanT5ImageProcessor(
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size}, do_pad=do_pad
     )
     return CLIPFlanT5Processor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        image_seq_length=config.image_seq_length,
-        image_aspect_ratio=config.image_aspect_ratio,
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_length=config.image_seq_length
     )
 
 
-def build_tiny_model(seed: int = 0, **config_kwargs) -> tuple[CLIPFlanT5ForConditionalGeneration, CLIPFlanT5Processor]:
+def build_tiny_model(
+    seed: int = 0, do_pad: bool = True, **config_kwargs
+) -> tuple[CLIPFlanT5ForConditionalGeneration, CLIPFlanT5Processor]:
     """A random tiny CLIP-FlanT5 and its processor; the same seed gives the same weights."""
     tokenizer = build_tiny_tokenizer(seed=seed)
     config = tiny_config(tokenizer, **config_kwargs)
     torch.manual_seed(seed)
     model = CLIPFlanT5ForConditionalGeneration(config).eval()
-    return model, tiny_processor(tokenizer, config)
+    return model, tiny_processor(tokenizer, config, do_pad=do_pad)

@@ -1,0 +1,172 @@
+# Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
+"""Image processor for CLIP-FlanT5: the original model's image path, exactly.
+
+1. Every input (a path, a PIL image, an array or a tensor) is opened as an 8-bit RGB PIL image, with a clear error
+   when it cannot be: missing, empty, unreadable, too large to decode safely, or of an unusable shape.
+2. With `do_pad` (stage 2, VQAScore) the image is centred on a square canvas of the CLIP mean colour
+   (`int(mean * 255)` per channel, offsets `(side - w) // 2`, `(side - h) // 2`), as LLaVA-1.5's `expand2square`.
+3. CLIP preprocessing with PIL: resize the shortest edge (bicubic), centre crop, rescale, normalise. The original
+   resized with PIL; torchvision's bicubic differs by a few intensity levels, which moves scores.
+
+This file imports only numpy, PIL, torch and transformers so that a Hub folder can carry it as remote code.
+"""
+
+import os
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling
+from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
+from transformers.processing_utils import ImagesKwargs, Unpack
+
+
+ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
+# PIL's own decompression-bomb limit is 89,478,485 pixels (a warning) and twice that an error; ours is the error.
+DEFAULT_MAX_IMAGE_PIXELS = 178956970
+
+
+class CLIPFlanT5ImageProcessorKwargs(ImagesKwargs, total=False):
+    r"""
+    max_image_pixels (`int`, *optional*, defaults to 178956970):
+        Refuse images with more pixels than this before decoding them (a guard against decompression bombs).
+    """
+
+    max_image_pixels: int | None
+
+
+class CLIPFlanT5ImageProcessor(LlavaImageProcessorPil):
+    r"""
+    CLIP ViT-L/14-336 preprocessing, padded to square with the CLIP mean colour when `do_pad` is set (the stage-2
+    checkpoints and VQAScore), on the PIL backend. Accepts paths as well as images, arrays and tensors.
+    """
+
+    valid_kwargs = CLIPFlanT5ImageProcessorKwargs
+    model_input_names = ["pixel_values"]
+    resample = PILImageResampling.BICUBIC
+    image_mean = OPENAI_CLIP_MEAN
+    image_std = OPENAI_CLIP_STD
+    size = {"shortest_edge": 336}
+    crop_size = {"height": 336, "width": 336}
+    do_pad = True
+    max_image_pixels = DEFAULT_MAX_IMAGE_PIXELS
+
+    def __init__(self, **kwargs: Unpack[CLIPFlanT5ImageProcessorKwargs]):
+        super().__init__(**kwargs)
+
+    def _prepare_images_structure(self, images, expected_ndims: int = 3) -> list[Image.Image]:
+        # Every image is opened here, so that a bad one is reported by its path or position before any work.
+        return [load_image(image, self.max_image_pixels) for image in flatten_images(images)]
+
+
+def flatten_images(images) -> list:
+    """One image, a list of images, or a list of lists (one per prompt), as one flat list in prompt order."""
+    if images is None:
+        return []
+    if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray, torch.Tensor)):
+        if isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim == 4:
+            return list(images)
+        return [images]
+    flat = []
+    for item in images:
+        flat.extend(flatten_images(item) if isinstance(item, (list, tuple)) else [item])
+    return flat
+
+
+def load_image(image: ImageInput, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+    """
+    Open a path, PIL image, array or tensor as an 8-bit RGB PIL image; raise with the reason when it cannot be read.
+    Arrays and tensors may be HWC or CHW, uint8 (0-255), uint16 (0-65535) or float in [0, 1]. `max_pixels` bounds
+    the decoded size (a guard against decompression bombs); None keeps PIL's.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        image = _open_file(image, max_pixels)
+    elif isinstance(image, torch.Tensor):
+        image = _array_to_pil(image.detach().cpu().numpy())
+    elif isinstance(image, np.ndarray):
+        image = _array_to_pil(image)
+    elif not isinstance(image, Image.Image):
+        raise TypeError(
+            f"Unsupported image type {type(image).__name__}: pass a file path, a PIL image, a numpy array or a torch "
+            "tensor."
+        )
+    if image.width == 0 or image.height == 0:
+        raise ValueError(f"Image has zero size ({image.width}x{image.height}).")
+    _check_pixels(image, max_pixels, "image")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # PIL's convert("RGB") clips 16/32-bit grey values at 255 instead of scaling them: scale to 8 bits first.
+        image = _array_to_pil(np.asarray(image))
+    # The original opened every image with .convert("RGB"): RGBA drops alpha, L/P/CMYK are mapped by PIL.
+    return image.convert("RGB")
+
+
+def _open_file(path: str | os.PathLike, max_pixels: int | None) -> Image.Image:
+    name = os.fspath(path)
+    if "://" in name:
+        raise ValueError(
+            f"Image {name!r} is a URL; download it first and pass the local file (no network access here)."
+        )
+    path = Path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"Image file not found: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"Image file is empty (0 bytes): {path}")
+    try:
+        with Image.open(path) as opened:
+            _check_pixels(opened, max_pixels, str(path))
+            opened.load()
+            return opened.copy()
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"Image {path} is too large to decode safely: {error}") from error
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:
+        raise ValueError(f"Image {path} is not a readable image ({type(error).__name__}: {error}).") from error
+
+
+def _check_pixels(image: Image.Image, max_pixels: int | None, name: str) -> None:
+    if max_pixels is not None and image.width * image.height > max_pixels:
+        raise ValueError(
+            f"{name} has {image.width}x{image.height} = {image.width * image.height} pixels, more than the limit of "
+            f"{max_pixels}; refusing to decode it (a possible decompression bomb). Raise max_image_pixels if it is "
+            "genuine."
+        )
+
+
+def _array_to_pil(array: np.ndarray) -> Image.Image:
+    if array.size == 0:
+        raise ValueError(f"Image array is empty (shape {array.shape}).")
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+        array = array.transpose(1, 2, 0)  # channels first -> channels last
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise ValueError(
+            f"Image array has shape {array.shape}; expected (H, W), (H, W, C) or (C, H, W) with C in 1, 3, 4. For a "
+            "batch, pass a list of images (or a 4-D array, one image per row)."
+        )
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8) * 255
+    elif np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ValueError("Image array holds NaN or infinite values.")
+        if array.min() < 0 or array.max() > 1:
+            raise ValueError(
+                f"Float image array has values in [{array.min():.3g}, {array.max():.3g}]; floats must be in [0, 1] "
+                "(or pass uint8 values 0-255)."
+            )
+        array = np.rint(array * 255).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        if not np.issubdtype(array.dtype, np.integer) or array.min() < 0 or array.max() > 65535:
+            raise ValueError(
+                f"Image array of dtype {array.dtype} with values in [{array.min()}, {array.max()}] is not an image: "
+                "pass uint8 (0-255), uint16 (0-65535) or float values in [0, 1]."
+            )
+        # 16-bit data (uint16, or wider integers above 255) is scaled to 8 bits, not clipped.
+        if array.dtype == np.uint16 or array.max() > 255:
+            array = np.rint(array.astype(np.float64) * (255 / 65535))
+        array = array.astype(np.uint8)
+    return Image.fromarray(array)
+
+
+__all__ = ["CLIPFlanT5ImageProcessor", "load_image"]
