@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling
+from transformers.image_utils import load_image as load_url_image
 from transformers.models.llava.image_processing_pil_llava import LlavaImageProcessorPil
 from transformers.processing_utils import ImagesKwargs, Unpack
 
@@ -104,10 +105,15 @@ def load_image(image: ImageInput, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIX
 
 def _open_file(path: str | os.PathLike, max_pixels: int | None) -> Image.Image:
     name = os.fspath(path)
-    if "://" in name:
-        raise ValueError(
-            f"Image {name!r} is a URL; download it first and pass the local file (no network access here)."
-        )
+    if name.startswith(("http://", "https://")):
+        # As transformers' processors do; a failed download names the URL instead of a missing local file.
+        try:
+            return load_url_image(name)
+        except Exception as error:
+            raise ValueError(
+                f"Could not download image {name} ({type(error).__name__}: {error}). Download it yourself and pass "
+                "the local file, or check the network."
+            ) from error
     path = Path(name)
     if not path.is_file():
         raise FileNotFoundError(f"Image file not found: {path}")

@@ -17,9 +17,17 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import AutoModel, GenerationMixin, PreTrainedModel
+from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
-from transformers.modeling_outputs import BaseModelOutput, Seq2SeqLMOutput, Seq2SeqModelOutput
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPooling,
+    Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
+)
+from transformers.utils.deprecation import deprecate_kwarg
+from transformers.utils.generic import can_return_tuple
 
 from .configuration_clip_flant5 import CLIPFlanT5Config
 
@@ -46,9 +54,6 @@ class CLIPFlanT5MultiModalProjector(nn.Module):
         self.linear_1 = nn.Linear(config.vision_config.hidden_size, config.text_config.d_model)
         self.act = ACT2FN[config.projector_hidden_act]
         self.linear_2 = nn.Linear(config.text_config.d_model, config.text_config.d_model)
-        # Read by `_init_weights`, which transformers calls on these linears but not on this parameterless container.
-        for linear in (self.linear_1, self.linear_2):
-            linear.is_clip_flant5_projector = True
 
     def forward(self, image_features: torch.Tensor) -> torch.Tensor:
         return self.linear_2(self.act(self.linear_1(image_features)))
@@ -67,15 +72,39 @@ class CLIPFlanT5PreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = False
 
+    @classmethod
+    def is_custom_code(cls) -> bool:
+        # transformers treats models defined outside it as custom code and then skips `_init_weights` on modules
+        # without parameters of their own, guarding against inits that ignore its "already initialised" flags. That
+        # would skip the CLIP and T5 attention/MLP blocks (their inits set their children) and our projector when
+        # weights are missing from a checkpoint. Every init here goes through `transformers.initialization`, which
+        # honours those flags, so the guard is not needed.
+        return False
+
     def _init_weights(self, module):
         super()._init_weights(module)
-        if isinstance(module, nn.Linear) and getattr(module, "is_clip_flant5_projector", False):
+        if isinstance(module, CLIPFlanT5MultiModalProjector):
             # LeCun normal, so that a fresh projector hands T5 image tokens on the scale of its text embeddings
             # (transformers' default std of 0.02 makes them ~70x smaller, and a model trained without a stage-1
             # projector then takes hundreds of steps to start looking at the image).
-            std = self.config.text_config.initializer_factor * module.in_features**-0.5
-            nn.init.normal_(module.weight, mean=0.0, std=std)
-            nn.init.zeros_(module.bias)
+            for linear in (module.linear_1, module.linear_2):
+                std = self.config.text_config.initializer_factor * linear.in_features**-0.5
+                init.normal_(linear.weight, mean=0.0, std=std)
+                init.zeros_(linear.bias)
+
+    # Every Auto class a saved folder answers to through remote code, as the pip package registers them: saving
+    # records only the class that was registered for export, so the others are added to the config here.
+    _remote_code_auto_map = {
+        "AutoConfig": "configuration_clip_flant5.CLIPFlanT5Config",
+        "AutoModel": "modeling_clip_flant5.CLIPFlanT5Model",
+        "AutoModelForImageTextToText": "modeling_clip_flant5.CLIPFlanT5ForConditionalGeneration",
+        "AutoModelForSeq2SeqLM": "modeling_clip_flant5.CLIPFlanT5ForConditionalGeneration",
+    }
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        if self._auto_class is not None:
+            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **self._remote_code_auto_map}
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     # Readers of checkpoint layouts other than ours, tried in order by `from_pretrained`: each is called as
     # `loader(cls, name_or_path, *model_args, **kwargs)` and returns the loaded model, or None when the checkpoint is
@@ -112,15 +141,26 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
             return self.language_model.get_encoder()
         return super().get_encoder(modality=modality)
 
-    def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    @can_return_tuple
+    def get_image_features(
+        self,
+        pixel_values: torch.FloatTensor,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
         """
         Project images to T5 input embeddings.
 
         Args:
             pixel_values (`torch.FloatTensor` of shape `(num_images, 3, height, width)`): processed images.
+            output_hidden_states, output_attentions: also return the vision tower's hidden states / attentions.
 
         Returns:
-            `torch.FloatTensor` of shape `(num_images, image_seq_length, d_model)`.
+            [`BaseModelOutputWithPooling`] (a tuple with `return_dict=False`): `last_hidden_state` is the vision
+            tower's last layer, `pooler_output` the projected features `(num_images, image_seq_length, d_model)`
+            that replace the placeholder tokens (as transformers' VLMs return them), plus the tower's
+            `hidden_states` / `attentions` when asked for.
         """
         if not torch.is_floating_point(pixel_values):
             raise TypeError(
@@ -131,6 +171,10 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
             raise ValueError(
                 f"pixel_values must have shape (num_images, 3, height, width), got {tuple(pixel_values.shape)}."
             )
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
         input_dtype = pixel_values.dtype
         num_images = pixel_values.shape[0]
         if num_images == 0:
@@ -138,26 +182,49 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
             # dropped: every DeepSpeed ZeRO-3 rank must gather the same parameters at every step, or ranks hang.
             pixel_values = pixel_values.new_zeros((1, *pixel_values.shape[1:]))
         pixel_values = _to_module(pixel_values, self.vision_tower)
-        outputs = self.vision_tower(pixel_values, output_hidden_states=True, return_dict=True)
-        selected = outputs.hidden_states[self.config.vision_feature_layer]
+        tower_outputs = self.vision_tower(
+            pixel_values, output_hidden_states=True, output_attentions=output_attentions, return_dict=True, **kwargs
+        )
+        selected = tower_outputs.hidden_states[self.config.vision_feature_layer]
         if self.config.vision_feature_select_strategy == "default":
             selected = selected[:, 1:]
         # The original casts the tower output back to the input dtype before projecting.
         features = self.multi_modal_projector(_to_module(selected.to(input_dtype), self.multi_modal_projector))
-        return features[:num_images]
+        return BaseModelOutputWithPooling(
+            last_hidden_state=tower_outputs.last_hidden_state[:num_images],
+            pooler_output=features[:num_images],
+            hidden_states=tower_outputs.hidden_states if output_hidden_states else None,
+            attentions=tower_outputs.attentions if output_attentions else None,
+        )
 
-    def get_placeholder_mask(self, input_ids: torch.LongTensor, image_features: torch.Tensor) -> torch.Tensor:
-        """Boolean mask of the image placeholder positions; checks it matches the number of image features."""
-        mask = input_ids == self.config.image_token_id
-        n_tokens = int(mask.sum())
-        n_features = image_features.shape[0] * image_features.shape[1]
-        if n_tokens != n_features:
-            raise ValueError(
-                f"The input holds {n_tokens} image placeholder tokens (id {self.config.image_token_id}) but "
-                f"{image_features.shape[0]} image(s) x {image_features.shape[1]} features = {n_features} image "
-                f"features were given. Each image needs exactly image_seq_length={self.config.image_seq_length} "
-                "placeholders, one '<image>' per image in the prompt: build inputs with CLIPFlanT5Processor."
+    def get_placeholder_mask(
+        self,
+        input_ids: torch.LongTensor | None,
+        inputs_embeds: torch.Tensor,
+        image_features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """
+        Boolean mask `(batch, seq)` of the image placeholder positions, found from `input_ids` or, without them, from
+        `inputs_embeds` rows equal to the placeholder's embedding (as LLaVA does). With `image_features`, checks that
+        their number matches the placeholders.
+        """
+        if input_ids is not None:
+            mask = input_ids == self.config.image_token_id
+        else:
+            placeholder = self.get_input_embeddings()(
+                torch.tensor(self.config.image_token_id, dtype=torch.long, device=inputs_embeds.device)
             )
+            mask = (inputs_embeds == placeholder.to(inputs_embeds.dtype)).all(-1)
+        if image_features is not None:
+            n_tokens = int(mask.sum())
+            n_features = image_features.shape[0] * image_features.shape[1]
+            if n_tokens != n_features:
+                raise ValueError(
+                    f"The input holds {n_tokens} image placeholder tokens (id {self.config.image_token_id}) but "
+                    f"{image_features.shape[0]} image(s) x {image_features.shape[1]} features = {n_features} image "
+                    f"features were given. Each image needs exactly image_seq_length={self.config.image_seq_length} "
+                    "placeholders, one '<image>' per image in the prompt: build inputs with CLIPFlanT5Processor."
+                )
         return mask
 
     def embed_inputs(
@@ -167,12 +234,15 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         image_embeds: torch.Tensor | None = None,
         image_index: torch.LongTensor | None = None,
+        images_already_encoded: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """
         Token embeddings with image features scattered into the placeholder positions. `image_index` (optional)
         gives, for each image slot in prompt order, the row of `pixel_values`/`image_embeds` it shows: a batch
         then encodes each distinct image once, and an empty index with one dummy image keeps the vision tower and
         projector running for a batch without images (every DeepSpeed rank must run the same modules each step).
+        Placeholders without images are an error, unless `images_already_encoded` (a decoding cache holds what the
+        encoder made of them).
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
@@ -182,27 +252,31 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
             raise TypeError(f"input_ids must be an integer tensor, got {input_ids.dtype}.")
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
-        image_features = image_embeds if image_embeds is not None else None
+        image_features = image_embeds
         if pixel_values is not None:
-            image_features = self.get_image_features(pixel_values)
+            image_features = self.get_image_features(pixel_values, return_dict=True).pooler_output
         if image_index is not None:
             if image_features is None:
                 raise ValueError("image_index selects rows of pixel_values or image_embeds; pass one of them.")
             image_features = image_features[image_index.to(image_features.device)]
         if image_features is not None:
-            if input_ids is None:
-                raise ValueError("Images need input_ids to locate their placeholder tokens.")
-            mask = self.get_placeholder_mask(input_ids, image_features)
+            mask = self.get_placeholder_mask(input_ids, inputs_embeds, image_features)
             image_features = image_features.to(inputs_embeds.device, inputs_embeds.dtype)
             # masked_scatter keeps the projector in the graph even for a batch without placeholders (zero
             # gradients), so that every DeepSpeed rank runs and reduces the same parameters each step.
             inputs_embeds = inputs_embeds.masked_scatter(mask.unsqueeze(-1).to(inputs_embeds.device), image_features)
-        elif input_ids is not None and bool((input_ids == self.config.image_token_id).any()):
+        elif (
+            not images_already_encoded
+            and input_ids is not None
+            and bool((input_ids == self.config.image_token_id).any())
+        ):
             raise ValueError(
                 "The input holds image placeholder tokens but no pixel_values (or image_embeds) were given."
             )
         return inputs_embeds, image_features
 
+    @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -219,12 +293,19 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         image_index: torch.LongTensor | None = None,
         **kwargs,
     ) -> CLIPFlanT5Seq2SeqModelOutput:
-        # Older callers (and GenerationMixin before the rename) say past_key_values.
-        cache = kwargs.pop("past_key_values", cache)
+        r"""
+        image_embeds (`torch.FloatTensor` of shape `(num_images, image_seq_length, d_model)`, *optional*):
+            Precomputed projected image features (`get_image_features(...).pooler_output`), instead of
+            `pixel_values`: a caller can encode each distinct image once and reuse it across prompts.
+        image_index (`torch.LongTensor` of shape `(num_image_slots,)`, *optional*):
+            For each `<image>` slot in prompt order, the row of `pixel_values`/`image_embeds` it shows.
+
+        Once `encoder_outputs` are given, images and prompt are not read again (the encoder has already seen them).
+        """
         image_features = None
         if encoder_outputs is None:
             inputs_embeds, image_features = self.embed_inputs(
-                input_ids, pixel_values, inputs_embeds, image_embeds, image_index
+                input_ids, pixel_values, inputs_embeds, image_embeds, image_index, _cross_attention_is_cached(cache)
             )
             encoder_outputs = self.language_model.encoder(
                 attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
@@ -296,13 +377,15 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
     def get_decoder(self):
         return self.model.language_model.get_decoder()
 
-    def get_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Projected image features, `(num_images, image_seq_length, d_model)`; see [`CLIPFlanT5Model.get_image_features`]."""
-        return self.model.get_image_features(pixel_values)
+    def get_image_features(self, pixel_values: torch.FloatTensor, **kwargs) -> BaseModelOutputWithPooling:
+        """Projected image features in `pooler_output`; see [`CLIPFlanT5Model.get_image_features`]."""
+        return self.model.get_image_features(pixel_values, **kwargs)
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
+    @can_return_tuple
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -317,21 +400,21 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
         image_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
-        return_dict: bool | None = None,
         image_index: torch.LongTensor | None = None,
         **kwargs,
     ) -> CLIPFlanT5Seq2SeqLMOutput:
         r"""
         labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
             Target token ids, -100 where ignored. The decoder input is `labels` shifted right with
-            `decoder_start_token_id` (standard T5); the loss is the mean cross-entropy over non-ignored tokens.
+            `decoder_start_token_id` (standard T5); the loss is the cross-entropy over non-ignored tokens, averaged
+            over them, or summed and divided by `num_items_in_batch` when given (exact gradient accumulation).
         image_embeds (`torch.FloatTensor` of shape `(num_images, image_seq_length, d_model)`, *optional*):
             Precomputed [`get_image_features`] output, instead of `pixel_values` (lets a caller encode each distinct
             image once and reuse it across prompts).
         image_index (`torch.LongTensor` of shape `(num_image_slots,)`, *optional*):
             For each `<image>` slot in prompt order, the row of `pixel_values`/`image_embeds` it shows.
         """
-        kwargs.pop("num_items_in_batch", None)
+        num_items_in_batch = kwargs.pop("num_items_in_batch", None)
         if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
             decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
             use_cache = False
@@ -348,6 +431,7 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
             image_embeds=image_embeds,
             use_cache=use_cache,
             image_index=image_index,
+            return_dict=True,
             **kwargs,
         )
         sequence_output = outputs.last_hidden_state
@@ -358,8 +442,14 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
 
         loss = None
         if labels is not None:
-            loss = nn.functional.cross_entropy(
-                logits.float().view(-1, logits.size(-1)), labels.to(logits.device).view(-1), ignore_index=-100
+            # The labels are the decoder's targets position by position already (the decoder input is them shifted
+            # right), so they are passed as `shift_labels` and not shifted again, as Florence2 does.
+            loss = self.loss_function(
+                logits=logits,
+                labels=labels,
+                vocab_size=self.config.text_config.vocab_size,
+                shift_labels=labels.to(logits.device),
+                num_items_in_batch=num_items_in_batch,
             )
         return CLIPFlanT5Seq2SeqLMOutput(
             loss=loss,
@@ -381,19 +471,18 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
         model_input_name: str | None,
         generation_config,
     ) -> dict[str, Any]:
-        # Encode once, before decoding: merge image features into the encoder input, run the T5 encoder, and drop
-        # the pixels so that beam expansion and decoding steps never touch the vision tower again.
+        # Encode once, before decoding: merge image features into the encoder input and run the T5 encoder. The
+        # decoding steps then pass `encoder_outputs`, with which `forward` never reads the images again; the images
+        # stay in `model_kwargs` for an assistant model (assisted decoding), which runs its own encoder on them.
         if model_kwargs.get("encoder_outputs") is not None:
-            model_kwargs.pop("pixel_values", None)
-            model_kwargs.pop("image_embeds", None)
-            model_kwargs.pop("image_index", None)
             return model_kwargs
         inputs_embeds, _ = self.model.embed_inputs(
             input_ids=inputs_tensor if model_kwargs.get("inputs_embeds") is None else None,
-            pixel_values=model_kwargs.pop("pixel_values", None),
+            pixel_values=model_kwargs.get("pixel_values"),
             inputs_embeds=model_kwargs.pop("inputs_embeds", None),
-            image_embeds=model_kwargs.pop("image_embeds", None),
-            image_index=model_kwargs.pop("image_index", None),
+            image_embeds=model_kwargs.get("image_embeds"),
+            image_index=model_kwargs.get("image_index"),
+            images_already_encoded=_cross_attention_is_cached(model_kwargs.get("cache")),
         )
         model_kwargs["inputs_embeds"] = inputs_embeds
         model_kwargs = self._prepare_text_encoder_decoder_kwargs_for_generation(
@@ -404,6 +493,13 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
         )
         model_kwargs.pop("inputs_embeds", None)
         return model_kwargs
+
+
+def _cross_attention_is_cached(cache: Cache | None) -> bool:
+    """Whether a decoding cache already holds the cross-attention keys and values, i.e. the encoder has run: a
+    generation continued from it needs the prompt's images no more."""
+    cross_attention_cache = getattr(cache, "cross_attention_cache", None)
+    return cross_attention_cache is not None and cross_attention_cache.get_seq_length() > 0
 
 
 def _to_module(tensor: torch.Tensor, module: nn.Module) -> torch.Tensor:

@@ -116,17 +116,41 @@ class CLIPFlanT5Processor(ProcessorMixin):
     # pip package registers the original release's reader; remote code has none.
     checkpoint_loaders: list = []
 
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        # transformers records `auto_map` on the instance while it writes the remote code; saving must not change the
+        # processor (a reloaded one would then differ from it).
+        had_auto_map = "auto_map" in self.__dict__
+        try:
+            return super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        finally:
+            if not had_auto_map:
+                self.__dict__.pop("auto_map", None)
+
     # ----------------------------------------------------------------------------------------------------------------
     # Text
 
     def encode_prompt(self, prompt: str) -> list[int]:
         """Token ids of one prompt, the original way: chunks around `<image>` tokenized alone, each with `</s>`."""
+        return self._encode_prompt_with_offsets(prompt, with_offsets=False)[0]
+
+    def _encode_prompt_with_offsets(
+        self, prompt: str, with_offsets: bool
+    ) -> tuple[list[int], list[tuple[int, int]] | None]:
+        # Character offsets (in `prompt`) of every token, for assistant masks: a chunk's offsets are shifted by where
+        # the chunk starts, and the image placeholders point at their `<image>`.
         ids: list[int] = []
+        offsets: list[tuple[int, int]] = []
+        start = 0
         for index, chunk in enumerate(prompt.split(self.image_token)):
             if index > 0:
                 ids.extend([self.image_token_id] * self.image_seq_length)
-            ids.extend(self.tokenizer(chunk, add_special_tokens=True)["input_ids"])
-        return ids
+                offsets.extend([(start - len(self.image_token), start)] * self.image_seq_length)
+            encoded = self.tokenizer(chunk, add_special_tokens=True, return_offsets_mapping=with_offsets)
+            ids.extend(encoded["input_ids"])
+            if with_offsets:
+                offsets.extend((a + start, b + start) if b > a else (0, 0) for a, b in encoded["offset_mapping"])
+            start += len(chunk) + len(self.image_token)
+        return ids, (offsets if with_offsets else None)
 
     def encode_target(self, target: str) -> list[int]:
         """Label ids of one answer: tokenized with its `</s>` (the original ran targets through the same splitter)."""
@@ -148,8 +172,6 @@ class CLIPFlanT5Processor(ProcessorMixin):
         self,
         images: ImageInput | list[ImageInput] | list[list[ImageInput]] | None = None,
         text: str | list[str] | None = None,
-        videos=None,
-        audio=None,
         **kwargs: Unpack[ProcessingKwargs],
     ) -> BatchFeature:
         """
@@ -162,7 +184,8 @@ class CLIPFlanT5Processor(ProcessorMixin):
                 `text_target`: answers tokenized into `labels`, padded with -100), image settings (`do_pad`,
                 `size`, ...) and `return_tensors` ("pt" by default; None for lists).
         """
-        if videos is not None or audio is not None:
+        # apply_chat_template passes every modality; only a real video or audio input is a mistake.
+        if kwargs.pop("videos", None) is not None or kwargs.pop("audio", None) is not None:
             raise ValueError("CLIP-FlanT5 takes images and text only, not videos or audio.")
         output_kwargs = self._merge_kwargs(tokenizer_init_kwargs=self.tokenizer.init_kwargs, **kwargs)
         text_kwargs, images_kwargs = output_kwargs["text_kwargs"], output_kwargs["images_kwargs"]
@@ -185,7 +208,9 @@ class CLIPFlanT5Processor(ProcessorMixin):
         flat_images = flatten_images(images)
         self._check_image_counts(images, flat_images, texts)
 
-        input_ids = [self.encode_prompt(t) for t in texts]
+        with_offsets = bool(text_kwargs.get("return_offsets_mapping"))
+        encoded = [self._encode_prompt_with_offsets(t, with_offsets) for t in texts]
+        input_ids = [ids for ids, _ in encoded]
         max_length = text_kwargs.get("max_length")
         if text_kwargs.get("truncation") and max_length is not None:
             input_ids = [self._truncate(ids, max_length, row) for row, ids in enumerate(input_ids)]
@@ -205,6 +230,13 @@ class CLIPFlanT5Processor(ProcessorMixin):
                 return_attention_mask=text_kwargs.get("return_attention_mask", True),
             )
         )
+        if with_offsets:
+            data["offset_mapping"] = _pad_like(
+                data["input_ids"],
+                [offsets[: len(ids)] for ids, (_, offsets) in zip(input_ids, encoded)],
+                (0, 0),
+                self.tokenizer.pad_token_id,
+            )
         if text_target is not None:
             targets = _as_list(text_target)
             if len(targets) != len(texts):
@@ -256,6 +288,16 @@ class CLIPFlanT5Processor(ProcessorMixin):
     @property
     def model_input_names(self) -> list[str]:
         return ["input_ids", "attention_mask", "pixel_values"]
+
+
+def _pad_like(padded_ids: list[list[int]], rows: list[list], fill, pad_id: int) -> list[list]:
+    """Pad each row of `rows` with `fill` where `padded_ids` has padding (on whichever side it was added)."""
+    result = []
+    for ids, row in zip(padded_ids, rows):
+        extra = len(ids) - len(row)
+        left = extra if extra and ids[0] == pad_id and ids[-1] != pad_id else 0
+        result.append([fill] * left + list(row) + [fill] * (extra - left))
+    return result
 
 
 def _as_list(value) -> list:
