@@ -2,7 +2,7 @@
 
 A random CLIP-FlanT5 (T5 with d_model 768, 12+12 layers, FlanT5's 32128-row vocabulary; about 250M parameters) is
 written in the ORIGINAL layout (fp32, pickled .bin in 2 shards, the embedding stored four times) with
-`tests/original_reference.py` (imported by putting the repo's `tests/` folder on `sys.path`). Then, each in a fresh
+`tests/support/original_reference.py` (imported by putting the repo's root on `sys.path`). Then, each in a fresh
 process so that the peak resident set size (`ru_maxrss`) belongs to that step alone:
 
 - `load`: `CLIPFlanT5ForConditionalGeneration.from_pretrained(SRC)`, the least any conversion must hold;
@@ -64,7 +64,7 @@ def child(step: str, source: str, output: str) -> None:
     import torch  # noqa: F401  (imports count in the baseline, not in the step)
 
     from transformers_clipflant5 import CLIPFlanT5ForConditionalGeneration
-    from transformers_clipflant5.convert_clip_flant5_original_to_hf import convert
+    from transformers_clipflant5.original.convert import convert
 
     baseline_rss, baseline_anonymous = status_bytes("VmRSS"), status_bytes("RssAnon")
     sampler = AnonymousPeak()
@@ -84,11 +84,10 @@ def build_source(folder: Path, d_model: int, layers: int) -> int:
     import torch
     from transformers import CLIPVisionConfig, T5Config, T5Tokenizer
 
-    sys.path.insert(0, str(REPO_ROOT / "tests"))
-    from original_reference import save_original_checkpoint
-
+    sys.path.insert(0, str(REPO_ROOT))
+    from tests.support.original_reference import save_original_checkpoint
     from transformers_clipflant5 import CLIPFlanT5Config, CLIPFlanT5ForConditionalGeneration
-    from transformers_clipflant5.tiny import build_tiny_tokenizer, train_tiny_sentencepiece
+    from transformers_clipflant5.testing.tiny import build_tiny_tokenizer, train_tiny_sentencepiece
 
     tokenizer = build_tiny_tokenizer()
     config = CLIPFlanT5Config(

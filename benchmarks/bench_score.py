@@ -7,7 +7,7 @@ procedure, on the same random CLIP-FlanT5 weights, in one process.
 The model is random (no download): a CLIP ViT-B/14-336-shaped vision tower (576 patches, like the real
 ViT-L/14-336; `--vision-size large` for the real tower's shape) and a FlanT5-small-shaped T5 (`--text-size base`,
 `xl`, `xxl` for larger ones) with the tiny test tokenizer's vocabulary. It is saved in the original Hub layout; the
-naive baseline (tests/original_reference.py: vision tower run for every pair, per-sample splicing loop,
+naive baseline (tests/support/original_reference.py: vision tower run for every pair, per-sample splicing loop,
 full-vocabulary logits, batches in input order, as the original evaluation code did) and our scorer both load that
 folder. Each method is timed on the same 4 images x 8 texts, after a warm-up, best of `--repeats`.
 
@@ -40,12 +40,12 @@ from transformers import CLIPVisionConfig, T5Config, T5Tokenizer
 
 
 # The naive original procedure lives with the parity tests; the benchmark reuses it rather than copying it.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from original_reference import NaiveOriginal, save_original_checkpoint  # noqa: E402
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.support.original_reference import NaiveOriginal, save_original_checkpoint, stage2_prompt  # noqa: E402
 from transformers_clipflant5 import CLIPFlanT5Config, CLIPFlanT5ForConditionalGeneration, VQAScore  # noqa: E402
 from transformers_clipflant5.configuration_clip_flant5 import CLIP_VIT_L_14_336_VISION_CONFIG  # noqa: E402
-from transformers_clipflant5.tiny import (  # noqa: E402
+from transformers_clipflant5.scoring.vqascore import DEFAULT_QUESTION_TEMPLATE  # noqa: E402
+from transformers_clipflant5.testing.tiny import (  # noqa: E402
     COLORS,
     POSITIONS,
     SHAPES,
@@ -53,7 +53,6 @@ from transformers_clipflant5.tiny import (  # noqa: E402
     tiny_processor,
     train_tiny_sentencepiece,
 )
-from transformers_clipflant5.vqascore import DEFAULT_QUESTION_TEMPLATE, chat_prompt  # noqa: E402
 
 
 VISION_SIZES = {
@@ -268,7 +267,7 @@ def main() -> None:
         def run_naive(images_used):
             # The original evaluation: pairs in input order, `batch_size` at a time, each with its own image pass.
             pair_images = [image for image in images_used for _ in texts]
-            prompts = [chat_prompt(DEFAULT_QUESTION_TEMPLATE.format(text)) for _ in images_used for text in texts]
+            prompts = [stage2_prompt(DEFAULT_QUESTION_TEMPLATE.format(text)) for _ in images_used for text in texts]
             chunks = []
             for start in range(0, len(prompts), args.batch_size):
                 stop = min(start + args.batch_size, len(prompts))
@@ -310,7 +309,7 @@ def main() -> None:
         print(f"load average (1 min) before / after the timed runs: {load_before:.2f} / {load_after:.2f}")
 
         prompt_length = np.mean(
-            [len(processor.encode_prompt(chat_prompt(DEFAULT_QUESTION_TEMPLATE.format(t)))) for t in texts]
+            [len(processor.encode_prompt(processor.chat_prompt(DEFAULT_QUESTION_TEMPLATE.format(t)))) for t in texts]
         )
         flops = model_flops_per_pair(config, prompt_length, len(processor.encode_target("Yes")), args.texts)
         print(

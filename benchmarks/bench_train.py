@@ -43,15 +43,13 @@ from transformers import CLIPVisionConfig, T5Config
 
 from transformers_clipflant5 import CLIPFlanT5Config, CLIPFlanT5ForConditionalGeneration
 from transformers_clipflant5.configuration_clip_flant5 import CLIP_VIT_L_14_336_VISION_CONFIG
-from transformers_clipflant5.synthetic import write_synthetic_dataset
-from transformers_clipflant5.tiny import build_tiny_tokenizer, tiny_processor
-from transformers_clipflant5.training import set_trainable_parameters
-from transformers_clipflant5.training_data import (
-    CLIPFlanT5DataCollator,
-    ModalityGroupedSampler,
-    build_prompt_and_target,
-    load_llava_dataset,
-)
+from transformers_clipflant5.testing.synthetic import write_synthetic_dataset
+from transformers_clipflant5.testing.tiny import build_tiny_tokenizer, tiny_processor
+from transformers_clipflant5.training.collator import CLIPFlanT5DataCollator
+from transformers_clipflant5.training.data import load_llava_dataset
+from transformers_clipflant5.training.model import set_trainable_parameters
+from transformers_clipflant5.training.sampler import ModalityGroupedSampler
+from transformers_clipflant5.training.templates import build_prompt_and_target
 
 
 PRESETS = {
@@ -116,7 +114,9 @@ def original_step(model, processor, rows, image_folder: Path, device, dtype) -> 
         if row["image_file"] is None:
             pixels.append(torch.zeros(3, size["height"], size["width"]))  # the original's zero image
         else:
-            pixels.append(processor.preprocess_images([image_folder / row["image_file"]])[0])
+            pixels.append(
+                processor.image_processor([image_folder / row["image_file"]], return_tensors="pt")["pixel_values"][0]
+            )
     features = inner.get_image_features(torch.stack(pixels).to(device, dtype))
     sequences, targets = [], []
     for index, row in enumerate(rows):

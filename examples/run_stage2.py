@@ -43,21 +43,18 @@ import transformers
 from trl import ModelConfig, SFTConfig, TrlParser
 
 from transformers_clipflant5 import VQAScore
-from transformers_clipflant5.synthetic import evaluate_discrimination
-from transformers_clipflant5.trainer import CLIPFlanT5SFTTrainer
-from transformers_clipflant5.training import (
-    DEMO_ARGS,
-    CLIPFlanT5ScriptArguments,
-    build_demo_model,
-    check_template,
+from transformers_clipflant5.testing.demo import DEMO_ARGS, build_demo_model, prepare_demo
+from transformers_clipflant5.testing.synthetic import evaluate_discrimination
+from transformers_clipflant5.training.arguments import CLIPFlanT5ScriptArguments, check_template, describe_training
+from transformers_clipflant5.training.collator import CLIPFlanT5DataCollator
+from transformers_clipflant5.training.data import load_llava_dataset
+from transformers_clipflant5.training.model import (
     default_peft_config,
-    describe_training,
     load_model,
     merge_lora_and_save,
-    prepare_demo,
     set_trainable_parameters,
 )
-from transformers_clipflant5.training_data import CLIPFlanT5DataCollator, load_llava_dataset
+from transformers_clipflant5.training.trainer import CLIPFlanT5SFTTrainer
 
 
 STAGE = 2

@@ -1,34 +1,25 @@
-"""Shared fixtures: tiny random CLIP-FlanT5 models, in our format and in the original Hub layout, built in code."""
+"""Shared fixtures: tiny random CLIP-FlanT5 models, in our format and in the original Hub layout, built in code.
+
+The helpers the tests share live in `tests/support/` (`randomize`: `support.models`, `make_images`: `support.images`,
+`hub_cache` and `FakeHub`: `support.hub`, the original layout and procedure: `support.original_reference`); they are
+re-exported here for the modules that import them from the conftest.
+"""
 
 import os
-import shutil
-import sys
-from pathlib import Path
-
-import numpy as np
-import pytest
-import torch
-from PIL import Image
 
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Set before transformers and huggingface_hub are imported (they read them once): the tests never reach the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).parent))
 
-from original_reference import save_original_checkpoint  # noqa: E402
+import pytest  # noqa: E402
 from transformers import T5Tokenizer  # noqa: E402
 
-from transformers_clipflant5.tiny import build_tiny_model, train_tiny_sentencepiece  # noqa: E402
-
-
-def randomize(model: torch.nn.Module, std: float = 0.4, seed: int = 0) -> torch.nn.Module:
-    """Give every weight a large random value: a freshly initialised tiny T5 answers the same whatever the input,
-    which would let generation tests pass vacuously."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.copy_(torch.randn(param.shape, generator=generator) * std)
-    return model
+from tests.support.hub import FakeHub, hub_cache  # noqa: E402
+from tests.support.images import make_images  # noqa: E402
+from tests.support.models import randomize  # noqa: E402
+from tests.support.original_reference import save_original_checkpoint  # noqa: E402
+from transformers_clipflant5.testing.tiny import build_tiny_model, train_tiny_sentencepiece  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -49,32 +40,18 @@ def original_folder(tiny, tmp_path_factory):
     return folder
 
 
-def hub_cache(
-    cache: Path, repo_id: str, source: Path, commit: str = "0123456789abcdef0123456789abcdef01234567"
-) -> Path:
-    """Lay `source` out as the Hugging Face Hub cache entry of `repo_id` (blobs, a snapshot of symlinks, refs/main),
-    what a download leaves behind; returns `cache`."""
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    snapshot = repo / "snapshots" / commit
-    (repo / "blobs").mkdir(parents=True, exist_ok=True)
-    snapshot.mkdir(parents=True)
-    for index, path in enumerate(sorted(p for p in source.rglob("*") if p.is_file())):
-        relative = path.relative_to(source)
-        blob = repo / "blobs" / f"{commit[:8]}-{index:04d}"
-        shutil.copy(path, blob)
-        (snapshot / relative).parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(os.path.relpath(blob, (snapshot / relative).parent), snapshot / relative)
-    (repo / "refs").mkdir(exist_ok=True)
-    (repo / "refs" / "main").write_text(commit)
-    return cache
-
-
-def make_images(sizes, seed: int = 0) -> list[Image.Image]:
-    rng = np.random.default_rng(seed)
-    return [Image.fromarray((rng.random((h, w, 3)) * 255).astype("uint8")) for h, w in sizes]
-
-
 @pytest.fixture(scope="session")
 def images():
     """Wide, tall, square, tiny and large random images."""
     return make_images([(20, 40), (50, 30), (33, 33), (3, 5), (80, 64)])
+
+
+@pytest.fixture
+def fake_hub(tmp_path, monkeypatch):
+    """A fake Hub (see `FakeHub`) installed on `HfApi` for one test."""
+    hub = FakeHub(tmp_path / "remote")
+    hub.install(monkeypatch)
+    return hub
+
+
+__all__ = ["hub_cache", "make_images", "randomize"]

@@ -6,10 +6,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import make_images
 
+from tests.support.cli import run_cli
+from tests.support.images import make_images
 from transformers_clipflant5 import VQAScore
-from transformers_clipflant5.cli import main
 from transformers_clipflant5.evaluation import (
     BenchmarkError,
     benchmark_pairs,
@@ -27,13 +27,6 @@ TEXT_ONLY = [[0.5, 0.4], [0.8, 0.9]]  # each image prefers its caption; image 1 
 IMAGE_ONLY = [[0.5, 0.6], [0.1, 0.7]]  # each caption prefers its image; image 0 prefers caption 1
 NEITHER = [[0.1, 0.9], [0.8, 0.2]]
 TIE = [[0.5, 0.5], [0.5, 0.5]]  # equal scores are not a preference (strict inequalities)
-
-
-def run_cli(argv, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def test_winoground_scores_by_construction():

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import hub_cache, make_images
 
+from tests.support.hub import hub_cache
+from tests.support.images import make_images
 from transformers_clipflant5.cli import COMMANDS, build_parser, main
 
 

@@ -50,7 +50,7 @@ if load_original_processor not in CLIPFlanT5Processor.checkpoint_loaders:
 def __getattr__(name: str):
     # The scorer pulls in more (tqdm, I/O helpers); load it on first use.
     if name == "VQAScore":
-        from .vqascore import VQAScore
+        from .scoring.vqascore import VQAScore
 
         return VQAScore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,6 @@ with). [`load_projector`] reads that folder and the original stage-1 repos (`mm_
 import json
 import os
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -18,14 +17,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.utils import cached_file
 
-from .modeling_clip_flant5 import CLIPFlanT5MultiModalProjector, load_original_projector
+from .hub.arguments import hub_kwargs as select_hub_kwargs
+from .modeling_clip_flant5 import CLIPFlanT5MultiModalProjector
+from .original.checkpoint import ORIGINAL_PROJECTOR_NAME, load_original_projector, read_original_projector
 
 
 PROJECTOR_WEIGHTS_NAME = "projector.safetensors"
 PROJECTOR_CONFIG_NAME = "projector_config.json"
-ORIGINAL_PROJECTOR_NAME = "mm_projector.bin"
 PROJECTOR_FORMAT = "clip-flant5-projector"
-_HUB_KWARGS = ("cache_dir", "revision", "token", "local_files_only", "force_download", "subfolder")
 
 
 def _projector_module(model: nn.Module) -> CLIPFlanT5MultiModalProjector:
@@ -89,30 +88,6 @@ def save_projector(
     return folder
 
 
-def read_original_projector(path: str | os.PathLike) -> CLIPFlanT5MultiModalProjector:
-    """
-    The original `mm_projector.bin` at `path` as a projector module, in the dtype it was stored in. Reads the pickle
-    with `weights_only=True`; the key translation is the model's own [`load_original_projector`].
-    """
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    weights = [tensor for key, tensor in state.items() if key.endswith("mm_projector.0.weight")]
-    if len(weights) != 1:
-        raise ValueError(
-            f"{path} should hold exactly one '...mm_projector.0.weight' tensor, found {len(weights)}: is it a "
-            "stage-1 projector file?"
-        )
-    text_hidden, vision_hidden = weights[0].shape
-    projector = CLIPFlanT5MultiModalProjector(
-        SimpleNamespace(
-            vision_config=SimpleNamespace(hidden_size=vision_hidden),
-            text_config=SimpleNamespace(d_model=text_hidden),
-            projector_hidden_act="gelu",  # the original's mlp2x_gelu
-        )
-    )
-    load_original_projector(SimpleNamespace(multi_modal_projector=projector), path)
-    return projector.to(weights[0].dtype)
-
-
 def load_projector(model: nn.Module, path_or_repo: str | os.PathLike, **hub_kwargs: Any) -> None:
     """
     Load a stage-1 projector into `model` (a CLIP-FlanT5 model): our `projector.safetensors` (a file, a folder or a
@@ -121,7 +96,7 @@ def load_projector(model: nn.Module, path_or_repo: str | os.PathLike, **hub_kwar
     not match the model: a projector only works with the vision tower and text model it was trained with.
     """
     projector = _projector_module(model)
-    hub = {key: value for key, value in hub_kwargs.items() if key in _HUB_KWARGS and value is not None}
+    hub = select_hub_kwargs(hub_kwargs)
     path = str(path_or_repo)
     if os.path.isfile(path):
         weights_file, config_file = path, None

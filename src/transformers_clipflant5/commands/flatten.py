@@ -26,7 +26,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training_data import DataValidationError, flatten_conversations, read_llava_json
+    from ..training.data import DataValidationError, flatten_conversations, read_llava_json
 
     if args.output.exists() and not args.force:
         print(f"error: {args.output} exists; pass --force to overwrite it.")

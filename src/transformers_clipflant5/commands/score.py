@@ -85,7 +85,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from transformers_clipflant5.vqascore import check_answer_template, check_question_template
+    from transformers_clipflant5.scoring.vqascore import check_answer_template, check_question_template
 
     if args.question_template is not None or args.answer_template is not None:
         try:
@@ -126,7 +126,7 @@ def _template_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def load_scorer(args: argparse.Namespace, device=None):
-    from transformers_clipflant5.vqascore import VQAScore
+    from transformers_clipflant5.scoring.vqascore import VQAScore
 
     kwargs = {"revision": args.revision} if args.revision else {}
     try:
@@ -215,7 +215,7 @@ def _read_csv_pairs(path: Path, delimiter: str) -> list[PairRow]:
 
 
 def _row_problem(row: PairRow) -> str | None:
-    from transformers_clipflant5.vqascore import check_text
+    from transformers_clipflant5.scoring.vqascore import check_text
 
     if not isinstance(row.image, str) or not row.image.strip():
         return "no 'image' path"

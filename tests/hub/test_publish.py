@@ -6,20 +6,20 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import make_images
-from huggingface_hub import CommitInfo, HfApi, ModelCard, RepoUrl
-from original_reference import NaiveOriginal, vqa_prompt
-from test_convert import EXPECTED_FILES, files_in, write_original_projector
+from huggingface_hub import ModelCard
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
+from tests.support.cli import run_convert
+from tests.support.folders import EXPECTED_FILES, files_in
+from tests.support.images import make_images
+from tests.support.original_reference import NaiveOriginal, vqa_prompt, write_original_projector
 from transformers_clipflant5 import CLIPFlanT5ForConditionalGeneration
-from transformers_clipflant5.convert_clip_flant5_original_to_hf import files_to_upload, main, push_folder
-from transformers_clipflant5.tiny import build_tiny_model
+from transformers_clipflant5.hub.publish import files_to_upload, push_folder
+from transformers_clipflant5.testing.tiny import build_tiny_model
 
 
 TEXTS = ["a red circle", "a blue square on the left", "two crosses at the top"]
@@ -35,65 +35,6 @@ JUNK = {
 }
 
 
-class FakeHub:
-    """Records what `HfApi` would send, and keeps the committed files in `remote/<repo>@<revision>/`."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.repos: list[dict] = []
-        self.branches: list[dict] = []
-        self.commits: list[dict] = []
-
-    def install(self, monkeypatch) -> None:
-        hub = self
-
-        def create_repo(api, repo_id, *, private=None, repo_type=None, exist_ok=False, **kwargs):
-            hub.repos.append({"repo_id": repo_id, "private": private, "repo_type": repo_type, "exist_ok": exist_ok})
-            return RepoUrl(f"https://huggingface.co/{repo_id}")
-
-        def create_branch(api, repo_id, *, branch, repo_type=None, exist_ok=False, **kwargs):
-            hub.branches.append({"repo_id": repo_id, "branch": branch, "exist_ok": exist_ok})
-
-        def create_commit(api, repo_id, operations, *, commit_message, revision=None, repo_type=None, **kwargs):
-            operations = list(operations)
-            revision = revision or "main"
-            target = hub.remote(repo_id, revision)
-            for operation in operations:
-                destination = target / operation.path_in_repo
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(operation.path_or_fileobj, destination)
-            hub.commits.append(
-                {
-                    "repo_id": repo_id,
-                    "revision": revision,
-                    "message": commit_message,
-                    "files": sorted(operation.path_in_repo for operation in operations),
-                    "repo_type": repo_type,
-                }
-            )
-            url = f"https://huggingface.co/{repo_id}/commit/{len(hub.commits):040d}"
-            return CommitInfo(commit_url=url, commit_message=commit_message, commit_description="", oid="0" * 40)
-
-        def no_network(api, *args, **kwargs):
-            raise AssertionError("push_folder must upload in one create_commit, not through upload_folder")
-
-        monkeypatch.setattr(HfApi, "create_repo", create_repo)
-        monkeypatch.setattr(HfApi, "create_branch", create_branch)
-        monkeypatch.setattr(HfApi, "create_commit", create_commit)
-
-        monkeypatch.setattr(HfApi, "upload_folder", no_network)
-
-    def remote(self, repo_id: str, revision: str = "main") -> Path:
-        return self.root / f"{repo_id.replace('/', '--')}@{revision}"
-
-
-@pytest.fixture
-def fake_hub(tmp_path, monkeypatch):
-    hub = FakeHub(tmp_path / "remote")
-    hub.install(monkeypatch)
-    return hub
-
-
 def vqa_scores(model, processor, images, texts) -> torch.Tensor:
     """exp(-mean cross-entropy over each row's answer tokens), computed from the logits."""
     inputs = processor(images=images, text=[vqa_prompt(text) for text in texts], text_target=["Yes"] * len(texts))
@@ -107,7 +48,7 @@ def vqa_scores(model, processor, images, texts) -> torch.Tensor:
 
 def test_convert_and_push_uploads_exactly_the_folder(original_folder, fake_hub, tmp_path, capsys):
     output = tmp_path / "clip-flant5-tiny"
-    status = main(
+    status = run_convert(
         [
             str(original_folder),
             str(output),
@@ -126,7 +67,10 @@ def test_convert_and_push_uploads_exactly_the_folder(original_folder, fake_hub, 
     (commit,) = fake_hub.commits  # one commit for the whole folder
     assert commit["revision"] == "v1"
     assert set(commit["files"]) == EXPECTED_FILES == files_in(output)
-    assert "Pushed 11 files to https://huggingface.co/my-org/clip-flant5-tiny" in capsys.readouterr().out
+    assert (
+        f"Pushed {len(EXPECTED_FILES)} files to https://huggingface.co/my-org/clip-flant5-tiny"
+        in capsys.readouterr().out
+    )
 
     # The uploaded folder loads with the Auto classes and scores exactly like the original checkpoint.
     remote = fake_hub.remote("my-org/clip-flant5-tiny", "v1")
@@ -148,7 +92,7 @@ def test_convert_and_push_uploads_exactly_the_folder(original_folder, fake_hub, 
 
 def test_push_folder_never_uploads_pickles_or_training_state(original_folder, fake_hub, tmp_path):
     folder = tmp_path / "training-output"
-    assert main([str(original_folder), str(folder)]) == 0
+    assert run_convert([str(original_folder), str(folder)]) == 0
     published = files_in(folder)
     for name, content in JUNK.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
@@ -195,7 +139,7 @@ REMOTE_CODE_CHECK = textwrap.dedent(
 
 def test_pushed_folder_loads_with_transformers_alone(original_folder, fake_hub, tmp_path):
     """In a fresh interpreter that never imports transformers_clipflant5, `trust_remote_code=True` loads the repo."""
-    assert main([str(original_folder), str(tmp_path / "out"), "--push-to-hub", "my-org/remote-code"]) == 0
+    assert run_convert([str(original_folder), str(tmp_path / "out"), "--push-to-hub", "my-org/remote-code"]) == 0
     remote = fake_hub.remote("my-org/remote-code")
     model = AutoModelForImageTextToText.from_pretrained(remote).eval()
     processor = AutoProcessor.from_pretrained(remote)
@@ -233,7 +177,7 @@ def test_pushed_folder_loads_with_transformers_alone(original_folder, fake_hub, 
 
 
 def test_all_original_dry_run_touches_nothing(fake_hub, tmp_path, capsys):
-    assert main(["--all-original", "--output-dir", str(tmp_path / "zoo"), "--org", "my-org", "--dry-run"]) == 0
+    assert run_convert(["--all-original", "--output-dir", str(tmp_path / "zoo"), "--org", "my-org", "--dry-run"]) == 0
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
     assert "Dry run" in lines[0] and len(lines) == 2 + 8  # header, table header, one row per checkpoint
@@ -259,7 +203,7 @@ def test_all_original_converts_and_pushes_a_local_release(original_folder, fake_
     write_original_projector(trained, release / "clip-flant5-xl-stage-1", prefix="")
     arguments = ["--all-original", "--output-dir", str(tmp_path / "zoo"), "--org", "my-org"]
     arguments += ["--source-root", str(release), "--only", "clip-flant5-xl", "clip-flant5-xl-stage-1"]
-    assert main(arguments) == 0, capsys.readouterr().err
+    assert run_convert(arguments) == 0, capsys.readouterr().err
     assert [commit["repo_id"] for commit in fake_hub.commits] == [
         "my-org/clip-flant5-xl",
         "my-org/clip-flant5-xl-stage-1",
@@ -278,6 +222,6 @@ def test_all_original_converts_and_pushes_a_local_release(original_folder, fake_
     assert projector_config["source"] == "clip-flant5-xl-stage-1"  # a local path is never published
 
     # One missing checkpoint fails alone; the others still convert, and the exit status says so.
-    assert main([*arguments[:-2], "clip-flant5-xxl", "clip-flant5-xl-stage-1", "--overwrite"]) == 1
+    assert run_convert([*arguments[:-2], "clip-flant5-xxl", "clip-flant5-xl-stage-1", "--overwrite"]) == 1
     captured = capsys.readouterr()
     assert "error: clip-flant5-xxl:" in captured.err and "1 converted, 1 failed: clip-flant5-xxl" in captured.out

@@ -6,12 +6,10 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO_ROOT
 
 
 @pytest.mark.timeout(420)
@@ -21,7 +19,7 @@ def test_demo_learns(tmp_path):
     # The demo's own defaults, only the output folder moved.
     result = subprocess.run(
         [sys.executable, "examples/run_stage2.py", "--output_dir", str(output)],
-        cwd=REPO,
+        cwd=REPO_ROOT,
         env=env,
         capture_output=True,
         text=True,

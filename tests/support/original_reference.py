@@ -35,8 +35,13 @@ IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
 IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
+def stage2_prompt(question: str) -> str:
+    """The original evaluation's stage-2 prompt for one question about one image."""
+    return SYSTEM + " USER: <image>\n" + question + " ASSISTANT: "
+
+
 def vqa_prompt(text: str) -> str:
-    return SYSTEM + " USER: <image>\n" + QUESTION.format(text) + " ASSISTANT: "
+    return stage2_prompt(QUESTION.format(text))
 
 
 def save_original_checkpoint(model, sentencepiece_bytes: bytes, folder, shards: int = 1, image_aspect_ratio="pad"):
@@ -267,3 +272,31 @@ class NaiveOriginal:
                     break
             results.append(decoded)
         return results
+
+
+def write_original_projector(model, folder: Path, prefix: str = "model.") -> Path:
+    """A stage-1 repo as the original release laid it out: flat config, mm_projector.bin, trainer_state.json."""
+    folder.mkdir(parents=True)
+    projector = model.model.multi_modal_projector
+    state = {
+        f"{prefix}mm_projector.0.weight": projector.linear_1.weight.detach().clone(),
+        f"{prefix}mm_projector.0.bias": projector.linear_1.bias.detach().clone(),
+        f"{prefix}mm_projector.2.weight": projector.linear_2.weight.detach().clone(),
+        f"{prefix}mm_projector.2.bias": projector.linear_2.bias.detach().clone(),
+    }
+    torch.save(state, folder / "mm_projector.bin")
+    config = model.config
+    flat = {
+        "_name_or_path": "google/flan-t5-xl",
+        "model_type": "t5",
+        "d_model": config.text_config.d_model,
+        "mm_hidden_size": config.vision_config.hidden_size,
+        "mm_projector_type": "mlp2x_gelu",
+        "mm_vision_tower": "openai/clip-vit-large-patch14-336",
+        "mm_vision_select_layer": -2,
+        "mm_vision_select_feature": "patch",
+        "tune_mm_mlp_adapter": True,
+    }
+    (folder / "config.json").write_text(json.dumps(flat))
+    (folder / "trainer_state.json").write_text(json.dumps({"log_history": []}))
+    return folder

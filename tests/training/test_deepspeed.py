@@ -14,13 +14,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.support.paths import REPO_ROOT
 from transformers_clipflant5 import VQAScore
 from transformers_clipflant5.projector import load_projector
-from transformers_clipflant5.synthetic import render, write_synthetic_dataset
-from transformers_clipflant5.training import build_model_from_base_checkpoints, write_demo_base_checkpoints
+from transformers_clipflant5.testing.demo import write_demo_base_checkpoints
+from transformers_clipflant5.testing.synthetic import render, write_synthetic_dataset
+from transformers_clipflant5.training.model import build_model_from_base_checkpoints
 
 
-REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TIMEOUT = 240
 
@@ -35,7 +36,7 @@ def launch(command: list[str], log: Path) -> None:
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     try:
         result = subprocess.run(
-            command, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT, start_new_session=True
+            command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT, start_new_session=True
         )
     except subprocess.TimeoutExpired as error:
         log.write_text(f"{error.stdout}\n{error.stderr}")

@@ -31,9 +31,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .configuration_clip_flant5 import HUB_KWARGS
-from .modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration, shift_tokens_right
-from .processing_clip_flant5 import SYSTEM_MESSAGE, CLIPFlanT5Processor, ImageInput, load_image
+from ..hub.arguments import hub_kwargs
+from ..image_processing_clip_flant5 import ImageInput, load_image
+from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration, shift_tokens_right
+from ..processing_clip_flant5 import CLIPFlanT5Processor
 
 
 DEFAULT_QUESTION_TEMPLATE = 'Does this figure show "{}"? Please answer yes or no.'
@@ -43,11 +44,6 @@ DEFAULT_MAX_NEW_TOKENS = 128
 
 # Called with (row index, error) for each row whose image cannot be read, when the caller prefers skipping to raising.
 ImageErrorHandler = Callable[[int, Exception], None]
-
-
-def chat_prompt(question: str, image_token: str = "<image>") -> str:
-    """The stage-2 ("t5_v1") prompt for one question about one image, as the original evaluation built it."""
-    return f"{SYSTEM_MESSAGE} USER: {image_token}\n{question} ASSISTANT: "
 
 
 def check_question_template(template: str) -> None:
@@ -199,8 +195,7 @@ class VQAScore:
         if kwargs.get("device_map") is None:
             model.to(device)
         model.eval()
-        hub_kwargs = {name: kwargs[name] for name in HUB_KWARGS if kwargs.get(name) is not None}
-        processor = CLIPFlanT5Processor.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+        processor = CLIPFlanT5Processor.from_pretrained(pretrained_model_name_or_path, **hub_kwargs(kwargs))
         return cls(model=model, processor=processor, **scorer_kwargs)
 
     @property
@@ -346,7 +341,7 @@ class VQAScore:
                 image_slots[key] = len(distinct_images)
                 distinct_images.append(image)
             if text not in encoded_prompts:
-                prompt = chat_prompt(question_template.format(text), self.processor.image_token)
+                prompt = self.processor.chat_prompt(question_template.format(text))
                 encoded_prompts[text] = self.processor.encode_prompt(prompt)
                 encoded_targets[text] = self.processor.encode_target(answer_template.format(text))
             rows.append(_Row(index, image_slots[key], encoded_prompts[text], encoded_targets[text]))
@@ -366,7 +361,7 @@ class VQAScore:
         loaded, readable = [], []
         for image, image_id in zip(images, image_ids):
             try:
-                loaded.append(load_image(image, self.processor.max_image_pixels))
+                loaded.append(load_image(image, self.processor.image_processor.max_image_pixels))
                 readable.append(image_id)
             except (OSError, ValueError, TypeError) as error:
                 first_row = rows_by_image[image_id][0].index
@@ -380,7 +375,8 @@ class VQAScore:
             return None, []
         features = []
         for start in range(0, len(loaded), batch_size):
-            pixel_values = self.processor.preprocess_images(loaded[start : start + batch_size])
+            images = loaded[start : start + batch_size]
+            pixel_values = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
             features.append(self.model.get_image_features(pixel_values.to(self.device)))
         return torch.cat(features), readable
 
@@ -466,7 +462,7 @@ class VQAScore:
             if key not in image_slots:
                 image_slots[key] = len(distinct_images)
                 distinct_images.append(image)
-            prompt_ids = self.processor.encode_prompt(chat_prompt(prompt, self.processor.image_token))
+            prompt_ids = self.processor.encode_prompt(self.processor.chat_prompt(prompt))
             rows.append(_Row(index, image_slots[key], prompt_ids, []))
         rows_by_image: dict[int, list[_Row]] = {}
         for row in rows:
@@ -526,7 +522,6 @@ __all__ = [
     "DEFAULT_ANSWER_TEMPLATE",
     "DEFAULT_QUESTION_TEMPLATE",
     "VQAScore",
-    "chat_prompt",
     "check_question_template",
     "check_text",
 ]

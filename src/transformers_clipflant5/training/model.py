@@ -1,21 +1,15 @@
 # Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
-"""Stage-1 and stage-2 training of CLIP-FlanT5 with TRL: models, trainable parameters, arguments, the demo.
-
-The example scripts `examples/run_stage1.py` and `examples/run_stage2.py` are built from these pieces:
+"""The model a CLIP-FlanT5 training stage starts from, and what of it trains.
 
 - [`build_model_from_base_checkpoints`] assembles a fresh CLIP-FlanT5 from a FlanT5 checkpoint and a CLIP
   checkpoint (stage 1, or stage 2 from an original stage-1 projector);
 - [`load_model`] picks the right source for a stage; [`set_trainable_parameters`] freezes what the stage keeps;
-- [`CLIPFlanT5ScriptArguments`] holds the data and model options next to TRL's `SFTConfig` and `ModelConfig`;
-- [`prepare_demo`] writes the synthetic coloured-shapes data and builds the tiny model of the default run.
-
-The data side lives in `training_data.py`, the trainer in `trainer.py`.
+- [`default_peft_config`] and [`merge_lora_and_save`]: LoRA on FlanT5, the projector trained in full.
 """
 
 import contextlib
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,76 +17,17 @@ import torch
 from transformers import AutoTokenizer, CLIPVisionConfig, CLIPVisionModel, T5ForConditionalGeneration
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-from .configuration_clip_flant5 import CLIPFlanT5Config
-from .modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration, CLIPFlanT5MultiModalProjector
-from .processing_clip_flant5 import DEFAULT_IMAGE_TOKEN, CLIPFlanT5Processor
-from .training_data import STAGE1_TEMPLATES, TEMPLATES
+from ..configuration_clip_flant5 import CLIPFlanT5Config
+from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration, CLIPFlanT5MultiModalProjector
+from ..processing_clip_flant5 import DEFAULT_IMAGE_TOKEN, CLIPFlanT5Processor
+from .arguments import STAGE_DEFAULTS, CLIPFlanT5ScriptArguments
 
 
 logger = logging.getLogger(__name__)
 
-STAGE_DEFAULTS = {
-    1: {"template": "t5_plain_split_text", "image_aspect_ratio": "square"},
-    2: {"template": "t5_v1", "image_aspect_ratio": "pad"},
-}
 # T5's attention and feed-forward projections: the LoRA targets of the language model (CLIP names its own
 # q_proj/k_proj/v_proj/out_proj/fc1/fc2, so the vision tower is never targeted).
 T5_LORA_TARGETS = r".*language_model\.(encoder|decoder)\..*\.(q|k|v|o|wi|wi_0|wi_1|wo)$"
-
-
-@dataclass
-class CLIPFlanT5ScriptArguments:
-    """Data and model options of the CLIP-FlanT5 training scripts (next to TRL's `SFTConfig` and `ModelConfig`)."""
-
-    data_path: str | None = field(
-        default=None,
-        metadata={
-            "help": "LLaVA-layout JSON/JSONL training file. Without it, run_stage2.py runs the built-in synthetic "
-            "demo (and run_stage1.py its stage-1 counterpart)."
-        },
-    )
-    image_folder: str | None = field(
-        default=None, metadata={"help": "Folder the rows' 'image' paths are relative to."}
-    )
-    template: str | None = field(
-        default=None,
-        metadata={
-            "help": "Prompt template: t5_plain or t5_plain_split_text (stage 1, default the latter), t5_v1 (stage 2).",
-            "choices": list(TEMPLATES),
-        },
-    )
-    image_aspect_ratio: str | None = field(
-        default=None,
-        metadata={"help": "'square' (stage-1 default) or 'pad' (stage-2 default).", "choices": ["square", "pad"]},
-    )
-    flatten: bool = field(
-        default=False,
-        metadata={"help": "Split multi-turn conversations into single-turn rows on load (see `clip-flant5 flatten`)."},
-    )
-    skip_missing_images: bool = field(
-        default=False,
-        metadata={"help": "Skip (and report) rows whose image file is missing instead of stopping before training."},
-    )
-    group_by_modality_length: bool = field(
-        default=False,
-        metadata={"help": "Draw each optimizer step from one modality (image or text-only), length-grouped."},
-    )
-    text_model: str | None = field(
-        default=None, metadata={"help": "FlanT5 checkpoint (folder or Hub id), e.g. google/flan-t5-xxl."}
-    )
-    vision_model: str | None = field(
-        default=None,
-        metadata={"help": "CLIP checkpoint (folder or Hub id), e.g. openai/clip-vit-large-patch14-336."},
-    )
-    pretrained_projector: str | None = field(
-        default=None,
-        metadata={
-            "help": "Stage 2 from base checkpoints: a stage-1 projector (our stage-1 output folder, a "
-            "projector.safetensors, an original mm_projector.bin, or a repo like zhiqiulin/clip-flant5-xxl-stage-1)."
-        },
-    )
-    demo_train_images: int = field(default=512, metadata={"help": "Demo only: synthetic training images."})
-    demo_eval_images: int = field(default=200, metadata={"help": "Demo only: held-out images (two captions each)."})
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -115,7 +50,7 @@ def _without_zero3_init():
 def build_model_from_base_checkpoints(
     text_model: str | os.PathLike,
     vision_model: str | os.PathLike,
-    image_aspect_ratio: str = "square",
+    do_pad: bool = False,
     dtype: torch.dtype | str | None = None,
     vision_attn_implementation: str | None = None,
     seed: int = 0,
@@ -159,7 +94,6 @@ def build_model_from_base_checkpoints(
             vision_config=vision.config,
             text_config=text.config,
             image_token_id=image_token_id,
-            image_aspect_ratio=image_aspect_ratio,
             tie_word_embeddings=tied,
         )
         with torch.device("meta"):
@@ -182,17 +116,15 @@ def build_model_from_base_checkpoints(
     model.generation_config.decoder_start_token_id = text.config.decoder_start_token_id
 
     processor = CLIPFlanT5Processor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        image_seq_length=config.image_seq_length,
-        image_aspect_ratio=image_aspect_ratio,
+        image_processor=image_processor, tokenizer=tokenizer, image_seq_length=config.image_seq_length
     )
+    processor.image_processor.do_pad = do_pad
     return model, processor
 
 
 def load_projector_weights(model: CLIPFlanT5ForConditionalGeneration, path_or_repo: str | os.PathLike) -> None:
     """Load a stage-1 projector into `model`, gathering its parameters first when they are ZeRO-3 shards."""
-    from .projector import load_projector
+    from ..projector import load_projector
 
     projector_params = list(model.model.multi_modal_projector.parameters())
     if any(hasattr(param, "ds_id") for param in projector_params):
@@ -218,9 +150,9 @@ def load_model(
     - stage 2: `model_name_or_path` (a stage-1 output of ours, any CLIP-FlanT5 folder or Hub repo, or an original
       checkpoint), or `text_model` + `vision_model` + `pretrained_projector`.
 
-    The image aspect handling is set to the stage's (or `script_args.image_aspect_ratio`).
+    Padding images to square is set to the stage's default (or `script_args.do_pad`).
     """
-    aspect = script_args.image_aspect_ratio or STAGE_DEFAULTS[stage]["image_aspect_ratio"]
+    do_pad = STAGE_DEFAULTS[stage]["do_pad"] if script_args.do_pad is None else script_args.do_pad
     torch_dtype = None if dtype in (None, "auto") else getattr(torch, dtype)
     sources: dict[str, Any] = {}
     if stage == 1 or model_name_or_path is None:
@@ -237,7 +169,7 @@ def load_model(
         model, processor = build_model_from_base_checkpoints(
             script_args.text_model,
             script_args.vision_model,
-            image_aspect_ratio=aspect,
+            do_pad=do_pad,
             dtype=torch_dtype,
             vision_attn_implementation=attn_implementation,
         )
@@ -264,8 +196,7 @@ def load_model(
             "vision_model": model.config.vision_config._name_or_path or model_name_or_path,
             "init": model_name_or_path,
         }
-    model.config.image_aspect_ratio = aspect
-    processor.image_aspect_ratio = aspect
+    processor.image_processor.do_pad = do_pad
     model.config.use_cache = False
     return model, processor, sources
 
@@ -307,38 +238,6 @@ def default_peft_config(model_args, stage: int):
     return peft_config
 
 
-def check_template(stage: int, template: str | None) -> str:
-    template = template or STAGE_DEFAULTS[stage]["template"]
-    if (stage == 1) != (template in STAGE1_TEMPLATES):
-        raise ValueError(
-            f"Template {template!r} does not fit stage {stage}: stage 1 uses t5_plain_split_text or t5_plain, stage 2 "
-            "uses t5_v1."
-        )
-    return template
-
-
-def describe_training(training_args, stage: int, template: str, num_rows: int) -> dict[str, Any]:
-    """The hyper-parameters a model card records."""
-    global_batch = (
-        training_args.per_device_train_batch_size
-        * training_args.gradient_accumulation_steps
-        * training_args.world_size
-    )
-    return {
-        "trained parameters": "projector" if stage == 1 else "projector + FlanT5 (vision tower frozen)",
-        "template": template,
-        "training rows": num_rows,
-        "global batch size": global_batch,
-        "learning rate": training_args.learning_rate,
-        "schedule": f"{getattr(training_args.lr_scheduler_type, 'value', training_args.lr_scheduler_type)}, warmup "
-        f"{training_args.warmup_steps}",
-        "epochs": training_args.num_train_epochs
-        if training_args.max_steps <= 0
-        else f"{training_args.max_steps} steps",
-        "precision": "bf16" if training_args.bf16 else ("fp16" if training_args.fp16 else "fp32"),
-    }
-
-
 def merge_lora_and_save(trainer, output_dir: str | os.PathLike) -> None:
     """Merge the LoRA weights into FlanT5 and save the full model (plus processor and card) over the adapter files."""
     if trainer.is_deepspeed_enabled and trainer.accelerator.state.deepspeed_plugin.zero_stage == 3:
@@ -357,143 +256,12 @@ def merge_lora_and_save(trainer, output_dir: str | os.PathLike) -> None:
         (Path(output_dir) / name).unlink(missing_ok=True)
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Demo
-
-
-# Attention as wide as the model (8 heads x 8 = d_model, as in FlanT5): with 4 heads the tiny model learned to
-# compare the caption with the image in only some seeds' runs; with 8 it did in every seed tried (0-4).
-DEMO_MODEL = {"image_size": 32, "patch_size": 8, "vision_hidden": 64, "d_model": 64, "num_layers": 2, "num_heads": 8}
-# The demo's training settings: tiny model, CPU, fp32, about two and a half minutes on two cores. Learning to compare
-# a caption with the image from scratch takes the tiny model several hundred steps (colour first; shape and position
-# later); batches of 16 give it more updates per second than batches of 32.
-DEMO_ARGS = [
-    "--output_dir", "outputs/clip-flant5-demo",
-    "--num_train_epochs", "6",
-    "--per_device_train_batch_size", "16",
-    "--learning_rate", "1e-3",
-    "--lr_scheduler_type", "cosine",
-    "--warmup_steps", "0.03",
-    "--weight_decay", "0.0",
-    "--activation_checkpointing", "false",
-    "--logging_steps", "100",
-    "--save_strategy", "no",
-    "--report_to", "none",
-    "--seed", "0",
-    "--max_length", "2048",
-    "--group_by_modality_length", "true",
-    "--dataloader_num_workers", "0",
-    "--dataloader_pin_memory", "false",
-]  # fmt: skip
-
-
-def build_demo_tokenizer(seed: int = 0):
-    """
-    The demo's FlanT5-structured tokenizer (sentencepiece + 100 sentinels + `<image>`), trained in code like
-    `tiny.build_tiny_tokenizer` but with BPE on a corpus that also holds the stage-2 prompt, so that the system
-    message and the VQAScore question are mostly whole words (about 55 tokens instead of about 150; T5's tokenizer
-    picks pieces by score, so a few frequent words such as "the" still split in two). A tiny model learns to compare
-    the caption with the image much faster when its prompt is not mostly single letters.
-    """
-    from .processing_clip_flant5 import SYSTEM_MESSAGE
-    from .synthetic import VQA_QUESTION
-    from .tiny import build_tiny_tokenizer
-
-    prompts = [f"{SYSTEM_MESSAGE} USER: {VQA_QUESTION.format('a red circle on the left')} ASSISTANT: Yes No"] * 20
-    return build_tiny_tokenizer(vocab_size=400, seed=seed, model_type="bpe", extra_sentences=prompts)
-
-
-def build_demo_model(seed: int = 0) -> tuple[CLIPFlanT5ForConditionalGeneration, CLIPFlanT5Processor]:
-    """The demo's tiny CLIP-FlanT5 (random weights, built in code): 32 px images, 16 image tokens, d_model 64."""
-    from .tiny import tiny_config, tiny_processor
-
-    tokenizer = build_demo_tokenizer(seed=seed)
-    config = tiny_config(
-        tokenizer,
-        image_size=DEMO_MODEL["image_size"],
-        patch_size=DEMO_MODEL["patch_size"],
-        vision_hidden=DEMO_MODEL["vision_hidden"],
-        d_model=DEMO_MODEL["d_model"],
-        num_layers=DEMO_MODEL["num_layers"],
-        num_heads=DEMO_MODEL["num_heads"],
-        image_aspect_ratio="pad",
-    )
-    torch.manual_seed(seed)
-    model = CLIPFlanT5ForConditionalGeneration(config)
-    return model, tiny_processor(tokenizer, config)
-
-
-def write_demo_base_checkpoints(folder: str | os.PathLike, seed: int = 0) -> tuple[Path, Path]:
-    """
-    Tiny random base checkpoints in the layouts of `google/flan-t5-*` (a `T5ForConditionalGeneration` with an untied
-    head, saved with its tokenizer) and `openai/clip-vit-*` (a `CLIPVisionModel` with its preprocessor config), for
-    the stage-1 demo and tests of the from-base-checkpoints path. Returns `(text_folder, vision_folder)`.
-    """
-    from transformers import T5Config
-
-    from .tiny import tiny_config, tiny_processor
-
-    folder = Path(folder)
-    tokenizer = build_demo_tokenizer(seed=seed)
-    config = tiny_config(
-        tokenizer,
-        image_size=DEMO_MODEL["image_size"],
-        patch_size=DEMO_MODEL["patch_size"],
-        vision_hidden=DEMO_MODEL["vision_hidden"],
-        d_model=DEMO_MODEL["d_model"],
-        num_layers=DEMO_MODEL["num_layers"],
-        num_heads=DEMO_MODEL["num_heads"],
-    )
-    torch.manual_seed(seed)
-    text = T5ForConditionalGeneration(T5Config(**{**config.text_config.to_dict(), "tie_word_embeddings": False}))
-    # FlanT5 layout: an LM head of its own (transformers ties T5's head unless the checkpoint stores a separate one).
-    text.lm_head.weight = torch.nn.Parameter(torch.randn_like(text.lm_head.weight) * text.config.d_model**-0.5)
-    text_folder, vision_folder = folder / "flan-t5-tiny", folder / "clip-vit-tiny"
-    text.save_pretrained(text_folder)
-    tokenizer.save_pretrained(text_folder)
-    vision = CLIPVisionModel(config.vision_config)
-    vision.save_pretrained(vision_folder)
-    tiny_processor(tokenizer, config).image_processor.save_pretrained(vision_folder)
-    return text_folder, vision_folder
-
-
-def prepare_demo(
-    script_args: CLIPFlanT5ScriptArguments, output_dir: str | os.PathLike, stage: int = 2, seed: int = 0
-) -> dict[str, Any]:
-    """
-    Write the synthetic data under `output_dir/data` and point `script_args` at it. For stage 1 also write tiny
-    base checkpoints (`output_dir/base`) and point `--text_model`/`--vision_model` at them.
-    """
-    from .synthetic import write_synthetic_dataset
-
-    paths = write_synthetic_dataset(
-        Path(f"{output_dir}-data"),
-        num_train_images=script_args.demo_train_images,
-        num_eval_images=script_args.demo_eval_images,
-        seed=seed,
-        captions_only=stage == 1,
-    )
-    script_args.data_path = str(paths["train"])
-    script_args.image_folder = str(paths["image_folder"])
-    script_args.flatten = stage == 2
-    if stage == 1:
-        text_folder, vision_folder = write_demo_base_checkpoints(Path(f"{output_dir}-data") / "base", seed=seed)
-        script_args.text_model, script_args.vision_model = str(text_folder), str(vision_folder)
-    return paths
-
-
 __all__ = [
-    "CLIPFlanT5ScriptArguments",
-    "DEMO_ARGS",
-    "STAGE_DEFAULTS",
-    "build_demo_model",
+    "T5_LORA_TARGETS",
     "build_model_from_base_checkpoints",
-    "check_template",
     "default_peft_config",
-    "describe_training",
     "load_model",
     "load_projector_weights",
     "merge_lora_and_save",
-    "prepare_demo",
     "set_trainable_parameters",
 ]

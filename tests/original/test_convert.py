@@ -8,42 +8,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import hub_cache, make_images
-from original_reference import save_original_checkpoint, vqa_prompt
 from safetensors import safe_open
 from transformers import AutoModelForImageTextToText, AutoProcessor, T5Tokenizer
 
+from tests.support.cli import run_convert
+from tests.support.folders import EXPECTED_FILES, files_in
+from tests.support.hub import hub_cache
+from tests.support.images import make_images
+from tests.support.original_reference import save_original_checkpoint, vqa_prompt, write_original_projector
+from tests.support.paths import REPO_ROOT
 from transformers_clipflant5 import CLIPFlanT5ForConditionalGeneration, CLIPFlanT5Processor
-from transformers_clipflant5.cli import main as cli_main
-from transformers_clipflant5.convert_clip_flant5_original_to_hf import (
-    check_model_folder,
-    check_projector_folder,
-    convert,
-    main,
-    safetensors_keys,
-)
+from transformers_clipflant5.hub.folder_checks import check_model_folder, check_projector_folder, safetensors_keys
+from transformers_clipflant5.original.convert import convert
 from transformers_clipflant5.projector import load_projector
-from transformers_clipflant5.tiny import build_tiny_model, train_tiny_sentencepiece
-
-
-EXPECTED_FILES = {
-    "README.md",
-    "chat_template.jinja",
-    "config.json",
-    "configuration_clip_flant5.py",
-    "generation_config.json",
-    "model.safetensors",
-    "modeling_clip_flant5.py",
-    "processing_clip_flant5.py",
-    "processor_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-}
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def files_in(folder: Path) -> set[str]:
-    return {path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file()}
+from transformers_clipflant5.testing.tiny import build_tiny_model, train_tiny_sentencepiece
 
 
 def tensor_bytes(folder: Path) -> int:
@@ -66,7 +44,7 @@ def batch_images():
 @pytest.fixture(scope="module")
 def converted(original_folder, tmp_path_factory):
     output = tmp_path_factory.mktemp("converted") / "clip-flant5-tiny"
-    assert main([str(original_folder), str(output), "--repo-id", "my-org/clip-flant5-tiny"]) == 0
+    assert run_convert([str(original_folder), str(output), "--repo-id", "my-org/clip-flant5-tiny"]) == 0
     return output
 
 
@@ -142,7 +120,7 @@ def test_auto_classes_give_identical_logits(converted, reference_logits, batch_i
 
 def test_dtype_bfloat16_halves_the_weights(original_folder, converted, reference_logits, batch_images, tmp_path):
     output = tmp_path / "bf16"
-    assert main([str(original_folder), str(output), "--dtype", "bfloat16"]) == 0
+    assert run_convert([str(original_folder), str(output), "--dtype", "bfloat16"]) == 0
     check_model_folder(output)
     with safe_open(output / "model.safetensors", framework="pt") as handle:
         assert {handle.get_tensor(key).dtype for key in handle.keys()} == {torch.bfloat16}
@@ -169,7 +147,7 @@ def test_bfloat16_checkpoint_stays_bfloat16_by_default(tmp_path):
 
 def test_max_shard_size_writes_several_shards(original_folder, reference_logits, tmp_path):
     output = tmp_path / "sharded"
-    assert main([str(original_folder), str(output), "--max-shard-size", "100KB"]) == 0
+    assert run_convert([str(original_folder), str(output), "--max-shard-size", "100KB"]) == 0
     check_model_folder(output)
     shards = safetensors_keys(output)
     assert len(shards) >= 3
@@ -196,68 +174,40 @@ def test_output_folder_safety(original_folder, converted, tmp_path, capsys):
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     (occupied / "notes.txt").write_text("keep me")
-    assert main([str(original_folder), str(occupied)]) == 1
+    assert run_convert([str(original_folder), str(occupied)]) == 1
     assert "not empty" in capsys.readouterr().err
     # --overwrite only ever deletes a previous conversion.
-    assert main([str(original_folder), str(occupied), "--overwrite"]) == 1
+    assert run_convert([str(original_folder), str(occupied), "--overwrite"]) == 1
     assert "refusing to delete" in capsys.readouterr().err
     assert (occupied / "notes.txt").read_text() == "keep me"
     previous = tmp_path / "previous"
-    assert main([str(converted), str(previous)]) == 0  # a folder of ours converts too (re-shard / re-cast)
+    assert run_convert([str(converted), str(previous)]) == 0  # a folder of ours converts too (re-shard / re-cast)
     (previous / "stale.bin").write_bytes(b"old")
-    assert main([str(original_folder), str(previous), "--overwrite"]) == 0
+    assert run_convert([str(original_folder), str(previous), "--overwrite"]) == 0
     assert files_in(previous) == EXPECTED_FILES
     # Writing into, or around, the source folder is refused.
-    assert main([str(original_folder), str(original_folder / "out")]) == 1
+    assert run_convert([str(original_folder), str(original_folder / "out")]) == 1
     assert "is inside the source" in capsys.readouterr().err
-    assert main([str(original_folder), str(original_folder.parent), "--overwrite"]) == 1
+    assert run_convert([str(original_folder), str(original_folder.parent), "--overwrite"]) == 1
     assert "contains the source" in capsys.readouterr().err
     assert (original_folder / "config.json").is_file()
 
 
 def test_source_without_a_checkpoint_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    assert main([str(tmp_path / "empty"), str(tmp_path / "out")]) == 1
+    assert run_convert([str(tmp_path / "empty"), str(tmp_path / "out")]) == 1
     error = capsys.readouterr().err
     assert "holds no checkpoint" in error and "mm_projector.bin" in error
     assert not (tmp_path / "out").exists()
-    assert main([str(tmp_path / "empty"), str(tmp_path / "out"), "--max-shard-size", "lots"]) == 1
-    assert main([]) == 2
-
-
-def write_original_projector(model, folder: Path, prefix: str = "model.") -> Path:
-    """A stage-1 repo as the original release laid it out: flat config, mm_projector.bin, trainer_state.json."""
-    folder.mkdir(parents=True)
-    projector = model.model.multi_modal_projector
-    state = {
-        f"{prefix}mm_projector.0.weight": projector.linear_1.weight.detach().clone(),
-        f"{prefix}mm_projector.0.bias": projector.linear_1.bias.detach().clone(),
-        f"{prefix}mm_projector.2.weight": projector.linear_2.weight.detach().clone(),
-        f"{prefix}mm_projector.2.bias": projector.linear_2.bias.detach().clone(),
-    }
-    torch.save(state, folder / "mm_projector.bin")
-    config = model.config
-    flat = {
-        "_name_or_path": "google/flan-t5-xl",
-        "model_type": "t5",
-        "d_model": config.text_config.d_model,
-        "mm_hidden_size": config.vision_config.hidden_size,
-        "mm_projector_type": "mlp2x_gelu",
-        "mm_vision_tower": "openai/clip-vit-large-patch14-336",
-        "mm_vision_select_layer": -2,
-        "mm_vision_select_feature": "patch",
-        "tune_mm_mlp_adapter": True,
-    }
-    (folder / "config.json").write_text(json.dumps(flat))
-    (folder / "trainer_state.json").write_text(json.dumps({"log_history": []}))
-    return folder
+    assert run_convert([str(tmp_path / "empty"), str(tmp_path / "out"), "--max-shard-size", "lots"]) == 1
+    assert run_convert([]) == 2
 
 
 def test_projector_conversion_and_loading(tmp_path, capsys):
     trained, _ = build_tiny_model(seed=5)
     source = write_original_projector(trained, tmp_path / "clip-flant5-xl-stage-1")
     output = tmp_path / "converted-projector"
-    assert main([str(source), str(output)]) == 0
+    assert run_convert([str(source), str(output)]) == 0
     assert "(projector)" in capsys.readouterr().out
     assert files_in(output) == {"README.md", "projector.safetensors", "projector_config.json"}
     check_projector_folder(output)
@@ -283,7 +233,7 @@ def test_projector_conversion_and_loading(tmp_path, capsys):
         load_projector(wider, tmp_path)
 
     # --dtype applies to projectors too.
-    assert main([str(source), str(tmp_path / "bf16-projector"), "--dtype", "bfloat16"]) == 0
+    assert run_convert([str(source), str(tmp_path / "bf16-projector"), "--dtype", "bfloat16"]) == 0
     with safe_open(tmp_path / "bf16-projector" / "projector.safetensors", framework="pt") as handle:
         assert {handle.get_tensor(key).dtype for key in handle.keys()} == {torch.bfloat16}
 
@@ -314,9 +264,7 @@ def test_convert_by_repo_id_from_the_hf_cache(original_folder, reference_logits,
     assert "model-index" in card and "| Winoground | Group score |" in card
 
 
-def test_cli_dispatches_convert(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        cli_main(["convert", "zhiqiulin/clip-flant5-xxl", str(tmp_path / "out"), "--dry-run"])
-    assert exit_info.value.code == 0
+def test_dry_run_reads_and_writes_nothing(tmp_path, capsys):
+    assert run_convert(["zhiqiulin/clip-flant5-xxl", str(tmp_path / "out"), "--dry-run"]) == 0
     assert "would convert zhiqiulin/clip-flant5-xxl" in capsys.readouterr().out
     assert not (tmp_path / "out").exists()

@@ -5,19 +5,26 @@ Cards are rendered with `huggingface_hub`'s `ModelCard.from_template` from the J
 `transformers_clipflant5/model_cards/`, with the metadata (licence, library, pipeline tag, base models, datasets,
 tags, and the published results as `model-index` evaluation results) built as a `ModelCardData`. The published
 numbers live in `model_cards/published_results.json`; the table of the original checkpoints is
-[`ORIGINAL_CHECKPOINTS`].
+`original.release.ORIGINAL_CHECKPOINTS`.
 """
 
 import json
 import re
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from . import __version__
+from .. import __version__
+from ..original.release import (
+    ORIGINAL_CHECKPOINTS,
+    ORIGINAL_ORG,
+    STAGE1_SPLIT_TEXT,
+    OriginalCheckpoint,
+    find_original_checkpoint,
+    original_config,
+)
 
 
 TEMPLATES_DIR = Path(__file__).parent / "model_cards"
@@ -28,7 +35,6 @@ CITATION = """@article{lin2024evaluating,
   journal={arXiv preprint arXiv:2404.01291},
   year={2024}
 }"""
-ORIGINAL_ORG = "zhiqiulin"
 ORIGINAL_CODE_URL = "https://github.com/linzhiqiu/CLIP-FlanT5"
 VISION_MODEL = "openai/clip-vit-large-patch14-336"
 STAGE1_DATASET = "liuhaotian/LLaVA-Pretrain"
@@ -44,78 +50,6 @@ TAGS = [
     f"arxiv:{ARXIV_ID}",
 ]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-@dataclass(frozen=True)
-class OriginalCheckpoint:
-    """One checkpoint of the original release on the Hub (`zhiqiulin/<name>`)."""
-
-    name: str
-    kind: Literal["model", "projector"]
-    title: str
-    text_model: str
-    text_model_title: str
-    stage1_template: str
-    note: str = ""
-    stage2_hours: str = "about 80 h"
-
-
-_SPLIT_TEXT = "`t5_plain_split_text` (image + the start of the caption; the rest is the target)"
-_PLAIN = "`t5_plain` (image alone; the whole caption is the target)"
-_NO_SPLIT_NOTE = (
-    "An ablation of the paper: stage-1 captioning without split text (`t5_plain`). Prefer `clip-flant5-xxl` for "
-    "VQAScore."
-)
-_T5_NOTE = (
-    "An ablation of the paper: the text model is the original T5 (v1.0, 11B, tied embeddings), not the "
-    "instruction-tuned FlanT5. Prefer `clip-flant5-xxl` for VQAScore."
-)
-
-ORIGINAL_CHECKPOINTS: tuple[OriginalCheckpoint, ...] = (
-    OriginalCheckpoint(
-        "clip-flant5-xxl", "model", "CLIP-FlanT5-XXL", "google/flan-t5-xxl", "FlanT5-XXL", _SPLIT_TEXT,
-        note="The recommended VQAScore model.",
-    ),
-    OriginalCheckpoint(
-        "clip-flant5-xl", "model", "CLIP-FlanT5-XL", "google/flan-t5-xl", "FlanT5-XL", _SPLIT_TEXT,
-        note="The smaller VQAScore model: about a quarter of the XXL's size, somewhat lower agreement with humans.",
-        stage2_hours="about 60 h (on 40 GB A100s)",
-    ),
-    OriginalCheckpoint(
-        "clip-flant5-xxl-stage-1", "projector", "CLIP-FlanT5-XXL stage-1 projector", "google/flan-t5-xxl",
-        "FlanT5-XXL", _SPLIT_TEXT,
-    ),
-    OriginalCheckpoint(
-        "clip-flant5-xl-stage-1", "projector", "CLIP-FlanT5-XL stage-1 projector", "google/flan-t5-xl",
-        "FlanT5-XL", _SPLIT_TEXT,
-    ),
-    OriginalCheckpoint(
-        "clip-flant5-xxl-no-split-text", "model", "CLIP-FlanT5-XXL (no split text)", "google/flan-t5-xxl",
-        "FlanT5-XXL", _PLAIN, note=_NO_SPLIT_NOTE,
-    ),
-    OriginalCheckpoint(
-        "clip-flant5-xxl-stage-1-no-split-text", "projector", "CLIP-FlanT5-XXL stage-1 projector (no split text)",
-        "google/flan-t5-xxl", "FlanT5-XXL", _PLAIN, note=_NO_SPLIT_NOTE,
-    ),
-    OriginalCheckpoint(
-        "clip-t5-xxl", "model", "CLIP-T5-XXL", "google-t5/t5-11b", "T5-11B", _SPLIT_TEXT, note=_T5_NOTE,
-    ),
-    OriginalCheckpoint(
-        "clip-t5-xxl-stage-1", "projector", "CLIP-T5-XXL stage-1 projector", "google-t5/t5-11b", "T5-11B",
-        _SPLIT_TEXT, note=_T5_NOTE,
-    ),
-)  # fmt: skip
-
-
-def find_original_checkpoint(repo_id: str | None) -> OriginalCheckpoint | None:
-    """The entry of the original release for a Hub id `zhiqiulin/<name>`, else None (a local folder's name proves
-    nothing about its weights, so it is never matched: pass the entry explicitly instead)."""
-    if not repo_id or "/" not in str(repo_id):
-        return None
-    org, name = str(repo_id).split("/", 1)
-    if org != ORIGINAL_ORG:
-        return None
-    return next((entry for entry in ORIGINAL_CHECKPOINTS if entry.name == name), None)
 
 
 @cache
@@ -192,6 +126,7 @@ def render_model_card(
     text_model: str | None = None,
     dtype: str | None = None,
     num_parameters: int | None = None,
+    do_pad: bool = True,
 ) -> ModelCard:
     """
     The card of a stage-2 CLIP-FlanT5 repo (a converted original checkpoint, or any model in our format).
@@ -204,6 +139,7 @@ def render_model_card(
             Found from `source` when not given.
         text_model: the base text model's Hub id when `checkpoint` does not say.
         dtype: the stored weights' dtype; num_parameters: unique parameter count.
+        do_pad: whether the processor pads images to square (the image processor's `do_pad`; stage-2 models do).
     """
     checkpoint = checkpoint or find_original_checkpoint(source)
     if checkpoint is not None and checkpoint.kind != "model":
@@ -255,7 +191,7 @@ def render_model_card(
         d_model=config.text_config.d_model,
         num_layers=config.text_config.num_layers,
         image_seq_length=config.image_seq_length,
-        image_aspect_ratio=config.image_aspect_ratio,
+        do_pad=do_pad,
         dtype=dtype or "as saved",
         provenance=provenance,
         results=published_results(checkpoint.name) if checkpoint else [],
@@ -264,7 +200,7 @@ def render_model_card(
         training_summary=(
             f"Trained by the authors in two stages on 8×A100 with their LLaVA-1.5-based code ({ORIGINAL_CODE_URL})."
         ),
-        stage1_template=checkpoint.stage1_template if checkpoint else _SPLIT_TEXT,
+        stage1_template=checkpoint.stage1_template if checkpoint else STAGE1_SPLIT_TEXT,
         stage2_hours=checkpoint.stage2_hours if checkpoint else "about 80 h (XXL)",
         citation=CITATION,
     )
@@ -319,7 +255,7 @@ def render_projector_card(
         parameters=f"{parameters:,}",
         dtype=dtype or "as saved",
         provenance=_provenance(source, source_revision, "The weights are the authors' `mm_projector.bin`, renamed."),
-        stage1_template=checkpoint.stage1_template if checkpoint else _SPLIT_TEXT,
+        stage1_template=checkpoint.stage1_template if checkpoint else STAGE1_SPLIT_TEXT,
         citation=CITATION,
     )
 
@@ -412,23 +348,6 @@ def render_training_card(
     )
 
 
-def original_config(checkpoint: OriginalCheckpoint):
-    """The converted configuration of a FlanT5-based stage-2 checkpoint of the original release, known offline."""
-    from transformers import T5Config
-
-    from .configuration_clip_flant5 import CLIPFlanT5Config
-
-    sizes = {
-        "google/flan-t5-xxl": {"d_model": 4096, "d_ff": 10240, "num_heads": 64},
-        "google/flan-t5-xl": {"d_model": 2048, "d_ff": 5120, "num_heads": 32},
-    }[checkpoint.text_model]
-    text_config = T5Config(
-        vocab_size=32128, d_kv=64, num_layers=24, num_decoder_layers=24, feed_forward_proj="gated-gelu",
-        tie_word_embeddings=False, decoder_start_token_id=0, **sizes,
-    )  # fmt: skip
-    return CLIPFlanT5Config(text_config=text_config, image_token_id=32100)
-
-
 def render_example_cards(output_dir: str | Path) -> list[Path]:
     """
     Write the cards `clip-flant5 convert` gives the stage-2 models and stage-1 projectors of the original release
@@ -436,7 +355,7 @@ def render_example_cards(output_dir: str | Path) -> list[Path]:
     """
     import torch
 
-    from .modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration
+    from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration
 
     written = []
     for checkpoint in ORIGINAL_CHECKPOINTS:

@@ -7,12 +7,12 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from conftest import make_images
-from original_reference import QUESTION, NaiveOriginal, vqa_prompt
 from PIL import Image
 
+from tests.support.images import make_images
+from tests.support.original_reference import QUESTION, NaiveOriginal, stage2_prompt, vqa_prompt
 from transformers_clipflant5 import VQAScore
-from transformers_clipflant5.vqascore import DEFAULT_QUESTION_TEMPLATE, chat_prompt, resolve_dtype
+from transformers_clipflant5.scoring.vqascore import DEFAULT_QUESTION_TEMPLATE, resolve_dtype
 
 
 TEXTS = [
@@ -46,7 +46,7 @@ def scorer(tiny):
 
 
 def naive_scores(naive, images, texts, question=QUESTION, answer="Yes"):
-    prompts = [chat_prompt(question.format(text)) for text in texts]
+    prompts = [stage2_prompt(question.format(text)) for text in texts]
     return naive.score(images, prompts, [answer.format(text) for text in texts])
 
 
@@ -85,9 +85,9 @@ def test_custom_templates_equal_the_original_procedure(original, image_files):
 def test_prompt_is_the_stage_2_chat_format(tiny):
     _, processor = tiny
     question = DEFAULT_QUESTION_TEMPLATE.format("a dog")
-    assert chat_prompt(question) == vqa_prompt("a dog")
+    assert processor.chat_prompt(question) == vqa_prompt("a dog")
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
-    assert processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) == chat_prompt(question)
+    assert processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) == vqa_prompt("a dog")
 
 
 def test_batch_size_order_and_padding_do_not_change_scores(scorer, image_files):
@@ -137,7 +137,7 @@ def test_generate_equals_the_original_greedy_decoding(original, image_files):
     scorer, naive = original
     prompts = ["What is in the image?", "Describe the image.", "What color is the shape?"]
     answers = scorer.generate(image_files[:3], prompts, max_new_tokens=6, batch_size=2)
-    expected_ids = naive.greedy(image_files[:3], [chat_prompt(prompt) for prompt in prompts], max_new_tokens=6)
+    expected_ids = naive.greedy(image_files[:3], [stage2_prompt(prompt) for prompt in prompts], max_new_tokens=6)
     expected = [scorer.processor.decode(ids, skip_special_tokens=True).strip() for ids in expected_ids]
     assert answers == expected
     assert all(isinstance(answer, str) for answer in answers)
@@ -216,18 +216,18 @@ def test_bad_input_raises_with_a_message_that_names_it(scorer, image_files, tmp_
     write_bomb_png(bomb)
     with pytest.raises(ValueError, match="bomb.png is too large to decode safely"):
         scorer([bomb], ["a"])
-    # Below PIL's own limit, the processor's max_image_pixels still applies.
-    limit = scorer.processor.max_image_pixels
-    scorer.processor.max_image_pixels = 100
+    # Below PIL's own limit, the image processor's max_image_pixels still applies.
+    limit = scorer.processor.image_processor.max_image_pixels
+    scorer.processor.image_processor.max_image_pixels = 100
     try:
         with pytest.raises(ValueError, match="more than the limit of 100"):
             scorer([image], ["a"])
     finally:
-        scorer.processor.max_image_pixels = limit
+        scorer.processor.image_processor.max_image_pixels = limit
 
 
 def test_mismatched_model_and_processor_are_refused(tiny):
-    from transformers_clipflant5.tiny import build_tiny_model
+    from transformers_clipflant5.testing.tiny import build_tiny_model
 
     model, _ = tiny
     _, other_processor = build_tiny_model(image_size=48)
@@ -241,7 +241,7 @@ def test_empty_input_gives_empty_scores(scorer):
 
 
 def test_a_model_in_training_mode_is_scored_without_dropout_and_left_in_training_mode(image_files):
-    from transformers_clipflant5.tiny import build_tiny_model
+    from transformers_clipflant5.testing.tiny import build_tiny_model
 
     model, processor = build_tiny_model(seed=1)
     dropouts = [module for module in model.modules() if isinstance(module, torch.nn.Dropout)]

@@ -6,7 +6,6 @@ import json
 import pytest
 import torch
 from huggingface_hub import ModelCard
-from test_publish import FakeHub
 from transformers import (
     AutoModelForImageTextToText,
     AutoProcessor,
@@ -16,19 +15,21 @@ from transformers import (
 )
 from trl import ModelConfig, SFTConfig
 
+from tests.support.hub import FakeHub
 from transformers_clipflant5 import VQAScore
 from transformers_clipflant5.projector import load_projector
-from transformers_clipflant5.synthetic import write_synthetic_dataset
-from transformers_clipflant5.tiny import build_tiny_model
-from transformers_clipflant5.trainer import CLIPFlanT5SFTTrainer
-from transformers_clipflant5.training import (
+from transformers_clipflant5.testing.demo import write_demo_base_checkpoints
+from transformers_clipflant5.testing.synthetic import write_synthetic_dataset
+from transformers_clipflant5.testing.tiny import build_tiny_model
+from transformers_clipflant5.training.collator import CLIPFlanT5DataCollator
+from transformers_clipflant5.training.data import load_llava_dataset
+from transformers_clipflant5.training.model import (
     build_model_from_base_checkpoints,
     default_peft_config,
     merge_lora_and_save,
     set_trainable_parameters,
-    write_demo_base_checkpoints,
 )
-from transformers_clipflant5.training_data import CLIPFlanT5DataCollator, load_llava_dataset
+from transformers_clipflant5.training.trainer import CLIPFlanT5SFTTrainer
 
 
 @pytest.fixture(scope="module")
@@ -219,7 +220,7 @@ def test_trainer_refuses_what_it_cannot_do(base, data, tmp_path):
 
 def test_build_from_base_checkpoints(bases, tmp_path):
     text_folder, vision_folder = bases
-    model, processor = build_model_from_base_checkpoints(text_folder, vision_folder, image_aspect_ratio="square")
+    model, processor = build_model_from_base_checkpoints(text_folder, vision_folder, do_pad=False)
     text = T5ForConditionalGeneration.from_pretrained(text_folder)
     vision = CLIPVisionModel.from_pretrained(vision_folder)
     ours = model.state_dict()
@@ -229,7 +230,7 @@ def test_build_from_base_checkpoints(bases, tmp_path):
     for key, tensor in vision.state_dict().items():
         assert torch.equal(ours[f"model.vision_tower.{key}"], tensor), key
     assert model.config.image_token_id == processor.tokenizer.convert_tokens_to_ids("<image>")
-    assert processor.image_aspect_ratio == "square" and model.config.image_aspect_ratio == "square"
+    assert processor.image_processor.do_pad is False
     assert model.model.multi_modal_projector.linear_1.weight.abs().sum() > 0
 
     # A full CLIPModel checkpoint works too (its vision half is used).
@@ -250,7 +251,7 @@ def test_build_from_base_checkpoints(bases, tmp_path):
 
 def test_stage1_outputs_are_self_contained_and_feed_stage2(bases, data, tmp_path):
     text_folder, vision_folder = bases
-    model, processor = build_model_from_base_checkpoints(text_folder, vision_folder, image_aspect_ratio="square")
+    model, processor = build_model_from_base_checkpoints(text_folder, vision_folder, do_pad=False)
     set_trainable_parameters(model, 1)
     stage1_data, _ = load_llava_dataset(
         write_synthetic_dataset(tmp_path / "captions", num_train_images=6, num_eval_images=0, captions_only=True)[
@@ -294,10 +295,10 @@ def test_stage1_outputs_are_self_contained_and_feed_stage2(bases, data, tmp_path
     reloaded = AutoModelForImageTextToText.from_pretrained(output)
     for key, tensor in reloaded.state_dict().items():
         assert torch.equal(tensor, trained[key]), key
-    assert AutoProcessor.from_pretrained(output).image_aspect_ratio == "square"
+    assert AutoProcessor.from_pretrained(output).image_processor.do_pad is False
 
     # Stage 2 from the base checkpoints + this projector.
-    stage2, _ = build_model_from_base_checkpoints(text_folder, vision_folder, image_aspect_ratio="pad")
+    stage2, _ = build_model_from_base_checkpoints(text_folder, vision_folder, do_pad=True)
     load_projector(stage2, output)
     for key, tensor in stage2.model.multi_modal_projector.state_dict().items():
         assert torch.equal(tensor, trained[f"model.multi_modal_projector.{key}"])

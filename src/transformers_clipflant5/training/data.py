@@ -1,39 +1,23 @@
 # Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
-"""Training data for CLIP-FlanT5: the LLaVA JSON layout, its validation, the original prompt templates, the
-multi-turn flattening, a seq2seq collator that opens images lazily, and the modality-grouped sampler.
+"""Training data for CLIP-FlanT5: reading the LLaVA JSON layout, flattening multi-turn conversations, and
+validating every row (and image file) before training starts.
 
 The LLaVA layout is a JSON list (or JSON lines) of `{"id", "image"?: path relative to an image folder,
 "conversations": [{"from": "human" | "gpt", "value": str}, ...]}`. Rows without "image" are text-only.
-
-Templates (as the original training code built them):
-
-- `t5_plain` (stage 1): encoder input `<image>`, target the caption (the reply of a 2-turn conversation).
-- `t5_plain_split_text` (stage 1, recommended): a random cut `s` in [1, len(caption) // 2] characters; encoder input
-  `<image>` + caption[:s], target caption[s:].
-- `t5_v1` (stage 2): encoder input `SYSTEM USER: msg ASSISTANT: msg ... ASSISTANT: `, target the last reply. In a row
-  with an image, `<image>` is moved to the start of the first human message, followed by a newline.
 """
 
 import json
-import math
 import os
-import random
-from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch.utils.data import Sampler
-
-from .processing_clip_flant5 import DEFAULT_IMAGE_TOKEN, SYSTEM_MESSAGE, CLIPFlanT5Processor
+from ..processing_clip_flant5 import DEFAULT_IMAGE_TOKEN
+from .templates import ROLES, STAGE1_TEMPLATES, TEMPLATES
 
 
-TEMPLATES = ("t5_plain", "t5_plain_split_text", "t5_v1")
-STAGE1_TEMPLATES = ("t5_plain", "t5_plain_split_text")
-ROLES = {"human": "USER", "gpt": "ASSISTANT"}
 # Columns of the training `datasets.Dataset`. The image column is not called "image": TRL treats a dataset with an
 # "image" column as a vision dataset and changes how it prepares and filters it.
 IMAGE_COLUMN = "image_file"
@@ -329,231 +313,11 @@ def load_llava_dataset(
     return Dataset.from_list(rows, features=features), report
 
 
-# ----------------------------------------------------------------------------------------------------------------------
-# Templates
-
-
-def _move_image_to_front(text: str) -> str:
-    # As the original: drop every <image>, strip, and put one back at the start followed by a newline.
-    return (DEFAULT_IMAGE_TOKEN + "\n" + text.replace(DEFAULT_IMAGE_TOKEN, "").strip()).strip()
-
-
-def build_prompt_and_target(
-    conversations: Sequence[dict[str, str]], template: str, has_image: bool, rng: random.Random | None = None
-) -> tuple[str, str]:
-    """The encoder prompt (with `<image>` where the image goes) and the target text of one row."""
-    if template in STAGE1_TEMPLATES:
-        caption = conversations[1]["value"]
-        if template == "t5_plain":
-            return DEFAULT_IMAGE_TOKEN, caption
-        split = 0 if len(caption) < 2 else (rng or random).randint(1, len(caption) // 2)
-        return DEFAULT_IMAGE_TOKEN + caption[:split], caption[split:]
-    if template != "t5_v1":
-        raise ValueError(f"Unknown template {template!r}; choose one of {TEMPLATES}.")
-    messages = list(conversations)
-    if messages[0]["from"] != "human":
-        messages = messages[1:]
-    if has_image:
-        first = dict(messages[0])
-        first["value"] = _move_image_to_front(first["value"])
-        messages[0] = first
-        # A placeholder left in a later message would ask for a second image the row does not have.
-        messages[1:] = [{**m, "value": m["value"].replace(DEFAULT_IMAGE_TOKEN, "")} for m in messages[1:]]
-    prompt = SYSTEM_MESSAGE + " "
-    for message in messages[:-1]:
-        role = ROLES[message["from"]]
-        # The original writes "ROLE:" with no separator for an empty message.
-        prompt += f"{role}: {message['value']} " if message["value"] else f"{role}:"
-    prompt += "ASSISTANT: "
-    return prompt, messages[-1]["value"]
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Collator
-
-
-class CLIPFlanT5DataCollator:
-    """
-    Turns rows of a [`load_llava_dataset`] dataset into a seq2seq batch: `input_ids`, `attention_mask` (right padded),
-    `labels` (-100 padded), `decoder_attention_mask`, and `pixel_values` for the rows with an image.
-
-    Images are opened here, batch by batch, never all at once. Each distinct image of a batch is preprocessed and
-    encoded once: `pixel_values` holds the distinct images and, when a batch repeats an image, `image_index` maps each
-    image row to its entry. A batch without images still gets an empty `pixel_values` `(0, 3, H, W)`, so the model runs
-    the vision tower and projector at every step (DeepSpeed ZeRO-3 ranks hang otherwise).
-
-    Args:
-        processor: the model's processor (tokenizer, image processor, aspect ratio, image_seq_length).
-        template: `"t5_plain"`, `"t5_plain_split_text"` or `"t5_v1"`.
-        image_folder: folder the `image_file` column is relative to.
-        max_length: longest prompt and target in tokens. A longer prompt is cut at the end; a cut that would drop
-            image placeholders raises (it would misalign the image features).
-        seed: seeds the split-text cut. The cut of a row depends only on the seed and the row (not on what was
-            collated before), so a run resumed from a checkpoint sees exactly the batches of an uninterrupted one;
-            the price is the same cut for a row in every epoch (the paper's stage 1 is one epoch).
-        deduplicate_images: encode a repeated image once (default) instead of once per row.
-    """
-
-    def __init__(
-        self,
-        processor: CLIPFlanT5Processor,
-        template: str = "t5_v1",
-        image_folder: str | os.PathLike | None = None,
-        max_length: int | None = None,
-        seed: int = 0,
-        deduplicate_images: bool = True,
-    ):
-        if template not in TEMPLATES:
-            raise ValueError(f"Unknown template {template!r}; choose one of {TEMPLATES}.")
-        self.processor = processor
-        self.template = template
-        self.image_folder = Path(image_folder) if image_folder is not None else None
-        self.max_length = max_length
-        self.deduplicate_images = deduplicate_images
-        self.seed = seed
-
-    def _truncate(self, ids: list[int], row: dict[str, Any], what: str) -> list[int]:
-        if self.max_length is None or len(ids) <= self.max_length:
-            return ids
-        if what == "prompt" and self.processor.image_token_id in ids[self.max_length :]:
-            raise ValueError(
-                f"Sample {row.get('id')!r}: its prompt has {len(ids)} tokens and cutting it to max_length="
-                f"{self.max_length} would drop image placeholders (an image takes {self.processor.image_seq_length}). "
-                "Raise --max_length or shorten/remove the sample."
-            )
-        return ids[: self.max_length]
-
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        if not features:
-            raise ValueError("The collator got an empty batch: pass at least one row.")
-        prompts, targets, image_keys = [], [], []
-        for row in features:
-            image_file = row.get(IMAGE_COLUMN)
-            rng = None
-            if self.template == "t5_plain_split_text":
-                rng = random.Random(f"{self.seed}:{row.get('id')}:{row['conversations'][-1]['value']}")
-            prompt, target = build_prompt_and_target(row["conversations"], self.template, image_file is not None, rng)
-            prompt_ids = self._truncate(self.processor.encode_prompt(prompt), row, "prompt")
-            n_images = prompt_ids.count(self.processor.image_token_id) // self.processor.image_seq_length
-            if n_images != (1 if image_file is not None else 0):
-                raise ValueError(
-                    f"Sample {row.get('id')!r} has {n_images} '<image>' slot(s) in its prompt but "
-                    f"{'one image' if image_file is not None else 'no image'}."
-                )
-            prompts.append(prompt_ids)
-            targets.append(self._truncate(self.processor.encode_target(target), row, "target"))
-            if image_file is not None:
-                image_keys.append(image_file)
-
-        batch_size = len(features)
-        pad_id = self.processor.tokenizer.pad_token_id
-        width = max(len(ids) for ids in prompts)
-        target_width = max(len(ids) for ids in targets)
-        input_ids = torch.full((batch_size, width), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((batch_size, width), dtype=torch.long)
-        labels = torch.full((batch_size, target_width), -100, dtype=torch.long)
-        for i, (prompt_ids, target_ids) in enumerate(zip(prompts, targets)):
-            input_ids[i, : len(prompt_ids)] = torch.tensor(prompt_ids)
-            attention_mask[i, : len(prompt_ids)] = 1
-            labels[i, : len(target_ids)] = torch.tensor(target_ids)
-        batch = {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "labels": labels,
-            "decoder_attention_mask": (labels != -100).long(),
-        }
-
-        distinct = list(dict.fromkeys(image_keys)) if self.deduplicate_images else image_keys
-        if distinct:
-            if self.image_folder is None:
-                raise ValueError("Rows with images need the collator's image_folder.")
-            batch["pixel_values"] = self.processor.preprocess_images([self.image_folder / key for key in distinct])
-        else:
-            size = self.processor.image_processor.crop_size
-            batch["pixel_values"] = torch.zeros((0, 3, size["height"], size["width"]))
-        if len(distinct) < len(image_keys):
-            position = {key: i for i, key in enumerate(distinct)}
-            batch["image_index"] = torch.tensor([position[key] for key in image_keys], dtype=torch.long)
-        return batch
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Sampler
-
-
-class ModalityGroupedSampler(Sampler[int]):
-    """
-    Orders a dataset so that each optimizer step sees one modality (rows with an image, or text-only rows), and each
-    per-device batch holds rows of similar length (less padding). Lengths follow the original: word counts, negative
-    for text-only rows.
-
-    Each modality is shuffled and cut into groups of `batch_size * world_size * gradient_accumulation_steps` rows; a
-    group is sorted by length, longest first; the groups of both modalities are shuffled together, with the two
-    incomplete remainders last. The order depends only on `seed` and the epoch, so every rank computes the same one
-    (accelerate then deals consecutive per-device batches to the ranks).
-    """
-
-    def __init__(
-        self,
-        lengths: Sequence[int],
-        batch_size: int,
-        world_size: int = 1,
-        gradient_accumulation_steps: int = 1,
-        seed: int = 0,
-    ):
-        if any(length == 0 for length in lengths):
-            raise ValueError(
-                "Modality lengths must be non-zero: positive for image rows, negative for text-only rows."
-            )
-        self.lengths = list(lengths)
-        self.group_size = batch_size * world_size * gradient_accumulation_steps
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def _groups(self, indices: list[int], generator: torch.Generator) -> list[list[int]]:
-        order = [indices[i] for i in torch.randperm(len(indices), generator=generator).tolist()]
-        groups = [order[i : i + self.group_size] for i in range(0, len(order), self.group_size)]
-        return [sorted(group, key=lambda i: -abs(self.lengths[i])) for group in groups]
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        image_rows = [i for i, length in enumerate(self.lengths) if length > 0]
-        text_rows = [i for i, length in enumerate(self.lengths) if length < 0]
-        full, remainders = [], []
-        for rows in (image_rows, text_rows):
-            if not rows:
-                continue
-            groups = self._groups(rows, generator)
-            if len(groups[-1]) < self.group_size:
-                remainders.append(groups.pop())
-            full.extend(groups)
-        shuffled = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
-        for group in shuffled + remainders:
-            yield from group
-
-
-def modality_counts(dataset) -> Counter:
-    """How many rows of each modality a training dataset holds."""
-    return Counter("image" if length > 0 else "text" for length in dataset[LENGTH_COLUMN])
-
-
-def steps_per_epoch(num_rows: int, batch_size: int, world_size: int = 1, gradient_accumulation_steps: int = 1) -> int:
-    return math.ceil(num_rows / (batch_size * world_size * gradient_accumulation_steps))
-
-
 __all__ = [
-    "CLIPFlanT5DataCollator",
+    "IMAGE_COLUMN",
+    "LENGTH_COLUMN",
     "DataValidationError",
-    "ModalityGroupedSampler",
-    "TEMPLATES",
     "ValidationReport",
-    "build_prompt_and_target",
     "flatten_conversations",
     "load_llava_dataset",
     "read_llava_json",

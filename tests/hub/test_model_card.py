@@ -5,23 +5,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_images
 from huggingface_hub import ModelCard
 
+from tests.support.images import make_images
+from tests.support.paths import REPO_ROOT
 from transformers_clipflant5 import CLIPFlanT5Config
-from transformers_clipflant5.model_card import (
-    ORIGINAL_CHECKPOINTS,
-    find_original_checkpoint,
+from transformers_clipflant5.hub.model_card import (
     published_results,
     render_example_cards,
     render_model_card,
     render_projector_card,
     render_training_card,
 )
+from transformers_clipflant5.original.release import ORIGINAL_CHECKPOINTS, find_original_checkpoint
 from transformers_clipflant5.projector import save_projector
 
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = [
     "Winoground",
     "EqBen-Mini",
@@ -187,7 +186,7 @@ def test_example_cards_in_the_repository_are_current(tmp_path):
     for path in written:
         committed = REPO_ROOT / "model_cards" / path.parent.name / "README.md"
         assert committed.read_text() == path.read_text(), (
-            f"{committed} is stale: run `python -m transformers_clipflant5.model_card model_cards`"
+            f"{committed} is stale: run `python -m transformers_clipflant5.hub.model_card model_cards`"
         )
     # The example stage-2 cards state the real models' sizes, counted from their architecture.
     xxl = ModelCard.load(tmp_path / "clip-flant5-xxl" / "README.md")

@@ -29,10 +29,12 @@ from accelerate.utils import is_peft_model
 from transformers.trainer import TRAINING_ARGS_NAME
 from trl import SFTConfig, SFTTrainer
 
-from .model_card import render_training_card
-from .modeling_clip_flant5 import CLIPFlanT5MultiModalProjector
-from .projector import save_projector
-from .training_data import LENGTH_COLUMN, ModalityGroupedSampler
+from ..hub.model_card import render_training_card
+from ..hub.publish import push_folder
+from ..modeling_clip_flant5 import CLIPFlanT5MultiModalProjector
+from ..projector import save_projector
+from .data import LENGTH_COLUMN
+from .sampler import ModalityGroupedSampler
 
 
 logger = logging.getLogger(__name__)
@@ -225,8 +227,6 @@ class CLIPFlanT5SFTTrainer(SFTTrainer):
         through `HfApi.upload_folder`, which may split a large folder into several commits and would upload the
         pickled training arguments. Always blocking.
         """
-        from .convert_clip_flant5_original_to_hf import push_folder
-
         self.callback_handler.on_push_begin(self.args, self.state, self.control)
         token = token if token is not None else self.args.hub_token
         if self.hub_model_id is None:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_images
-from original_reference import NaiveOriginal, vqa_prompt
 
+from tests.support.cli import run_cli
+from tests.support.images import make_images
+from tests.support.original_reference import NaiveOriginal, vqa_prompt
 from transformers_clipflant5 import VQAScore
-from transformers_clipflant5.cli import main
 
 
 TEXTS = ["a red circle", "a blue square on the left", "green", "a yellow cross on the top", "x"]
@@ -40,13 +40,6 @@ def reference(tiny, workdir):
     model, processor = tiny
     paths = [str(workdir / "images" / f"{index}.png") for index in range(4)]
     return VQAScore(model=model, processor=processor).score_matrix(paths, TEXTS)
-
-
-def run_cli(argv, capsys) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 def good_rows(count: int) -> list[dict]:

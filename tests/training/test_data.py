@@ -5,20 +5,20 @@ import random
 
 import pytest
 import torch
-from original_reference import vqa_prompt
 from PIL import Image
 
-from transformers_clipflant5.cli import main as cli_main
+from tests.support.cli import run_command
+from tests.support.original_reference import vqa_prompt
 from transformers_clipflant5.processing_clip_flant5 import SYSTEM_MESSAGE
-from transformers_clipflant5.training_data import (
-    CLIPFlanT5DataCollator,
+from transformers_clipflant5.training.collator import CLIPFlanT5DataCollator
+from transformers_clipflant5.training.data import (
     DataValidationError,
-    ModalityGroupedSampler,
-    build_prompt_and_target,
     flatten_conversations,
     load_llava_dataset,
     validate_llava_samples,
 )
+from transformers_clipflant5.training.sampler import ModalityGroupedSampler
+from transformers_clipflant5.training.templates import build_prompt_and_target
 
 
 def human(value):
@@ -110,13 +110,9 @@ def test_flatten_reproduces_the_original_and_fixes_text_only_rows(tmp_path):
 
     source, output = tmp_path / "in.json", tmp_path / "out.jsonl"
     source.write_text(json.dumps(samples))
-    with pytest.raises(SystemExit) as exit_info:
-        cli_main(["flatten", str(source), str(output)])
-    assert exit_info.value.code == 0
+    assert run_command(["flatten", str(source), str(output)]) == 0
     assert [json.loads(line) for line in output.read_text().splitlines()] == flattened
-    with pytest.raises(SystemExit) as exit_info:
-        cli_main(["flatten", str(source), str(output)])
-    assert exit_info.value.code == 1  # refuses to overwrite without --force
+    assert run_command(["flatten", str(source), str(output)]) == 1  # refuses to overwrite without --force
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,287 @@
+# Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
+"""Convert original CLIP-FlanT5 checkpoints to self-contained transformers Hub folders.
+
+The original repos (`zhiqiulin/clip-flant5-xxl`, `-xl`, their stage-1 projectors and the ablations) hold a flat T5
+config with LLaVA `mm_*` fields and pickled `pytorch_model*.bin` files with LLaVA key names and the embedding stored
+four times (read by `original.checkpoint`). A converted folder holds:
+
+- `config.json` (a `clip_flant5` config with `auto_map`) and `generation_config.json`;
+- `model*.safetensors` in transformers' key names, vision tower included, each tensor stored once;
+- the processor (`processor_config.json`, tokenizer files with `<image>`, `chat_template.jinja`);
+- the remote-code files `configuration_clip_flant5.py`, `modeling_clip_flant5.py`, `processing_clip_flant5.py`,
+  `image_processing_clip_flant5.py`;
+- a model card (`README.md`).
+
+A stage-1 repo (`config.json` + `mm_projector.bin`) becomes `projector.safetensors` + `projector_config.json` + card.
+The command line is `clip-flant5 convert` (`commands/convert.py`); publishing is `hub.publish`.
+"""
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from transformers.utils import cached_file
+from transformers.utils.hub import convert_file_size_to_int
+
+from ..hub.folder_checks import check_model_folder, check_projector_folder
+from ..hub.model_card import is_hub_id, render_model_card, render_projector_card
+from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration
+from ..processing_clip_flant5 import CLIPFlanT5Processor
+from ..projector import PROJECTOR_CONFIG_NAME, PROJECTOR_WEIGHTS_NAME, save_projector
+from .checkpoint import CLIP_VIT_L_14_336, ORIGINAL_PROJECTOR_NAME, read_original_projector
+from .release import OriginalCheckpoint, find_original_checkpoint
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+MODEL_WEIGHT_FILES = (
+    "model.safetensors.index.json",
+    "model.safetensors",
+    "pytorch_model.bin.index.json",
+    "pytorch_model.bin",
+)
+
+
+@dataclass
+class ConversionResult:
+    """What `convert` wrote: the kind of checkpoint and the output folder."""
+
+    kind: Literal["model", "projector"]
+    folder: Path
+    repo_id: str
+
+
+def _hub_kwargs(revision: str | None = None, cache_dir: str | None = None) -> dict[str, Any]:
+    return {key: value for key, value in (("revision", revision), ("cache_dir", cache_dir)) if value is not None}
+
+
+def detect_source_kind(source: str, revision: str | None = None, cache_dir: str | None = None) -> str:
+    """`"model"` for a stage-2 checkpoint (original layout or ours), `"projector"` for a stage-1 projector repo."""
+    hub = _hub_kwargs(revision, cache_dir)
+
+    def exists(filename: str) -> bool:
+        return cached_file(source, filename, _raise_exceptions_for_missing_entries=False, **hub) is not None
+
+    if any(exists(name) for name in MODEL_WEIGHT_FILES):
+        return "model"
+    if exists(ORIGINAL_PROJECTOR_NAME):
+        return "projector"
+    if exists(PROJECTOR_WEIGHTS_NAME):
+        raise ValueError(f"{source} already holds a converted projector ({PROJECTOR_WEIGHTS_NAME}); nothing to do.")
+    raise OSError(
+        f"{source} holds no checkpoint: expected model weights ({', '.join(MODEL_WEIGHT_FILES)}) or a stage-1 "
+        f"{ORIGINAL_PROJECTOR_NAME}. Pass a folder or a Hub repo id such as zhiqiulin/clip-flant5-xxl (with "
+        "HF_HUB_OFFLINE=1 it must already be in the Hugging Face cache)."
+    )
+
+
+def prepare_output_dir(output_dir: str | Path, source: str, overwrite: bool = False) -> Path:
+    """Create `output_dir`; refuse a non-empty one unless `overwrite` and it holds a previous conversion."""
+    folder = Path(output_dir)
+    source_path = Path(source)
+    if source_path.exists():
+        resolved, resolved_source = folder.resolve(), source_path.resolve()
+        if resolved == resolved_source or resolved in resolved_source.parents:
+            raise ValueError(f"The output folder {folder} contains the source {source}: choose another output folder.")
+        if resolved_source in resolved.parents:
+            raise ValueError(
+                f"The output folder {folder} is inside the source {source}: choose another output folder."
+            )
+    if folder.exists() and any(folder.iterdir()):
+        if not overwrite:
+            raise FileExistsError(
+                f"The output folder {folder} is not empty. Choose a new folder, or pass --overwrite to replace a "
+                "previous conversion there."
+            )
+        if not _is_previous_conversion(folder):
+            raise FileExistsError(
+                f"The output folder {folder} is not empty and does not hold a previous conversion (no clip_flant5 "
+                "config.json or projector_config.json); refusing to delete it. Choose another folder."
+            )
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _is_previous_conversion(folder: Path) -> bool:
+    if (folder / PROJECTOR_CONFIG_NAME).is_file():
+        return True
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type") == "clip_flant5"
+    except (OSError, ValueError):
+        return False
+
+
+def convert_model(
+    source: str,
+    output_dir: str | Path,
+    *,
+    dtype: str | None = None,
+    max_shard_size: str | int = "5GB",
+    repo_id: str | None = None,
+    text_model: str | None = None,
+    source_revision: str | None = None,
+    cache_dir: str | None = None,
+    checkpoint: OriginalCheckpoint | None = None,
+) -> Path:
+    """
+    Convert a stage-2 checkpoint (original layout, or ours to re-shard / re-cast) into `output_dir`.
+
+    The weights are loaded once, directly in the target dtype (`dtype`, default: the checkpoint's own), so the
+    conversion never holds two copies of them.
+    """
+    output_dir = Path(output_dir)
+    hub = _hub_kwargs(source_revision, cache_dir)
+    model = CLIPFlanT5ForConditionalGeneration.from_pretrained(source, dtype=DTYPES[dtype] if dtype else "auto", **hub)
+    processor = CLIPFlanT5Processor.from_pretrained(source, **hub)
+    _check_processor_matches(model.config, processor, source)
+    # save_original_format=False: write our key names whatever the checkpoint was loaded from.
+    model.save_pretrained(output_dir, max_shard_size=max_shard_size, save_original_format=False)
+    processor.save_pretrained(output_dir)
+    card = render_model_card(
+        model.config,
+        repo_id=repo_id or _placeholder_repo_id(output_dir),
+        source=source,
+        source_revision=source_revision,
+        checkpoint=checkpoint,
+        text_model=text_model,
+        dtype=str(model.dtype).removeprefix("torch."),
+        num_parameters=model.num_parameters(),
+        do_pad=processor.image_processor.do_pad,
+    )
+    card.save(output_dir / "README.md")
+    return output_dir
+
+
+def _check_processor_matches(config, processor: CLIPFlanT5Processor, source: str) -> None:
+    mismatches = [
+        f"{name}: model {getattr(config, config_name)!r}, processor {getattr(processor, name)!r}"
+        for name, config_name in (
+            ("image_token_id", "image_token_id"),
+            ("image_seq_length", "image_seq_length"),
+        )
+        if getattr(processor, name) != getattr(config, config_name)
+    ]
+    if mismatches:
+        raise ValueError(
+            f"The processor and the model read from {source} disagree ({'; '.join(mismatches)}): the checkpoint's "
+            "tokenizer or configuration is inconsistent, and the converted model would score wrongly."
+        )
+
+
+def convert_projector(
+    source: str,
+    output_dir: str | Path,
+    *,
+    dtype: str | None = None,
+    repo_id: str | None = None,
+    text_model: str | None = None,
+    source_revision: str | None = None,
+    cache_dir: str | None = None,
+    checkpoint: OriginalCheckpoint | None = None,
+) -> Path:
+    """Convert an original stage-1 repo (`config.json` + `mm_projector.bin`) into our projector format."""
+    output_dir = Path(output_dir)
+    hub = _hub_kwargs(source_revision, cache_dir)
+    weights_file = cached_file(source, ORIGINAL_PROJECTOR_NAME, **hub)
+    config_file = cached_file(source, "config.json", _raise_exceptions_for_missing_entries=False, **hub)
+    flat = json.loads(Path(config_file).read_text(encoding="utf-8")) if config_file else {}
+    projector = read_original_projector(weights_file)
+    vision_hidden, text_hidden = projector.linear_1.in_features, projector.linear_2.out_features
+    for key, actual in (("mm_hidden_size", vision_hidden), ("d_model", text_hidden)):
+        if key in flat and flat[key] != actual:
+            raise ValueError(
+                f"{source}/config.json says {key}={flat[key]} but {ORIGINAL_PROJECTOR_NAME} has {actual}: the repo is "
+                "inconsistent."
+            )
+    projector_type = flat.get("mm_projector_type", "mlp2x_gelu")
+    if projector_type != "mlp2x_gelu":
+        raise ValueError(f"{source} has mm_projector_type {projector_type!r}; only 'mlp2x_gelu' is supported.")
+    checkpoint = checkpoint or find_original_checkpoint(source)
+    recorded_text_model = flat.get("_name_or_path") if is_hub_id(flat.get("_name_or_path")) else None
+    text_model = text_model or (checkpoint.text_model if checkpoint else None) or recorded_text_model
+    vision_model = flat.get("mm_vision_tower", CLIP_VIT_L_14_336)
+    target_dtype = DTYPES[dtype] if dtype else projector.linear_1.weight.dtype
+    save_projector(
+        projector,
+        output_dir,
+        text_model=text_model,
+        vision_model=vision_model if is_hub_id(vision_model) else None,
+        dtype=target_dtype,
+        source=source if is_hub_id(source) else Path(source).name,
+        vision_feature_layer=flat.get("mm_vision_select_layer", -2),
+        vision_feature_select_strategy={"patch": "default", "cls_patch": "full"}.get(
+            flat.get("mm_vision_select_feature", "patch"), "default"
+        ),
+    )
+    card = render_projector_card(
+        repo_id=repo_id or _placeholder_repo_id(output_dir),
+        vision_hidden_size=vision_hidden,
+        text_hidden_size=text_hidden,
+        text_model=text_model,
+        vision_model=vision_model if is_hub_id(vision_model) else None,
+        dtype=str(target_dtype).removeprefix("torch."),
+        source=source,
+        source_revision=source_revision,
+        checkpoint=checkpoint,
+    )
+    card.save(output_dir / "README.md")
+    return output_dir
+
+
+def _placeholder_repo_id(output_dir: Path) -> str:
+    return f"your-username/{output_dir.resolve().name}"
+
+
+def convert(
+    source: str,
+    output_dir: str | Path,
+    *,
+    dtype: str | None = None,
+    max_shard_size: str | int = "5GB",
+    repo_id: str | None = None,
+    text_model: str | None = None,
+    source_revision: str | None = None,
+    cache_dir: str | None = None,
+    overwrite: bool = False,
+    checkpoint: OriginalCheckpoint | None = None,
+) -> ConversionResult:
+    """
+    Convert `source` (a folder or Hub repo id: a stage-2 checkpoint or a stage-1 projector repo) into `output_dir`,
+    then check the result ([`check_model_folder`] / [`check_projector_folder`]). `repo_id` is the repo the card's
+    usage snippets name (default: the push target, else a placeholder). `checkpoint` says which checkpoint of the
+    original release `source` is (found from a `zhiqiulin/<name>` id otherwise): its card, notes and results.
+    """
+    if dtype is not None and dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}.")
+    convert_file_size_to_int(max_shard_size)  # fails early, with transformers' own message, on a bad size
+    kind = detect_source_kind(source, source_revision, cache_dir)
+    folder = prepare_output_dir(output_dir, source, overwrite=overwrite)
+    common = {
+        "dtype": dtype,
+        "repo_id": repo_id,
+        "text_model": text_model,
+        "source_revision": source_revision,
+        "cache_dir": cache_dir,
+        "checkpoint": checkpoint,
+    }
+    if kind == "model":
+        convert_model(source, folder, max_shard_size=max_shard_size, **common)
+        check_model_folder(folder)
+    else:
+        convert_projector(source, folder, **common)
+        check_projector_folder(folder)
+    return ConversionResult(kind=kind, folder=folder, repo_id=repo_id or _placeholder_repo_id(folder))
+
+
+__all__ = [
+    "DTYPES",
+    "ConversionResult",
+    "convert",
+    "convert_model",
+    "convert_projector",
+    "detect_source_kind",
+    "prepare_output_dir",
+]
