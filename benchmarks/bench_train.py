@@ -117,7 +117,7 @@ def original_step(model, processor, rows, image_folder: Path, device, dtype) -> 
             pixels.append(
                 processor.image_processor([image_folder / row["image_file"]], return_tensors="pt")["pixel_values"][0]
             )
-    features = inner.get_image_features(torch.stack(pixels).to(device, dtype))
+    features = inner.get_image_features(torch.stack(pixels).to(device, dtype), return_dict=True).pooler_output
     sequences, targets = [], []
     for index, row in enumerate(rows):
         has_image = row["image_file"] is not None
