@@ -186,7 +186,10 @@ def load_model(
 
         if script_args.text_model or script_args.vision_model:
             raise ValueError("Pass either --model_name_or_path or --text_model/--vision_model, not both.")
+        from .distributed import init_deepspeed_comm_for_zero3
+
         load_kwargs: dict[str, Any] = {"dtype": torch_dtype} if torch_dtype is not None else {}
+        init_deepspeed_comm_for_zero3()  # ZeRO-3 loads the weights already sharded over every process
         model = CLIPFlanT5ForConditionalGeneration.from_pretrained(model_name_or_path, **load_kwargs)
         processor = AutoProcessor.from_pretrained(model_name_or_path)
         if script_args.pretrained_projector is not None:
