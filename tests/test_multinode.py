@@ -21,6 +21,7 @@ import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,13 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TIMEOUT = 300
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
-# Measured: 2-node DDP and ZeRO-3 losses and gradient norms agree with one process to about 1e-7 relative (float32
-# sums in another order); scores of the saved models to 1e-6.
+# DeepSpeed compiles a shared-memory op on its first CPU run (minutes on 2 cores) and caches it under
+# ~/.cache/torch_extensions, where every other environment's build replaces it: keep one per environment.
+ENV.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))
+# Measured (float32, sums in another order): 2-node DDP loss and gradient norm within 8e-8 relative of one process,
+# ZeRO-3 loss within 8e-8 and gradient norm within 1e-6; the saved models' scores within 5e-7 (training moved them
+# by 25%). Averaging the two ranks' mean losses instead of dividing by
+# the tokens of both (--average_tokens_across_devices false) is off by 6e-3 at step 1: this catches it.
 RELATIVE_TOLERANCE = 1e-5
 
 
@@ -60,17 +66,22 @@ def run_nodes(make_commands, logs: list[Path], attempts: int = 5) -> list[int]:
                         argv, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
                     )
                 )
+        deadline = time.monotonic() + TIMEOUT
         try:
-            codes = [process.wait(timeout=TIMEOUT) for process in processes]
-        except subprocess.TimeoutExpired:
-            codes = None
+            # Once one node fails the others would wait for it at a collective: stop them (srun --kill-on-bad-exit).
+            while any(process.poll() is None for process in processes) and time.monotonic() < deadline:
+                if any(process.poll() for process in processes):
+                    break
+                time.sleep(0.2)
         finally:
+            timed_out = time.monotonic() >= deadline
             for process in processes:
                 if process.poll() is None:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
+        codes = [process.returncode for process in processes]
         text = "\n".join(log.read_text() for log in logs)
-        if codes is None:
+        if timed_out:
             pytest.fail(f"a node did not finish in {TIMEOUT} s (a rank hung?); logs: {[str(log) for log in logs]}")
         if any(codes) and ("EADDRINUSE" in text or "ddress already in use" in text):
             continue
@@ -178,8 +189,8 @@ def test_stage2_on_two_nodes_equals_one_process(stage2_setup, engine, tmp_path):
     scores = VQAScore.from_pretrained(output, dtype="float32", device="cpu")(images, texts)
     reference_scores = VQAScore.from_pretrained(single, dtype="float32", device="cpu")(images, texts)
     start_scores = VQAScore.from_pretrained(start, dtype="float32", device="cpu")(images, texts)
-    torch.testing.assert_close(scores, reference_scores, rtol=RELATIVE_TOLERANCE, atol=1e-7)
-    assert not torch.allclose(scores, start_scores, rtol=1e-3)
+    torch.testing.assert_close(scores, reference_scores, rtol=RELATIVE_TOLERANCE, atol=0)
+    assert not torch.allclose(scores, start_scores, rtol=0.05)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -254,17 +265,14 @@ def test_sbatch_scripts_parse():
 def score_setup(tiny, tmp_path_factory):
     """A tiny model folder, 10 pairs with their images, and the API's score of every pair."""
     root = tmp_path_factory.mktemp("score")
-    model, processor = tiny
-    model.save_pretrained(root / "model")
-    processor.save_pretrained(root / "model")
+    for part in tiny:  # model and processor
+        part.save_pretrained(root / "model")
     rows = []
     for index, image in enumerate(make_images([(24, 30)] * 10, seed=5)):
         image.save(root / f"{index}.png")
         rows.append({"id": f"pair-{index}", "image": f"{index}.png", "text": f"a picture with {index} shapes"})
     (root / "pairs.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    expected = VQAScore(model=model, processor=processor)(
-        [str(root / row["image"]) for row in rows], [row["text"] for row in rows]
-    )
+    expected = VQAScore(*tiny)([str(root / row["image"]) for row in rows], [row["text"] for row in rows])
     return root, rows, expected.tolist()
 
 
