@@ -26,14 +26,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_images
 
+from tests.support.images import make_images
+from tests.support.paths import REPO_ROOT
 from transformers_clipflant5 import VQAScore
-from transformers_clipflant5.synthetic import render
-from transformers_clipflant5.training import build_demo_model
+from transformers_clipflant5.testing.demo import build_demo_model
+from transformers_clipflant5.testing.synthetic import render
 
 
-REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TIMEOUT = 300
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
@@ -136,7 +136,7 @@ def stage2_args(start: Path, data: Path, output: Path, per_device_batch: int) ->
 
 
 def load_example(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "examples" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "examples" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -172,7 +172,8 @@ def test_stage2_on_two_nodes_equals_one_process(stage2_setup, engine, tmp_path):
         args += ["--deepspeed", "examples/deepspeed/zero3.json"]
     logs = [tmp_path / "node0.log", tmp_path / "node1.log"]
     codes = run_nodes(
-        lambda port: [([*torchrun(rank, port), "examples/run_stage2.py", *args], REPO, ENV) for rank in (0, 1)], logs
+        lambda port: [([*torchrun(rank, port), "examples/run_stage2.py", *args], REPO_ROOT, ENV) for rank in (0, 1)],
+        logs,
     )
     assert_succeeded(codes, logs)
     assert "Model saved to" in logs[0].read_text()
@@ -234,7 +235,7 @@ def slurm(tmp_path):
 
     def environment(nodes: int, **extra: str) -> dict[str, str]:
         return dict(
-            ENV, PATH=f"{bin_dir}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}", SLURM_SUBMIT_DIR=str(REPO),
+            ENV, PATH=f"{bin_dir}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}", SLURM_SUBMIT_DIR=str(REPO_ROOT),
             SLURM_JOB_NODELIST="node[1-2]", SLURM_NNODES=str(nodes), SLURM_JOB_ID="4321", **extra,
         )  # fmt: skip
 
@@ -244,15 +245,15 @@ def slurm(tmp_path):
 def sbatch(script: str, environment: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     """The batch script run as slurm runs it on the first node (from a copy elsewhere, here from the repository)."""
     return subprocess.run(
-        ["bash", str(REPO / "examples" / "slurm" / script), *args],
-        cwd=environment.get("SLURM_SUBMIT_DIR", REPO), env=environment, capture_output=True, text=True, timeout=TIMEOUT,
+        ["bash", str(REPO_ROOT / "examples" / "slurm" / script), *args],
+        cwd=environment.get("SLURM_SUBMIT_DIR", REPO_ROOT), env=environment, capture_output=True, text=True, timeout=TIMEOUT,
     )  # fmt: skip
 
 
 def test_sbatch_scripts_parse():
     for script in ["common.sh", "stage1.sbatch", "stage2.sbatch", "score.sbatch"]:
         result = subprocess.run(
-            ["bash", "-n", str(REPO / "examples" / "slurm" / script)], capture_output=True, text=True
+            ["bash", "-n", str(REPO_ROOT / "examples" / "slurm" / script)], capture_output=True, text=True
         )
         assert result.returncode == 0, f"{script}: {result.stderr}"
 
@@ -288,7 +289,13 @@ def test_score_sbatch_splits_over_two_nodes_and_resumes(score_setup, slurm, tmp_
     def job(port: int):
         environment = slurm(2, GPUS_PER_NODE="1", MASTER_PORT=str(port), MODEL=str(root / "model"),
                             PAIRS=str(root / "pairs.jsonl"), OUTPUT=str(output))  # fmt: skip
-        return [(["bash", str(REPO / "examples" / "slurm" / "score.sbatch"), "--batch-size", "2"], REPO, environment)]
+        return [
+            (
+                ["bash", str(REPO_ROOT / "examples" / "slurm" / "score.sbatch"), "--batch-size", "2"],
+                REPO_ROOT,
+                environment,
+            )
+        ]
 
     codes = run_nodes(job, [log])
     assert_succeeded(codes, [log])
@@ -396,7 +403,7 @@ def test_training_sbatch_launch_line_on_every_node(
         assert config.rdzv_endpoint == "127.0.0.1:24321" and config.rdzv_configs["rank"] == node  # 20000 + job id
         assert accelerate_env["ACCELERATE_USE_DEEPSPEED"] == "true"
         assert accelerate_env["ACCELERATE_DEEPSPEED_CONFIG_FILE"] == f"examples/deepspeed/zero{zero}.json"
-        assert (REPO / accelerate_env["ACCELERATE_DEEPSPEED_CONFIG_FILE"]).is_file()
+        assert (REPO_ROOT / accelerate_env["ACCELERATE_DEEPSPEED_CONFIG_FILE"]).is_file()
         script_path, *script_args = worker_args[worker_args.index("-u") + 1 :]
         assert script_path == f"examples/{example.__name__}.py"
         _, training_args, _, demo = example.parse_args(script_args)
@@ -412,7 +419,7 @@ def test_training_sbatch_launch_line_on_every_node(
 def test_batch_plan_keeps_the_global_batch_or_refuses(slurm):
     def plan(nodes: int, gpus: int, global_batch: int, max_per_device: int) -> subprocess.CompletedProcess:
         command = f"source examples/slurm/common.sh && slurm_rendezvous && batch_plan {global_batch} {max_per_device}"
-        return subprocess.run(["bash", "-c", command], cwd=REPO, env=slurm(nodes, GPUS_PER_NODE=str(gpus)),
+        return subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, env=slurm(nodes, GPUS_PER_NODE=str(gpus)),
                               capture_output=True, text=True)  # fmt: skip
 
     for nodes, gpus, global_batch, max_per_device, expected in [
