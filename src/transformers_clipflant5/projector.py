@@ -1,10 +1,11 @@
 # Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
-"""The stage-1 projector on its own: save it, load it, convert the original `mm_projector.bin`.
+"""The stage-1 projector on its own: our file format, and the one loader of stage-1 projectors (ours or the original's).
 
 Stage 1 trains only the projector (Linear -> GELU -> Linear), so its output is shipped alone. Our format is a folder
 with `projector.safetensors` (keys `linear_1.weight`, `linear_1.bias`, `linear_2.weight`, `linear_2.bias`, as in
 `model.model.multi_modal_projector`) and `projector_config.json` (the dimensions and the base models it was trained
-with). [`load_projector`] reads that folder and the original stage-1 repos (`mm_projector.bin`) alike.
+with). [`load_projector`] reads that folder and the original stage-1 repos (`mm_projector.bin`, read by
+`original.checkpoint`) alike, for conversion and both training stages.
 """
 
 import contextlib

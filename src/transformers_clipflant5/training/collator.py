@@ -25,7 +25,8 @@ class CLIPFlanT5DataCollator:
     the vision tower and projector at every step (DeepSpeed ZeRO-3 ranks hang otherwise).
 
     Args:
-        processor: the model's processor (tokenizer, image processor, aspect ratio, image_seq_length).
+        processor: the model's processor (tokenizer, chat template, image processor and its `do_pad`,
+            image_seq_length).
         template: `"t5_plain"`, `"t5_plain_split_text"` or `"t5_v1"`.
         image_folder: folder the `image_file` column is relative to.
         max_length: longest prompt and target in tokens. A longer prompt is cut at the end; a cut that would drop
