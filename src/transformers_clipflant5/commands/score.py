@@ -32,6 +32,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ..json_rows import json_lines
+from . import add_command
 from .score_processes import main_process_answer, report_lost_rows
 
 
@@ -60,11 +62,8 @@ class ScoreFileError(Exception):
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "score",
-        help="VQAScore of an (image, text) pair or of a file of pairs",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_command(
+        subparsers, "score", run, help="VQAScore of an (image, text) pair or of a file of pairs", description=__doc__
     )
     parser.add_argument("--model", required=True, help="Hub repo or folder, original layout or ours")
     single = parser.add_argument_group("one pair (or several, as repeated --image/--text in matching order)")
@@ -86,11 +85,10 @@ def register(subparsers) -> None:
     parser.add_argument("--attn-implementation", help="sdpa, eager, ... (default: transformers' choice)")
     parser.add_argument("--revision", help="Hub revision of --model")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from transformers_clipflant5.scoring.vqascore import check_answer_template, check_question_template
+    from ..scoring.prompts import check_answer_template, check_question_template
 
     if args.question_template is not None or args.answer_template is not None:
         try:
@@ -184,19 +182,14 @@ def read_pairs(path: Path) -> list[PairRow]:
 def _read_jsonl_pairs(path: Path) -> list[PairRow]:
     rows = []
     with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+        for line_number, data in json_lines(handle):
             row = PairRow(index=len(rows), line=line_number)
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as error:
-                row.problem = f"not valid JSON ({error})"
+            if isinstance(data, json.JSONDecodeError):
+                row.problem = f"not valid JSON ({data})"
+            elif isinstance(data, dict):
+                row.id, row.image, row.text = data.get("id"), data.get("image"), data.get("text")
             else:
-                if isinstance(data, dict):
-                    row.id, row.image, row.text = data.get("id"), data.get("image"), data.get("text")
-                else:
-                    row.problem = f"expected a JSON object with 'image' and 'text', got {type(data).__name__}"
+                row.problem = f"expected a JSON object with 'image' and 'text', got {type(data).__name__}"
             rows.append(row)
     return rows
 
@@ -220,7 +213,7 @@ def _read_csv_pairs(path: Path, delimiter: str) -> list[PairRow]:
 
 
 def _row_problem(row: PairRow) -> str | None:
-    from transformers_clipflant5.scoring.vqascore import check_text
+    from ..scoring.prompts import check_text
 
     if not isinstance(row.image, str) or not row.image.strip():
         return "no 'image' path"
@@ -243,11 +236,10 @@ def read_results(path: Path) -> dict[int, dict[str, Any]]:
     with open(path, encoding="utf-8") as handle:
         lines = handle.read().split("\n")
     # Everything before the last newline was written whole; what follows it is an unfinished line or nothing.
-    for line_number, line in enumerate(lines[:-1], start=1):
-        if not line.strip():
-            continue
+    for line_number, record in json_lines(lines[:-1]):
         try:
-            record = json.loads(line)
+            if isinstance(record, json.JSONDecodeError):
+                raise record
             results[int(record["row"])] = record
             float(record["score"])
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:

@@ -67,7 +67,7 @@ class CLIPFlanT5SFTTrainer(SFTTrainer):
             batches ([`ModalityGroupedSampler`]); needs the dataset's `length` column.
         save_projector (`bool`): also write the projector alone (`projector.safetensors` + `projector_config.json`,
             see `transformers_clipflant5.projector`) in every saved folder (stage 1).
-        card_info (`dict`): the arguments of `model_card.render_training_card` (stage, base models, dataset,
+        card_info (`dict`): the arguments of `hub.model_card.render_training_card` (stage, base models, dataset,
             hyper-parameters, results) for the model card of every saved folder.
     """
 
