@@ -16,8 +16,8 @@ from conftest import randomize
 from PIL import Image
 
 from transformers_clipflant5 import VQAScore
-from transformers_clipflant5.pixel_scoring import preprocess_pixels
-from transformers_clipflant5.tiny import build_tiny_model
+from transformers_clipflant5.pixel_scoring import preprocess_pixels, resize
+from transformers_clipflant5.tiny import build_tiny_model, tiny_config, tiny_processor
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,6 +75,32 @@ def test_resized_inputs_stay_within_a_rounding_of_the_pil_path(tiny, size):
     assert smooth.abs().max() < 1.1 and smooth.abs().mean() < 0.35
     rounded = (preprocess_pixels(pixels, processor, quantize=True) - expected) * std * 255
     assert rounded.abs().max() < 1.01 and rounded.abs().mean() < 0.01
+
+
+def test_resize_follows_pil_passes_clipping_and_order():
+    """PIL resizes one axis, clips and rounds to 8 bits, then the other; which axis goes first depends on the sizes
+    (and the Pillow version). Random noise overshoots a lot under bicubic, so a wrong order or clipping shows."""
+    rng = np.random.default_rng(0)
+    shapes = [(70, 33, 67, 32), (33, 70, 32, 67), (60, 50, 30, 40), (50, 60, 40, 30), (61, 191, 21, 171)]
+    shapes += [tuple(int(v) for v in rng.integers(8, 120, 4)) for _ in range(20)]
+    for height, width, new_height, new_width in shapes:
+        array = random_uint8(height, width, seed=height * width)
+        expected = np.asarray(Image.fromarray(array).resize((new_width, new_height), Image.BICUBIC), dtype=np.float64)
+        for quantize, max_levels, mean_levels in [(False, 1.1, 0.35), (True, 1.01, 0.01)]:
+            resized = resize(as_pixels(array, torch.float64)[None], new_height, new_width, quantize=quantize)
+            levels = np.abs(resized[0].permute(1, 2, 0).numpy() * 255 - expected)
+            assert levels.max() < max_levels and levels.mean() < mean_levels, (height, width, new_height, quantize)
+
+
+def test_stage_1_square_mode_resizes_the_shortest_edge_and_crops_as_pil(tiny):
+    _, processor = tiny
+    square = tiny_processor(processor.tokenizer, tiny_config(processor.tokenizer, image_aspect_ratio="square"))
+    std = torch.tensor(square.image_processor.image_std).view(1, 3, 1, 1)
+    for size in [(20, 45), (70, 33), (32, 32)]:
+        arrays = [random_uint8(*size, seed=5)]
+        processed = preprocess_pixels([as_pixels(arrays[0])], square, quantize=True)
+        assert processed.shape == (1, 3, 32, 32)
+        torch.testing.assert_close(processed, square.preprocess_images(arrays), rtol=0, atol=1.01 / 255 / std.min())
 
 
 def test_gradient_matches_finite_differences_in_fp64():

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, NamedTuple
 
+import PIL
 import torch
 from torch.nn import functional
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from .vqascore import VQAScore
 
 PixelInput = torch.Tensor | Sequence[torch.Tensor]
+PILLOW_MAJOR = int(PIL.__version__.split(".")[0])
 # PIL resampling filters that torch's antialiased interpolation reproduces.
 RESAMPLE_MODES = {2: "bilinear", 3: "bicubic"}
 
@@ -62,9 +64,14 @@ def pad_to_square(image: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
 
 
 def resize(images: torch.Tensor, height: int, width: int, mode: str = "bicubic", quantize: bool = False):
-    """Resize `(N, C, H, W)` images in [0, 1] as PIL resizes 8-bit images: horizontal pass, then vertical, each
-    antialiased and clipped to [0, 1] (and rounded to 8 bits with `quantize`); a pass that keeps its size is skipped."""
-    for size in ((images.shape[-2], width), (height, width)):
+    """Resize `(N, C, H, W)` images in [0, 1] as PIL resizes 8-bit images: one pass per axis, each antialiased and
+    clipped to [0, 1] (and rounded to 8 bits with `quantize`), in PIL's order; a pass that keeps its size is skipped."""
+    in_height, in_width = images.shape[-2:]
+    # Pillow 13 resizes vertically first when the height shrinks by more than twice what the width does (it is cheaper
+    # there), earlier versions always horizontally first. The order matters because each pass clips and rounds.
+    vertical_first = PILLOW_MAJOR >= 13 and height < in_height and in_height - height > 2 * (in_width - width)
+    sizes = ((height, in_width), (height, width)) if vertical_first else ((in_height, width), (height, width))
+    for size in sizes:
         if tuple(images.shape[-2:]) != size:
             images = functional.interpolate(images, size=size, mode=mode, antialias=True, align_corners=False)
             images = images.clamp(0, 1)
@@ -120,7 +127,7 @@ def preprocess_pixels(
             pixels = pixels.unsqueeze(0)
         if quantize:
             pixels = _straight_through_round(pixels)
-        if processor.image_aspect_ratio == "pad":
+        if _pads_to_square(processor):
             pixels = pad_to_square(pixels, fill)
         if settings.do_resize:
             pixels = resize(pixels, *_output_size(*pixels.shape[-2:], settings.size), mode, quantize)
@@ -131,6 +138,14 @@ def preprocess_pixels(
             pixels = (pixels - mean.view(-1, 1, 1)) / std.view(-1, 1, 1)
         processed.append(pixels)
     return torch.cat(processed)
+
+
+def _pads_to_square(processor: CLIPFlanT5Processor) -> bool:
+    aspect_ratio = getattr(processor, "image_aspect_ratio", None)
+    if aspect_ratio is not None:
+        return aspect_ratio == "pad"
+    # An image processor that pads itself (LLaVA's `do_pad`, the same mean-colour canvas).
+    return bool(getattr(processor.image_processor, "do_pad", False))
 
 
 def _center_crop(images: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -270,36 +270,10 @@ class VQAScore:
             len(images), len(texts)
         )
 
-    def score_pixels(
-        self,
-        pixels: torch.Tensor | Sequence[torch.Tensor],
-        texts: Sequence[str],
-        question_template: str | None = None,
-        answer_template: str | None = None,
-        autocast_dtype: torch.dtype | None = None,
-        quantize: bool = False,
-    ) -> torch.Tensor:
-        """`(N,)` scores of float pixels in [0, 1] (`(N, 3, H, W)` or a list of `(3, H, W)`) with `texts`, keeping the
-        autograd graph to the pixels (a reward). See [`pixel_scoring.score_pixels`]."""
-        return pixel_scoring.score_pixels(
-            self, pixels, texts, question_template, answer_template, autocast_dtype, quantize
-        )
-
-    def prepare_for_reward(self, gradient_checkpointing: bool | str = False) -> "VQAScore":
-        """Freeze the weights; checkpoint activations of both parts (True), `"vision"`, `"text"` or none (False)."""
-        return pixel_scoring.prepare_for_reward(self, gradient_checkpointing)
-
-    def rank(
-        self,
-        images: Sequence[ImageInput] | torch.Tensor,
-        text: str,
-        batch_size: int | None = None,
-        question_template: str | None = None,
-        answer_template: str | None = None,
-        progress: bool = False,
-    ) -> "pixel_scoring.Ranking":
-        """Best-of-N: `Ranking(order, scores)`, image indices best first and each image's score (as `__call__`)."""
-        return pixel_scoring.rank(self, images, text, batch_size, question_template, answer_template, progress)
+    # Differentiable scoring (a reward for image generators) and best-of-N ranking: see pixel_scoring.
+    score_pixels = pixel_scoring.score_pixels
+    prepare_for_reward = pixel_scoring.prepare_for_reward
+    rank = pixel_scoring.rank
 
     def iter_scores(
         self,
