@@ -32,9 +32,12 @@ from transformers_clipflant5 import VQAScore
 from transformers_clipflant5.synthetic import render
 
 
+DEMO_MODEL = "outputs/clip-flant5-demo"  # where examples/run_stage2.py saves the demo's model
+
+
 @dataclass
 class RewardGuidanceArguments:
-    model: str = field(default="outputs/clip-flant5-demo", metadata={"help": "scorer: a Hub repo or a folder"})
+    model: str = field(default=DEMO_MODEL, metadata={"help": "scorer: a Hub repo or a folder"})
     prompt: str = field(default="a red circle on the left", metadata={"help": "the text to make the image show"})
     start_scene: str = field(
         default="blue square right", metadata={"help": "colour, shape and position of the starting picture"}
@@ -73,6 +76,10 @@ def to_pil(pixels: torch.Tensor) -> Image.Image:
 
 
 def main(args: RewardGuidanceArguments) -> tuple[float, float]:
+    if args.model == DEMO_MODEL and not Path(DEMO_MODEL).is_dir():
+        raise SystemExit(
+            f"No model in {DEMO_MODEL}: train the demo first (python examples/run_stage2.py) or pass --model."
+        )
     torch.manual_seed(args.seed)
     scorer = VQAScore.from_pretrained(args.model, device=args.device).prepare_for_reward(args.gradient_checkpointing)
     start = render(*args.start_scene.split(), size=args.image_size, rng=random.Random(args.seed))

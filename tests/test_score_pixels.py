@@ -225,6 +225,7 @@ def test_bad_pixels_raise_with_a_message_that_names_the_problem(scorer):
         ((image, TEXTS[:1]), ValueError, r"\(N, 3, H, W\)"),
         (((image * 255).byte()[None], TEXTS[:1]), TypeError, "floats in \\[0, 1\\]"),
         ((image[None] * 2, TEXTS[:1]), ValueError, "must lie in \\[0, 1\\]"),
+        ((torch.full((1, 3, 4, 4), float("nan")), TEXTS[:1]), ValueError, "must lie in \\[0, 1\\]"),
         ((torch.rand(1, 4, 32, 32), TEXTS[:1]), ValueError, r"shape \(3, H, W\)"),
         (([image, image[None]], TEXTS[:2]), ValueError, r"pixels\[1\] must be a \(3, H, W\) tensor"),
         ((image[None], TEXTS[:2]), ValueError, "one text per image"),
