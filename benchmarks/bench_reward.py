@@ -1,8 +1,8 @@
 """Peak memory and time of one reward step, `VQAScore.score_pixels` forward + backward to the pixels, with frozen or
 trainable weights, with and without activation checkpointing, with and without bf16 autocast, in one process.
 
-    HF_HUB_OFFLINE=1 python benchmarks/bench_reward.py                       # ~130M params, CPU fp32, ~2 min
-    HF_HUB_OFFLINE=1 python benchmarks/bench_reward.py --device cuda --dtype bfloat16 --preset xxl   # H100: < 2 min
+    HF_HUB_OFFLINE=1 python benchmarks/bench_reward.py                       # ~130M params, CPU fp32, minutes
+    HF_HUB_OFFLINE=1 python benchmarks/bench_reward.py --device cuda --dtype bfloat16 --preset xxl   # XXL shape, GPU
 
 The model is random (no download), shaped as in bench_score.py: by default a CLIP ViT-B/14-336-shaped tower (576
 patches, like the real ViT-L/14-336) and a FlanT5-small-shaped T5; `--preset xxl` / `xl` give the real CLIP-FlanT5
