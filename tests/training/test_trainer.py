@@ -6,6 +6,8 @@ import json
 import pytest
 import torch
 from huggingface_hub import ModelCard
+from peft import PeftModel
+from safetensors.torch import load_file
 from transformers import (
     AutoModelForImageTextToText,
     AutoProcessor,
@@ -385,9 +387,20 @@ def test_lora_trains_the_adapters_and_the_projector(base, data, tmp_path):
     assert not any("vision_tower" in n for n in reached)
     trainer.train()
     trainer.save_model(str(tmp_path / "lora"))
-    merge_lora_and_save(trainer, tmp_path / "lora")
-    merged = AutoModelForImageTextToText.from_pretrained(tmp_path / "lora")
+    # The trained model with its adapters unmerged, before merge_lora_and_save folds them in place.
+    trainer.model.eval()
     with torch.no_grad():
-        expected = trainer.model(**batch).logits
-        assert torch.allclose(merged(**batch).logits, expected, atol=1e-5)
-    assert (tmp_path / "lora" / "adapter" / "adapter_config.json").is_file()
+        expected = trainer.model(**batch).logits.clone()
+        untrained = fresh(base)[0].eval()(**batch).logits
+    assert (expected - untrained).abs().max() > 1e-3, "training must change the logits for the comparison to mean much"
+    lora_tensors = {n for n in trainer.model.state_dict() if "lora_" in n or "modules_to_save" in n}
+    merge_lora_and_save(trainer, tmp_path / "lora")
+    merged = AutoModelForImageTextToText.from_pretrained(tmp_path / "lora").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(merged(**batch).logits, expected, rtol=0, atol=1e-5)
+    # The final adapter holds every trained tensor, and on the base model it gives the unmerged model back.
+    adapter = tmp_path / "lora" / "adapter"
+    assert len(load_file(adapter / "adapter_model.safetensors")) == len(lora_tensors) > 0
+    reloaded = PeftModel.from_pretrained(fresh(base)[0], adapter).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch).logits, expected, rtol=0, atol=1e-5)

@@ -377,7 +377,7 @@ class VQAScore:
         for start in range(0, len(loaded), batch_size):
             images = loaded[start : start + batch_size]
             pixel_values = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
-            features.append(self.model.get_image_features(pixel_values.to(self.device)))
+            features.append(self.model.get_image_features(pixel_values.to(self.device)).pooler_output)
         return torch.cat(features), readable
 
     @torch.inference_mode()
@@ -430,7 +430,7 @@ class VQAScore:
         batch_size: int | None = None,
         progress: bool = False,
         **generation_kwargs,
-    ) -> list[str]:
+    ) -> list[str] | list[list[str]]:
         """
         Answer `prompts[i]` about `images[i]` (VQA, captioning) in the stage-2 chat format.
 
@@ -442,7 +442,8 @@ class VQAScore:
                 `do_sample`, `temperature`, ...).
 
         Returns:
-            The decoded answers, special tokens removed and whitespace stripped.
+            The decoded answers, special tokens removed and whitespace stripped: one string per prompt, or with
+            `num_return_sequences=n > 1` a list of `n` strings per prompt (best first for beam search).
         """
         batch_size = self.batch_size if batch_size is None else batch_size
         _check_batch_size(batch_size)
@@ -468,7 +469,10 @@ class VQAScore:
         for row in rows:
             rows_by_image.setdefault(row.image, []).append(row)
 
-        answers: list[str] = [""] * len(rows)
+        # model.generate returns num_return_sequences consecutive rows per input row.
+        generation_config = generation_kwargs.get("generation_config") or self.model.generation_config
+        per_prompt = generation_kwargs.get("num_return_sequences") or generation_config.num_return_sequences or 1
+        answers: list[str | list[str]] = [""] * len(rows)
         pad_id = self.processor.tokenizer.pad_token_id
         was_training = self.model.training
         self.model.eval()
@@ -505,8 +509,12 @@ class VQAScore:
                             image_embeds=features[slots],
                             **generation_kwargs,
                         )
-                        for row, text in zip(batch, self.processor.batch_decode(output_ids, skip_special_tokens=True)):
-                            answers[row.index] = text.strip()
+                        texts = [
+                            text.strip() for text in self.processor.batch_decode(output_ids, skip_special_tokens=True)
+                        ]
+                        for position, row in enumerate(batch):
+                            row_texts = texts[position * per_prompt : (position + 1) * per_prompt]
+                            answers[row.index] = row_texts if per_prompt > 1 else row_texts[0]
                         bar.update(len(batch))
         finally:
             self.model.train(was_training)
