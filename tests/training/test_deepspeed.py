@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from tests.support.paths import REPO_ROOT
+from tests.support.scores import forward_vqascores
 from transformers_clipflant5 import VQAScore
 from transformers_clipflant5.projector import load_projector
 from transformers_clipflant5.testing.demo import write_demo_base_checkpoints
@@ -138,8 +140,11 @@ def test_stage1_zero2_then_stage2_zero3(tmp_path):
         assert not torch.equal(saved[key], reference[key]), key
 
     scorer = VQAScore.from_pretrained(stage2, dtype="float32", device="cpu")
-    scores = scorer([data.parent / "images" / "0.png"] * 2, ["a red circle on the left", "a blue square"])
-    assert torch.isfinite(scores).all() and ((scores > 0) & (scores < 1)).all()
+    images, texts = [data.parent / "images" / "0.png"] * 2, ["a red circle on the left", "a blue square"]
+    # The consolidated folder scores as its weights do through the Auto classes, one pair per plain forward.
+    model = AutoModelForImageTextToText.from_pretrained(stage2).eval()
+    expected = forward_vqascores(model, AutoProcessor.from_pretrained(stage2), images, texts)
+    torch.testing.assert_close(scorer(images, texts), expected, rtol=0, atol=1e-5)
     assert "stage-2" in (stage2 / "README.md").read_text()
 
 

@@ -18,6 +18,7 @@ from transformers import (
 from trl import ModelConfig, SFTConfig
 
 from tests.support.hub import FakeHub
+from tests.support.scores import forward_vqascores
 from transformers_clipflant5 import VQAScore
 from transformers_clipflant5.projector import load_projector
 from transformers_clipflant5.testing.demo import write_demo_base_checkpoints
@@ -329,10 +330,16 @@ def test_resume_from_checkpoint_is_exact(base, data, tmp_path):
     assert trainer.state.global_step == 4
     for (name, a), b in zip(straight.named_parameters(), resumed.parameters()):
         assert torch.allclose(a, b, atol=1e-6), name
+    # The checkpoint folder scores as the resumed model in memory does.
+    images, texts = [data["paths"]["image_folder"] / "images/train_00000.png"] * 2, ["a red circle", "a blue cross"]
     scores = VQAScore.from_pretrained(tmp_path / "resumed" / "checkpoint-4", dtype="float32", device="cpu")(
-        [data["paths"]["image_folder"] / "images/train_00000.png"], ["a red circle"]
+        images, texts
     )
-    assert 0 < scores.item() < 1
+    expected = forward_vqascores(resumed.eval(), trainer.processing_class, images, texts)
+    torch.testing.assert_close(scores, expected, rtol=0, atol=1e-5)
+    # ... and not as the step-2 checkpoint, which it would resemble if the last steps had not been saved.
+    earlier = VQAScore.from_pretrained(tmp_path / "straight" / "checkpoint-2", dtype="float32", device="cpu")
+    assert (earlier(images, texts) - scores).abs().min() > 1e-5, (earlier(images, texts), scores)
 
 
 def test_push_to_hub_goes_through_the_trainer_in_one_commit_without_pickles(base, data, tmp_path, monkeypatch):
