@@ -270,6 +270,7 @@ def test_resume_from_leftover_part_files_and_a_crash_during_the_merge(
     write_jsonl(output, [done(0, 0.25), done(1, 0.25)])
     write_jsonl(Path(f"{output}.part-00000"), [done(k, json.loads(finished.splitlines()[k])["score"]) for k in (2, 4, 5, 6, 7)])  # fmt: skip
     write_jsonl(Path(f"{output}.part-00001"), [done(3, 0.75)])
+
     def killed(*args):
         raise OSError("killed before the rename")
 

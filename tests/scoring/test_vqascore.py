@@ -157,6 +157,7 @@ def test_generate_with_several_sequences_returns_each_prompt_its_own(scorer, ima
         expected.append([text.strip() for text in processor.batch_decode(output_ids, skip_special_tokens=True)])
     assert expected[0] != expected[1], "the two prompts must get different answers for a mix-up to show"
     assert scorer.generate(image_files[:2], prompts, batch_size=2, **settings) == expected
+    assert scorer.generate(image_files[:2], prompts, batch_size=1, **settings) == expected  # one batch after another
     assert scorer.generate(image_files[:1], prompts[:1], **settings) == expected[:1]
     # One sequence per prompt stays a plain string per prompt.
     single = scorer.generate(image_files[:2], prompts, max_new_tokens=5, num_beams=3)

@@ -512,8 +512,8 @@ class VQAScore:
                         texts = [
                             text.strip() for text in self.processor.batch_decode(output_ids, skip_special_tokens=True)
                         ]
-                        for position, row in enumerate(batch):
-                            row_texts = texts[position * per_prompt : (position + 1) * per_prompt]
+                        for slot, row in enumerate(batch):
+                            row_texts = texts[slot * per_prompt : (slot + 1) * per_prompt]
                             answers[row.index] = row_texts if per_prompt > 1 else row_texts[0]
                         bar.update(len(batch))
         finally:
