@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +28,7 @@ import torch
 from transformers.utils import cached_file
 from transformers.utils.hub import convert_file_size_to_int
 
+from ..hub.arguments import hub_kwargs
 from ..hub.folder_checks import check_model_folder, check_projector_folder
 from ..hub.model_card import is_hub_id, render_model_card, render_projector_card
 from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration
@@ -55,13 +56,31 @@ class ConversionResult:
     repo_id: str
 
 
-def _hub_kwargs(revision: str | None = None, cache_dir: str | None = None) -> dict[str, Any]:
-    return {key: value for key, value in (("revision", revision), ("cache_dir", cache_dir)) if value is not None}
+@dataclass
+class ConversionSettings:
+    """
+    How `convert` reads the source and what the written folder says: the weights' `dtype` (default: the source's
+    own), where a Hub source is read (`source_revision`, `cache_dir`), and for the model card the repo id its usage
+    snippets name (`repo_id`), the base text model (`text_model`) and the original checkpoint it is (`checkpoint`).
+    """
+
+    dtype: str | None = None
+    repo_id: str | None = None
+    text_model: str | None = None
+    source_revision: str | None = None
+    cache_dir: str | None = None
+    checkpoint: OriginalCheckpoint | None = None
+
+    def hub_kwargs(self) -> dict[str, Any]:
+        return hub_kwargs({"revision": self.source_revision, "cache_dir": self.cache_dir})
+
+    def card_repo_id(self, output_dir: Path) -> str:
+        return self.repo_id or f"your-username/{output_dir.resolve().name}"
 
 
 def detect_source_kind(source: str, revision: str | None = None, cache_dir: str | None = None) -> str:
     """`"model"` for a stage-2 checkpoint (original layout or ours), `"projector"` for a stage-1 projector repo."""
-    hub = _hub_kwargs(revision, cache_dir)
+    hub = hub_kwargs({"revision": revision, "cache_dir": cache_dir})
 
     def exists(filename: str) -> bool:
         return cached_file(source, filename, _raise_exceptions_for_missing_entries=False, **hub) is not None
@@ -95,6 +114,8 @@ def prepare_output_dir(output_dir: str | Path, source: str, overwrite: bool = Fa
             raise ValueError(
                 f"The output folder {folder} is inside the source {source}: choose another output folder."
             )
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"The output folder {folder} is a file: choose a folder name.")
     if folder.exists() and any(folder.iterdir()):
         if not overwrite:
             raise FileExistsError(
@@ -106,8 +127,6 @@ def prepare_output_dir(output_dir: str | Path, source: str, overwrite: bool = Fa
                 f"The output folder {folder} is not empty and does not hold a previous conversion (no clip_flant5 "
                 "config.json or projector_config.json); refusing to delete it. Choose another folder."
             )
-    if folder.exists() and not folder.is_dir():
-        raise FileExistsError(f"The output folder {folder} is a file: choose a folder name.")
     folder.parent.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -138,16 +157,7 @@ def _is_previous_conversion(folder: Path) -> bool:
 
 
 def convert_model(
-    source: str,
-    output_dir: str | Path,
-    *,
-    dtype: str | None = None,
-    max_shard_size: str | int = "5GB",
-    repo_id: str | None = None,
-    text_model: str | None = None,
-    source_revision: str | None = None,
-    cache_dir: str | None = None,
-    checkpoint: OriginalCheckpoint | None = None,
+    source: str, output_dir: str | Path, settings: ConversionSettings, max_shard_size: str | int = "5GB"
 ) -> Path:
     """
     Convert a stage-2 checkpoint (original layout, or ours to re-shard / re-cast) into `output_dir`.
@@ -156,8 +166,9 @@ def convert_model(
     conversion never holds two copies of them.
     """
     output_dir = Path(output_dir)
-    hub = _hub_kwargs(source_revision, cache_dir)
-    model = CLIPFlanT5ForConditionalGeneration.from_pretrained(source, dtype=DTYPES[dtype] if dtype else "auto", **hub)
+    hub = settings.hub_kwargs()
+    dtype = DTYPES[settings.dtype] if settings.dtype else "auto"
+    model = CLIPFlanT5ForConditionalGeneration.from_pretrained(source, dtype=dtype, **hub)
     processor = CLIPFlanT5Processor.from_pretrained(source, **hub)
     _check_processor_matches(model.config, processor, source)
     # save_original_format=False: write our key names whatever the checkpoint was loaded from.
@@ -165,11 +176,11 @@ def convert_model(
     processor.save_pretrained(output_dir)
     card = render_model_card(
         model.config,
-        repo_id=repo_id or _placeholder_repo_id(output_dir),
+        repo_id=settings.card_repo_id(output_dir),
         source=source,
-        source_revision=source_revision,
-        checkpoint=checkpoint,
-        text_model=text_model,
+        source_revision=settings.source_revision,
+        checkpoint=settings.checkpoint,
+        text_model=settings.text_model,
         dtype=str(model.dtype).removeprefix("torch."),
         num_parameters=model.num_parameters(),
         do_pad=processor.image_processor.do_pad,
@@ -194,20 +205,10 @@ def _check_processor_matches(config, processor: CLIPFlanT5Processor, source: str
         )
 
 
-def convert_projector(
-    source: str,
-    output_dir: str | Path,
-    *,
-    dtype: str | None = None,
-    repo_id: str | None = None,
-    text_model: str | None = None,
-    source_revision: str | None = None,
-    cache_dir: str | None = None,
-    checkpoint: OriginalCheckpoint | None = None,
-) -> Path:
+def convert_projector(source: str, output_dir: str | Path, settings: ConversionSettings) -> Path:
     """Convert an original stage-1 repo (`config.json` + `mm_projector.bin`) into our projector format."""
     output_dir = Path(output_dir)
-    hub = _hub_kwargs(source_revision, cache_dir)
+    hub = settings.hub_kwargs()
     weights_file = cached_file(source, ORIGINAL_PROJECTOR_NAME, **hub)
     config_file = cached_file(source, "config.json", _raise_exceptions_for_missing_entries=False, **hub)
     flat = json.loads(Path(config_file).read_text(encoding="utf-8")) if config_file else {}
@@ -222,11 +223,11 @@ def convert_projector(
     projector_type = flat.get("mm_projector_type", "mlp2x_gelu")
     if projector_type != "mlp2x_gelu":
         raise ValueError(f"{source} has mm_projector_type {projector_type!r}; only 'mlp2x_gelu' is supported.")
-    checkpoint = checkpoint or find_original_checkpoint(source)
+    checkpoint = settings.checkpoint or find_original_checkpoint(source)
     recorded_text_model = flat.get("_name_or_path") if is_hub_id(flat.get("_name_or_path")) else None
-    text_model = text_model or (checkpoint.text_model if checkpoint else None) or recorded_text_model
+    text_model = settings.text_model or (checkpoint.text_model if checkpoint else None) or recorded_text_model
     vision_model = flat.get("mm_vision_tower", CLIP_VIT_L_14_336)
-    target_dtype = DTYPES[dtype] if dtype else projector.linear_1.weight.dtype
+    target_dtype = DTYPES[settings.dtype] if settings.dtype else projector.linear_1.weight.dtype
     save_projector(
         projector,
         output_dir,
@@ -240,22 +241,18 @@ def convert_projector(
         ),
     )
     card = render_projector_card(
-        repo_id=repo_id or _placeholder_repo_id(output_dir),
+        repo_id=settings.card_repo_id(output_dir),
         vision_hidden_size=vision_hidden,
         text_hidden_size=text_hidden,
         text_model=text_model,
         vision_model=vision_model if is_hub_id(vision_model) else None,
         dtype=str(target_dtype).removeprefix("torch."),
         source=source,
-        source_revision=source_revision,
+        source_revision=settings.source_revision,
         checkpoint=checkpoint,
     )
     card.save(output_dir / "README.md")
     return output_dir
-
-
-def _placeholder_repo_id(output_dir: Path) -> str:
-    return f"your-username/{output_dir.resolve().name}"
 
 
 def convert(
@@ -282,29 +279,23 @@ def convert(
     convert_file_size_to_int(max_shard_size)  # fails early, with transformers' own message, on a bad size
     kind = detect_source_kind(source, source_revision, cache_dir)
     folder = prepare_output_dir(output_dir, source, overwrite=overwrite)
-    card_repo_id = repo_id or _placeholder_repo_id(folder)
-    common = {
-        "dtype": dtype,
-        "repo_id": card_repo_id,
-        "text_model": text_model,
-        "source_revision": source_revision,
-        "cache_dir": cache_dir,
-        "checkpoint": checkpoint,
-    }
+    settings = ConversionSettings(dtype, repo_id, text_model, source_revision, cache_dir, checkpoint)
+    # The card names the final folder, not the staging one.
+    settings = replace(settings, repo_id=settings.card_repo_id(folder))
     # Written beside the output folder (same file system, so the final rename is atomic), and hidden by its dot.
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.converting-", dir=folder.parent))
     try:
         if kind == "model":
-            convert_model(source, staging, max_shard_size=max_shard_size, **common)
+            convert_model(source, staging, settings, max_shard_size=max_shard_size)
             check_model_folder(staging)
         else:
-            convert_projector(source, staging, **common)
+            convert_projector(source, staging, settings)
             check_projector_folder(staging)
         staging.chmod(0o777 & ~_umask())  # mkdtemp's 0o700, made what mkdir would have given
         _replace_folder(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return ConversionResult(kind=kind, folder=folder, repo_id=card_repo_id)
+    return ConversionResult(kind=kind, folder=folder, repo_id=settings.repo_id)
 
 
 def _umask() -> int:
@@ -316,6 +307,7 @@ def _umask() -> int:
 __all__ = [
     "DTYPES",
     "ConversionResult",
+    "ConversionSettings",
     "convert",
     "convert_model",
     "convert_projector",
