@@ -403,7 +403,7 @@ class VQAScore:
         batch_size: int | None = None,
         progress: bool = False,
         **generation_kwargs,
-    ) -> list[str]:
+    ) -> list[str] | list[list[str]]:
         """
         Answer `prompts[i]` about `images[i]` (VQA, captioning) in the stage-2 chat format.
 
@@ -415,7 +415,8 @@ class VQAScore:
                 `do_sample`, `temperature`, ...).
 
         Returns:
-            The decoded answers, special tokens removed and whitespace stripped.
+            The decoded answers, special tokens removed and whitespace stripped: one string per prompt, or with
+            `num_return_sequences=n > 1` a list of `n` strings per prompt (best first for beam search).
         """
         batch_size = self.batch_size if batch_size is None else batch_size
         check_batch_size(batch_size)
@@ -428,7 +429,7 @@ class VQAScore:
             generation_kwargs["max_new_tokens"] = DEFAULT_MAX_NEW_TOKENS
 
         distinct_images, rows = self._plan_rows(images, prompts, "{}", None)
-        answers: list[str] = [""] * len(rows)
+        answers: list[str | list[str]] = [""] * len(rows)
         bar = tqdm(total=len(rows), disable=not progress, unit="prompt", desc="generate")
         for features, image_slots, batch in self._batches(distinct_images, rows, batch_size, None, bar):
             for row, answer in zip(batch, self._generate_batch(features, image_slots, batch, generation_kwargs)):
@@ -437,7 +438,7 @@ class VQAScore:
 
     def _generate_batch(
         self, features: torch.Tensor, image_slots: list[int], rows: list[_Row], generation_kwargs: dict
-    ) -> list[str]:
+    ) -> list[str] | list[list[str]]:
         input_ids, attention_mask = pad_right(
             [row.prompt_ids for row in rows], self.processor.tokenizer.pad_token_id, self.device
         )
@@ -447,7 +448,13 @@ class VQAScore:
             image_embeds=features[torch.tensor(image_slots, device=features.device)],
             **generation_kwargs,
         )
-        return [text.strip() for text in self.processor.batch_decode(output_ids, skip_special_tokens=True)]
+        texts = [text.strip() for text in self.processor.batch_decode(output_ids, skip_special_tokens=True)]
+        # model.generate returns num_return_sequences consecutive sequences per prompt.
+        generation_config = generation_kwargs.get("generation_config") or self.model.generation_config
+        per_prompt = generation_kwargs.get("num_return_sequences") or generation_config.num_return_sequences or 1
+        if per_prompt == 1:
+            return texts
+        return [texts[start : start + per_prompt] for start in range(0, len(texts), per_prompt)]
 
 
 __all__ = [
