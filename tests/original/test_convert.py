@@ -65,13 +65,20 @@ def test_converted_folder_is_complete_and_self_contained(converted):
     assert config["model_type"] == "clip_flant5"
     assert config["auto_map"] == {
         "AutoConfig": "configuration_clip_flant5.CLIPFlanT5Config",
+        "AutoModel": "modeling_clip_flant5.CLIPFlanT5Model",
         "AutoModelForImageTextToText": "modeling_clip_flant5.CLIPFlanT5ForConditionalGeneration",
+        "AutoModelForSeq2SeqLM": "modeling_clip_flant5.CLIPFlanT5ForConditionalGeneration",
     }
     processor_config = json.loads((converted / "processor_config.json").read_text())
     assert processor_config["auto_map"] == {"AutoProcessor": "processing_clip_flant5.CLIPFlanT5Processor"}
     # The remote code is the package's own, byte for byte.
     package = REPO_ROOT / "src" / "transformers_clipflant5"
-    for name in ("configuration_clip_flant5.py", "modeling_clip_flant5.py", "processing_clip_flant5.py"):
+    for name in (
+        "configuration_clip_flant5.py",
+        "modeling_clip_flant5.py",
+        "processing_clip_flant5.py",
+        "image_processing_clip_flant5.py",
+    ):
         assert (converted / name).read_bytes() == (package / name).read_bytes()
     assert "ASSISTANT" in (converted / "chat_template.jinja").read_text()
 
