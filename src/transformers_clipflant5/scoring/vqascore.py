@@ -377,7 +377,7 @@ class VQAScore:
         for start in range(0, len(loaded), batch_size):
             images = loaded[start : start + batch_size]
             pixel_values = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
-            features.append(self.model.get_image_features(pixel_values.to(self.device)))
+            features.append(self.model.get_image_features(pixel_values.to(self.device)).pooler_output)
         return torch.cat(features), readable
 
     @torch.inference_mode()
