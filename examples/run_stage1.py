@@ -33,6 +33,7 @@ from transformers_clipflant5.training.arguments import CLIPFlanT5ScriptArguments
 from transformers_clipflant5.training.collator import CLIPFlanT5DataCollator
 from transformers_clipflant5.training.data import load_llava_dataset
 from transformers_clipflant5.training.model import load_model, set_trainable_parameters
+from transformers_clipflant5.training.noise import quiet_training_run
 from transformers_clipflant5.training.trainer import CLIPFlanT5SFTTrainer
 
 
@@ -102,6 +103,7 @@ def main(script_args: CLIPFlanT5ScriptArguments, training_args: SFTConfig, model
 
 
 def parse_args(argv: list[str] | None = None):
+    quiet_training_run()
     argv = sys.argv[1:] if argv is None else argv
     parser = TrlParser((CLIPFlanT5ScriptArguments, SFTConfig, ModelConfig))
     if not torch.cuda.is_available():

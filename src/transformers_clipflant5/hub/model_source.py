@@ -51,7 +51,9 @@ def check_model_source(
     if path.is_dir():
         return
     if path.exists():
-        raise ModelSourceError(f"{argument} {name} is a file; pass the folder that holds config.json, or a Hub repo id.")
+        raise ModelSourceError(
+            f"{argument} {name} is a file; pass the folder that holds config.json, or a Hub repo id."
+        )
     if not _REPO_ID.match(name):
         raise ModelSourceError(f"Cannot load {argument} {name}: {_missing_folder_message(name)}.")
     from huggingface_hub import HfApi, constants, try_to_load_from_cache
