@@ -120,6 +120,11 @@ def flatten_conversations(samples: Sequence[dict[str, Any]]) -> tuple[list[dict[
     single = multi = 0
     for sample in samples:
         conversations = sample["conversations"]
+        well_formed = all(isinstance(m, dict) and isinstance(m.get("value"), str) for m in conversations)
+        if not well_formed:
+            # Kept whole, for validation to report it with its row number.
+            flattened.append(sample)
+            continue
         if len(conversations) == 2:
             single += 1
             flattened.append(sample)
