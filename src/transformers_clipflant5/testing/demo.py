@@ -27,7 +27,7 @@ DEMO_MODEL = {"image_size": 32, "patch_size": 8, "vision_hidden": 64, "d_model":
 # later); batches of 16 give it more updates per second than batches of 32.
 DEMO_ARGS = [
     "--output_dir", "outputs/clip-flant5-demo",
-    "--num_train_epochs", "8",
+    "--num_train_epochs", "6",
     "--per_device_train_batch_size", "16",
     "--learning_rate", "1e-3",
     "--lr_scheduler_type", "cosine",
