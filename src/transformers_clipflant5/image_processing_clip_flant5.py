@@ -85,7 +85,9 @@ def load_image(image: ImageInput, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIX
     if isinstance(image, (str, os.PathLike)):
         image = _open_file(image, max_pixels)
     elif isinstance(image, torch.Tensor):
-        image = _array_to_pil(image.detach().cpu().numpy())
+        tensor = image.detach().cpu()
+        # numpy has no bfloat16: read every floating-point tensor as float32 (exact for bf16/fp16 values).
+        image = _array_to_pil((tensor.float() if tensor.is_floating_point() else tensor).numpy())
     elif isinstance(image, np.ndarray):
         image = _array_to_pil(image)
     elif not isinstance(image, Image.Image):

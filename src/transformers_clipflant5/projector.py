@@ -20,6 +20,7 @@ from torch import nn
 from transformers.utils import cached_file
 
 from .hub.arguments import hub_kwargs as select_hub_kwargs
+from .hub.permissions import fix_weight_permissions
 from .modeling_clip_flant5 import CLIPFlanT5MultiModalProjector
 from .original.checkpoint import ORIGINAL_PROJECTOR_NAME, read_original_projector
 
@@ -68,6 +69,7 @@ def save_projector(
     folder = Path(save_directory)
     folder.mkdir(parents=True, exist_ok=True)
     save_file(state, folder / PROJECTOR_WEIGHTS_NAME, metadata={"format": "pt"})
+    fix_weight_permissions(folder)
     config = getattr(model, "config", None)
     projector_config = {
         "format": PROJECTOR_FORMAT,

@@ -208,11 +208,13 @@ def test_two_processes_split_the_rows_and_merge_them_in_order(workdir, reference
         *("-m", "transformers_clipflant5", "score", "--model", str(workdir / "model")),
         *("--pairs", str(pairs), "--output", str(output), "--batch-size", "2", "--no-progress"),
     ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
     assert "process 0 of 2: 4 rows to score" in result.stderr and "process 1 of 2: 4 rows to score" in result.stderr
     assert result.stderr.count("could not be scored") == 1, result.stderr  # one summary, from the main process
     assert "row 3 (line 4)" in result.stderr and "Image file not found" in result.stderr
-    assert result.returncode != 0  # the missing image
+    # The missing image is reported in the summary; the status is 0 under a launcher, which would otherwise print a
+    # crash report (ChildFailedError and its traceback) after the summary.
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     records = read_jsonl(output)
     assert [record["row"] for record in records] == [0, 1, 2, 4, 5, 6, 7, 8, 9]
     assert [record["score"] for record in records[:2]] == [0.5, 0.5]

@@ -6,10 +6,12 @@ is `hub.publish`.
 """
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from ..hub.model_card import published_results
+from ..hub.model_source import LOAD_ERRORS, check_model_source, explain_load_error
 from ..hub.publish import HUB_REPO_URL, files_to_upload, folder_files, push_folder
 from ..original.convert import DTYPES, convert
 from ..original.release import (
@@ -101,6 +103,9 @@ def _convert_and_push(
     push_to: str | None,
     checkpoint: OriginalCheckpoint | None = None,
 ) -> None:
+    # A missing folder, or a Hub repo that is not cached and cannot be reached, fails here at once (not after the
+    # download's retries, blamed on the repo).
+    check_model_source(source, "SRC", args.source_revision, args.cache_dir)
     result = convert(
         source,
         output_dir,
@@ -138,8 +143,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"Dry run: would convert {args.source} -> {args.output_dir}{push}. Nothing was read or written.")
             return 0
         _convert_and_push(args, args.source, args.output_dir, args.push_to_hub)
-    except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except LOAD_ERRORS as error:
+        # A cut-off JSON file or a damaged weight file (safetensors, pickle) is named, instead of a bare message or
+        # a traceback.
+        plain = isinstance(error, (OSError, ValueError)) and not isinstance(error, json.JSONDecodeError)
+        print(f"error: {error if plain else explain_load_error(args.source, error, 'SRC')}", file=sys.stderr)
         return 1
     return 0
 

@@ -9,8 +9,12 @@ The output is JSONL, one object per scored row: `{"row": <0-based row of the pai
 "image": <as written in the pairs file>, "text": ..., "score": ...}`, in the pairs file's order once the run ends.
 Scores are appended (and flushed to disk) as they are computed; a re-run with the same `--output` skips every row it
 already holds, so nothing is scored twice or lost. Rows that cannot be scored (unreadable image, missing field, empty
-text) are reported on stderr as they happen and in a summary at the end, and the command then exits with status 1;
-they are not written, so a re-run retries them.
+text, a text too long for the tokenizer) are reported on stderr as they happen and in a summary at the end, and the
+command then exits with status 1; they are not written, so a re-run retries them.
+
+Everything that can be checked without the model is checked before it loads: the arguments, the pairs file, that
+--output can be written, that --model exists, and every text's length (refused when its prompt exceeds the
+tokenizer's model_max_length, 512 for FlanT5, unless --truncate-texts cuts it to fit).
 
 Under `accelerate launch -m transformers_clipflant5 score ...` (GPUs) or `torchrun --nproc_per_node N -m
 transformers_clipflant5 score ...` (also CPU-only machines, where accelerate launch starts a single process) the rows
@@ -19,6 +23,13 @@ process merges them into `--output`, in input order. Across several machines (`t
 per node, as `examples/slurm/score.sbatch` does) `--output` must be on a filesystem all of them share: the main process
 decides which rows are left, every process appends to its part file there, and the main process merges them (and
 stops with an error if some process's rows are not there, e.g. an output folder local to each node).
+
+Exit status (the same with --image/--text and with --pairs):
+  0  every pair was scored
+  1  some pairs could not be scored (unreadable image, missing/empty/too long text); the others were
+  2  nothing could be done: bad arguments, an unusable --pairs or --output file, or a --model that cannot be loaded
+Under a multi-process launcher (torchrun, accelerate launch) skipped rows end with status 0 instead of 1, as the
+launchers report any other status as a crash with a long traceback; the summary on stderr still lists the rows.
 """
 
 import argparse
@@ -34,6 +45,7 @@ from tqdm.auto import tqdm
 
 from ..json_rows import json_lines
 from . import add_command
+from .score_checks import ScoreFileError, check_output_path, load_processor, load_scorer, text_problem
 from .score_processes import main_process_answer, report_lost_rows
 
 
@@ -55,10 +67,6 @@ class PairRow:
 
     def record(self, score: float) -> dict[str, Any]:
         return {"row": self.index, "id": self.id, "image": self.image, "text": self.text, "score": score}
-
-
-class ScoreFileError(Exception):
-    """A pairs or output file that cannot be used as it is (the message says what to do)."""
 
 
 def register(subparsers) -> None:
@@ -84,7 +92,12 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--attn-implementation", help="sdpa, eager, ... (default: transformers' choice)")
     parser.add_argument("--revision", help="Hub revision of --model")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--truncate-texts",
+        action="store_true",
+        help="cut texts too long for the tokenizer (model_max_length) to fit, instead of refusing them",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (scoring, loading weights)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,22 +109,31 @@ def run(args: argparse.Namespace) -> int:
             check_answer_template(args.answer_template or "Yes")
         except (TypeError, ValueError) as error:
             return _usage_error(str(error))
+    from transformers_clipflant5.hub.model_source import ModelSourceError, check_model_source
+
     if args.pairs is not None:
         if args.image or args.text:
             return _usage_error("Pass either --pairs or --image/--text, not both.")
         if args.output is None:
             return _usage_error("--pairs needs --output, the JSONL file the scores go to.")
-        try:
-            return score_pairs_file(args)
-        except (ScoreFileError, OSError) as error:
-            # A pairs/output file that cannot be used, or a --model that cannot be loaded.
-            print(f"error: {error}", file=sys.stderr)
-            return EXIT_USAGE
-    if not args.image or not args.text:
+    elif not args.image or not args.text:
         return _usage_error("Pass --image and --text (one pair), or --pairs and --output (a file of pairs).")
-    if len(args.image) != len(args.text):
+    elif len(args.image) != len(args.text):
         return _usage_error(f"Got {len(args.image)} --image but {len(args.text)} --text; pass them in pairs.")
-    return score_single(args)
+    if args.no_progress:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+    try:
+        if args.output is not None:
+            check_output_path(args.output)
+        check_model_source(args.model)
+        if args.pairs is not None:
+            return score_pairs_file(args)
+        return score_single(args)
+    except (ScoreFileError, ModelSourceError) as error:
+        # A pairs/output file that cannot be used, or a --model that cannot be loaded.
+        return _usage_error(str(error))
 
 
 def _usage_error(message: str) -> int:
@@ -119,43 +141,31 @@ def _usage_error(message: str) -> int:
     return EXIT_USAGE
 
 
-def _template_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    kwargs = {}
-    if args.question_template is not None:
-        kwargs["question_template"] = args.question_template
-    if args.answer_template is not None:
-        kwargs["answer_template"] = args.answer_template
-    return kwargs
-
-
-def load_scorer(args: argparse.Namespace, device=None):
-    from transformers_clipflant5.scoring.vqascore import VQAScore
-
-    kwargs = {"revision": args.revision} if args.revision else {}
-    try:
-        return VQAScore.from_pretrained(
-            args.model,
-            dtype=args.dtype,
-            device=device if device is not None else args.device,
-            attn_implementation=args.attn_implementation,
-            batch_size=args.batch_size,
-            **_template_kwargs(args),
-            **kwargs,
-        )
-    except OSError as error:
-        raise OSError(f"Cannot load --model {args.model!r}: {error}") from error
-
-
 def score_single(args: argparse.Namespace) -> int:
+    from transformers_clipflant5.scoring.vqascore import check_text
+
+    processor = load_processor(args)
+    for index, text in enumerate(args.text):
+        try:
+            check_text(text, f"--text {index + 1}", processor.image_token)
+        except ValueError as error:
+            return _row_error(str(error))
+        problem = text_problem(processor, text, f"--text {index + 1}", args)
+        if problem is not None:
+            return _row_error(problem)
+    scorer = load_scorer(args)
     try:
-        scorer = load_scorer(args)
-        scores = scorer(args.image, args.text)
+        scores = scorer(args.image, args.text, truncate_texts=args.truncate_texts)
     except (OSError, ValueError, TypeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_ROWS_SKIPPED
+        return _row_error(str(error))
     for score in scores.tolist():
         print(f"{score:.6g}")
     return 0
+
+
+def _row_error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_ROWS_SKIPPED
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -215,8 +225,12 @@ def _read_csv_pairs(path: Path, delimiter: str) -> list[PairRow]:
 def _row_problem(row: PairRow) -> str | None:
     from ..scoring.prompts import check_text
 
+    if row.image is None:
+        return "no 'image' field: every row needs the path of its image"
     if not isinstance(row.image, str) or not row.image.strip():
-        return "no 'image' path"
+        return f"'image' must be a non-empty path string, got {row.image!r}"
+    if row.text is None:
+        return "no 'text' field: every row needs the text to score its image with"
     try:
         check_text(row.text, "'text'")
     except (TypeError, ValueError) as error:
@@ -306,6 +320,10 @@ def score_pairs_file(args: argparse.Namespace) -> int:
     state = PartialState(cpu=on_cpu)
     output: Path = args.output
     rows = read_pairs(args.pairs)
+    processor = load_processor(args)
+    for row in rows:
+        if row.problem is None:
+            row.problem = text_problem(processor, row.text, "its text", args)
     image_root = args.image_root if args.image_root is not None else args.pairs.parent
 
     def read_finished() -> list[int]:
@@ -368,6 +386,13 @@ def score_pairs_file(args: argparse.Namespace) -> int:
         state.destroy_process_group()
     if lost:
         return EXIT_USAGE
+    if all_problems and state.num_processes > 1:
+        if state.is_main_process:
+            print(
+                "(Exit status 0 under a multi-process launcher, which would report status 1 as a crash.)",
+                file=sys.stderr,
+            )
+        return 0
     return EXIT_ROWS_SKIPPED if all_problems else 0
 
 
@@ -411,7 +436,10 @@ def _score_rows(
             images = [_resolve(row.image, image_root) for row in window_rows]
             scores: dict[int, float] = {}
             for positions, batch_scores in scorer.iter_scores(
-                images, [row.text for row in window_rows], on_image_error=on_image_error
+                images,
+                [row.text for row in window_rows],
+                on_image_error=on_image_error,
+                truncate_texts=args.truncate_texts,
             ):
                 for position, score in zip(positions, batch_scores.tolist()):
                     scores[window_rows[position].index] = score

@@ -24,6 +24,7 @@ from ..hub.arguments import hub_kwargs
 from ..image_processing_clip_flant5 import CLIPFlanT5ImageProcessor
 from ..modeling_clip_flant5 import CLIPFlanT5MultiModalProjector, CLIPFlanT5PreTrainedModel
 from ..processing_clip_flant5 import DEFAULT_IMAGE_TOKEN, CLIPFlanT5Processor
+from .pickles import load_pickled_tensors
 
 
 # The original checkpoints name their tower by Hub id only; its facts (vision config, preprocessing) are known
@@ -280,7 +281,7 @@ def _check_duplicate_embeddings(model: PreTrainedModel, name_or_path, kwargs: di
             with safe_open(path, framework="pt") as handle:
                 copies = {key: handle.get_tensor(key) for key in _DUPLICATE_EMBEDDING_KEYS if key in handle.keys()}
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            state = load_pickled_tensors(path, mmap=True)
             copies = {key: state[key] for key in _DUPLICATE_EMBEDDING_KEYS if key in state}
             del state
         for key, tensor in copies.items():
@@ -300,7 +301,7 @@ def _check_duplicate_embeddings(model: PreTrainedModel, name_or_path, kwargs: di
 
 def _original_projector_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The tensors of an `mm_projector.bin`, renamed to our projector's (`linear_1.weight`, ...)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_pickled_tensors(path)
     names = {"0": "linear_1", "2": "linear_2"}
     renamed = {}
     for key, tensor in state.items():

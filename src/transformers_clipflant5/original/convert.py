@@ -31,6 +31,7 @@ from transformers.utils.hub import convert_file_size_to_int
 from ..hub.arguments import hub_kwargs
 from ..hub.folder_checks import check_model_folder, check_projector_folder
 from ..hub.model_card import is_hub_id, render_model_card, render_projector_card
+from ..hub.permissions import fix_weight_permissions
 from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration
 from ..processing_clip_flant5 import CLIPFlanT5Processor
 from ..projector import PROJECTOR_CONFIG_NAME, PROJECTOR_WEIGHTS_NAME, save_projector
@@ -174,6 +175,7 @@ def convert_model(
     # save_original_format=False: write our key names whatever the checkpoint was loaded from.
     model.save_pretrained(output_dir, max_shard_size=max_shard_size, save_original_format=False)
     processor.save_pretrained(output_dir)
+    fix_weight_permissions(output_dir)
     card = render_model_card(
         model.config,
         repo_id=settings.card_repo_id(output_dir),

@@ -37,6 +37,7 @@ from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration, shift_tok
 from ..padding import pad_right
 from ..processing_clip_flant5 import CLIPFlanT5Processor
 from . import pixels as pixel_scoring
+from .inputs import as_list, fit_text
 from .prompts import (
     DEFAULT_ANSWER_TEMPLATE,
     DEFAULT_QUESTION_TEMPLATE,
@@ -157,22 +158,26 @@ class VQAScore:
         question_template: str | None = None,
         answer_template: str | None = None,
         progress: bool = False,
+        truncate_texts: bool = False,
     ) -> torch.Tensor:
         """
         Score `images[i]` with `texts[i]` for every i.
 
         Args:
-            images: paths, PIL images or arrays (HWC uint8 / float in [0, 1], or CHW tensors).
-            texts: one text per image.
+            images: paths, PIL images or arrays (HWC/CHW, uint8, uint16 or float in [0, 1]); a single image (not in a
+                list) is one pair.
+            texts: one text per image (a single string is one pair).
             batch_size: pairs per forward pass (default: the scorer's).
             question_template: question with `{}` for the text (default: the paper's).
             answer_template: the answer whose likelihood is the score (default `"Yes"`).
             progress: show a progress bar.
+            truncate_texts: cut a text whose prompt exceeds the tokenizer's `model_max_length` (512 for FlanT5) to
+                fit, instead of raising a ValueError with its token count (the default). Only the text is cut.
 
         Returns:
             `torch.Tensor` of shape `(len(images),)`, float32, on CPU.
         """
-        images, texts = list(images), list(texts)
+        images, texts = as_list(images, "images"), as_list(texts, "texts")
         if len(images) != len(texts):
             raise ValueError(
                 f"Got {len(images)} images and {len(texts)} texts; VQAScore scores images[i] with texts[i], so both "
@@ -180,7 +185,7 @@ class VQAScore:
             )
         scores = torch.full((len(images),), float("nan"))
         for rows, batch_scores in self.iter_scores(
-            images, texts, batch_size, question_template, answer_template, progress=progress
+            images, texts, batch_size, question_template, answer_template, progress, truncate_texts=truncate_texts
         ):
             scores[rows] = batch_scores
         return scores
@@ -193,20 +198,22 @@ class VQAScore:
         question_template: str | None = None,
         answer_template: str | None = None,
         progress: bool = False,
+        truncate_texts: bool = False,
     ) -> torch.Tensor:
         """
-        Score every image with every text.
+        Score every image with every text (a single image or text, not in a list, is a list of one).
 
         Returns:
             `torch.Tensor` of shape `(len(images), len(texts))`, float32, on CPU: `[i, j]` scores `images[i]` with
             `texts[j]`.
         """
-        images, texts = list(images), list(texts)
+        images, texts = as_list(images, "images"), as_list(texts, "texts")
         pair_images = [image for image in images for _ in texts]
         pair_texts = texts * len(images)
-        return self(pair_images, pair_texts, batch_size, question_template, answer_template, progress).view(
-            len(images), len(texts)
+        scores = self(
+            pair_images, pair_texts, batch_size, question_template, answer_template, progress, truncate_texts
         )
+        return scores.view(len(images), len(texts))
 
     # Differentiable scoring (a reward for image generators) and best-of-N ranking: see pixel_scoring.
     score_pixels = pixel_scoring.score_pixels
@@ -222,20 +229,29 @@ class VQAScore:
         answer_template: str | None = None,
         progress: bool = False,
         on_image_error: ImageErrorHandler | None = None,
+        truncate_texts: bool = False,
     ) -> Iterator[tuple[list[int], torch.Tensor]]:
         """
         Score `images[i]` with `texts[i]`, yielding `(row indices, scores)` batch by batch as they are computed (not in
         input order). Every argument is checked before any computation starts.
 
         `on_image_error(row, error)`, when given, is called for each row whose image cannot be read, and those rows
-        are skipped; by default such an image raises.
+        are skipped; by default such an image raises. `truncate_texts`: as in `__call__`.
         """
         batch_size = self.batch_size if batch_size is None else batch_size
         check_batch_size(batch_size)
-        images, texts = list(images), list(texts)
+        images, texts = as_list(images, "images"), as_list(texts, "texts")
         if len(images) != len(texts):
             raise ValueError(f"Got {len(images)} images and {len(texts)} texts; both lists need the same length.")
         question_template, answer_template = self._check_scoring_inputs(texts, question_template, answer_template)
+        # Over-long texts are found (or cut) here, before any image is read or any model work.
+        fitted: dict[str, str] = {}
+        for index, text in enumerate(texts):
+            if text not in fitted:
+                fitted[text] = fit_text(
+                    self.processor, text, f"texts[{index}]", question_template, answer_template, truncate_texts
+                )
+        texts = [fitted[text] for text in texts]
 
         distinct_images, rows = self._plan_rows(images, texts, question_template, answer_template)
         bar = tqdm(total=len(rows), disable=not progress, unit="pair", desc="VQAScore")

@@ -104,6 +104,11 @@ def flatten_conversations(samples: Sequence[dict[str, Any]]) -> tuple[list[dict[
     single = multi = 0
     for sample in samples:
         conversations = sample["conversations"]
+        well_formed = all(isinstance(m, dict) and isinstance(m.get("value"), str) for m in conversations)
+        if not well_formed:
+            # Kept whole, for validation to report it with its row number.
+            flattened.append(sample)
+            continue
         if len(conversations) == 2:
             single += 1
             flattened.append(sample)
@@ -128,9 +133,12 @@ def _check_conversations(conversations: Any, template: str, has_image: bool) -> 
     if not isinstance(conversations, list) or not conversations:
         return "'conversations' must be a non-empty list"
     for position, message in enumerate(conversations):
-        if not isinstance(message, dict) or set(message) < {"from", "value"}:
-            return f"message {position} must be an object with 'from' and 'value'"
-        if message["from"] not in ROLES:
+        if not isinstance(message, dict):
+            return f"message {position} must be an object with 'from' and 'value', got {type(message).__name__}"
+        missing = [name for name in ("from", "value") if name not in message]
+        if missing:
+            return f"message {position} has no {' or '.join(repr(name) for name in missing)} field"
+        if not isinstance(message["from"], str) or message["from"] not in ROLES:
             return f"message {position} has 'from' {message['from']!r}; expected 'human' or 'gpt'"
         if not isinstance(message["value"], str):
             return f"message {position} has a non-string 'value' ({type(message['value']).__name__})"
@@ -208,6 +216,18 @@ def validate_llava_samples(
             report.stray_placeholder_removed += 1
         if any(DEFAULT_IMAGE_TOKEN in m["value"] for m in conversations if m["from"] == "gpt"):
             report.malformed.append(Offender(index, sample_id, "a gpt reply contains '<image>'"))
+            continue
+        placeholders = sum(m["value"].count(DEFAULT_IMAGE_TOKEN) for m in conversations)
+        if image is not None and placeholders > 1:
+            # The template keeps one '<image>' at the start of the first question: the others would be dropped and
+            # the question changed without a word.
+            report.malformed.append(
+                Offender(
+                    index,
+                    sample_id,
+                    f"{placeholders} '<image>' placeholders for one image; keep one '<image>' (in the first question)",
+                )
+            )
             continue
         words = sum(len(m["value"].split()) for m in conversations)
         rows.append(

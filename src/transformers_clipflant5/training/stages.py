@@ -12,6 +12,7 @@ from ..processing_clip_flant5 import CLIPFlanT5Processor
 from .arguments import CLIPFlanT5ScriptArguments, check_template, describe_training
 from .collator import CLIPFlanT5DataCollator
 from .data import ValidationReport, load_llava_dataset
+from .noise import quiet_training_run
 
 
 def parse_stage_arguments(
@@ -22,6 +23,7 @@ def parse_stage_arguments(
     defaults to fp32 on the CPU. Without `--data_path` the run is the demo: `demo_args` are parsed first, so that
     anything on the command line still overrides them.
     """
+    quiet_training_run()
     argv = sys.argv[1:] if argv is None else argv
     parser = TrlParser((CLIPFlanT5ScriptArguments, SFTConfig, ModelConfig))
     if not torch.cuda.is_available():

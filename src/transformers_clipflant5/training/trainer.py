@@ -29,6 +29,7 @@ from transformers.trainer import TRAINING_ARGS_NAME
 from trl import SFTConfig, SFTTrainer
 
 from ..hub.model_card import render_training_card
+from ..hub.permissions import fix_weight_permissions
 from ..hub.publish import push_folder
 from ..modeling_clip_flant5 import CLIPFlanT5MultiModalProjector
 from ..projector import save_projector
@@ -188,6 +189,7 @@ class CLIPFlanT5SFTTrainer(SFTTrainer):
         if not self.args.should_save:
             return
         output_dir = output_dir if output_dir is not None else self.args.output_dir
+        fix_weight_permissions(output_dir)
         # Trainer pickles the arguments into training_args.bin, which its Hub push would upload and which nobody
         # should ever unpickle: keep them as JSON instead (resuming does not read either).
         pickled_args = os.path.join(output_dir, TRAINING_ARGS_NAME)

@@ -1,0 +1,87 @@
+# Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
+"""Loading the model of `clip-flant5 score`, and what the command checks before it does: that --output can be
+written, that --model can be read (its processor first), and that every text fits the tokenizer."""
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+
+class ScoreFileError(Exception):
+    """A pairs or output file that cannot be used as it is (the message says what to do)."""
+
+
+def check_output_path(output: Path) -> None:
+    """Raise [`ScoreFileError`] when scores cannot be written to `output` (checked before the model loads)."""
+    folder = output.parent
+    if output.is_dir():
+        raise ScoreFileError(f"--output {output} is a folder; pass a file name such as {output / 'scores.jsonl'}.")
+    if not folder.exists():
+        raise ScoreFileError(f"--output {output}: the folder {folder} does not exist; create it first.")
+    if not folder.is_dir():
+        raise ScoreFileError(f"--output {output}: {folder} is a file, not a folder; choose another --output.")
+    if not os.access(folder, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
+        raise ScoreFileError(f"--output {output} cannot be written (permission denied); choose another --output.")
+
+
+def load_processor(args: argparse.Namespace):
+    """The processor of --model, loaded before the model: it is enough to check every text's length."""
+    from transformers_clipflant5.hub.model_source import LOAD_ERRORS, explain_load_error
+    from transformers_clipflant5.processing_clip_flant5 import CLIPFlanT5Processor
+
+    kwargs = {"revision": args.revision} if args.revision else {}
+    try:
+        return CLIPFlanT5Processor.from_pretrained(args.model, **kwargs)
+    except LOAD_ERRORS as error:
+        raise ScoreFileError(explain_load_error(args.model, error)) from error
+
+
+def text_problem(processor, text: str, where: str, args: argparse.Namespace) -> str | None:
+    """Why `text` cannot be scored with `processor` and the templates of `args`, or None."""
+    from transformers_clipflant5.scoring.inputs import fit_text
+    from transformers_clipflant5.scoring.vqascore import DEFAULT_ANSWER_TEMPLATE, DEFAULT_QUESTION_TEMPLATE
+
+    try:
+        fit_text(
+            processor,
+            text,
+            where,
+            args.question_template or DEFAULT_QUESTION_TEMPLATE,
+            args.answer_template or DEFAULT_ANSWER_TEMPLATE,
+            truncate=args.truncate_texts,
+        )
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _template_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    kwargs = {}
+    if args.question_template is not None:
+        kwargs["question_template"] = args.question_template
+    if args.answer_template is not None:
+        kwargs["answer_template"] = args.answer_template
+    return kwargs
+
+
+def load_scorer(args: argparse.Namespace, device=None):
+    from transformers_clipflant5.hub.model_source import LOAD_ERRORS, explain_load_error
+    from transformers_clipflant5.scoring.vqascore import VQAScore
+
+    kwargs = {"revision": args.revision} if args.revision else {}
+    try:
+        return VQAScore.from_pretrained(
+            args.model,
+            dtype=args.dtype,
+            device=device if device is not None else args.device,
+            attn_implementation=args.attn_implementation,
+            batch_size=args.batch_size,
+            **_template_kwargs(args),
+            **kwargs,
+        )
+    except LOAD_ERRORS as error:
+        raise ScoreFileError(explain_load_error(args.model, error)) from error
+
+
+__all__ = ["ScoreFileError", "check_output_path", "load_processor", "load_scorer", "text_problem"]

@@ -1,0 +1,174 @@
+"""`clip-flant5 score` and `convert` on bad input: one clear line naming the argument, row or file, found before the
+model loads, with the documented exit status (the same with --image/--text and with --pairs); and a fuzzed pairs
+reader that never fails on a row."""
+
+import json
+import re
+import shutil
+import string
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.support.cli import run_cli
+from tests.support.images import make_images
+from transformers_clipflant5.commands.score import read_pairs
+
+
+@pytest.fixture(scope="module")
+def folder(tiny, tmp_path_factory):
+    """A model folder, a copy with a cut-off config.json, one with a damaged model.safetensors, and an image."""
+    root = tmp_path_factory.mktemp("score-errors")
+    model, processor = tiny
+    model.save_pretrained(root / "model")
+    processor.save_pretrained(root / "model")
+    shutil.copytree(root / "model", root / "cut-config")
+    config = (root / "model" / "config.json").read_text()
+    (root / "cut-config" / "config.json").write_text(config[: len(config) // 2])
+    shutil.copytree(root / "model", root / "damaged-weights")
+    weights = (root / "model" / "model.safetensors").read_bytes()
+    (root / "damaged-weights" / "model.safetensors").write_bytes(weights[:1000])
+    make_images([(20, 30)], seed=1)[0].save(root / "cat.png")
+    (root / "pairs.jsonl").write_text(json.dumps({"image": "cat.png", "text": "a cat"}) + "\n")
+    return root
+
+
+def both_modes(folder, model, tmp_path, text="a cat", extra=()):
+    """(status, stderr) of the same pair scored with --image/--text and with --pairs."""
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"image": str(folder / "cat.png"), "text": text}) + "\n")
+    single = ["score", "--no-progress", "--model", str(model), "--image", str(folder / "cat.png"), "--text", text]
+    many = ["score", "--no-progress", "--model", str(model), "--pairs", str(pairs), "--output", str(tmp_path / "o")]
+    return single + list(extra), many + list(extra)
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ("cut-config", r"cut-config/config.json is not valid JSON, perhaps cut off"),
+        ("damaged-weights", r"damaged-weights/model.safetensors cannot be read, perhaps cut off or damaged"),
+        ("mode", r"there is no folder \S+/mode \(did you mean \S+/model\?\)"),
+    ],
+)
+def test_unusable_model_is_one_line_with_status_2_in_both_modes(folder, tmp_path, capsys, model, message):
+    for argv in both_modes(folder, folder / model, tmp_path):
+        code, out, err = run_cli(argv, capsys)
+        assert code == 2, err
+        assert err.count("\n") == 1 and err.startswith("error: Cannot load --model"), err
+        assert re.search(message, err), err
+        assert out == ""
+
+
+def test_uncached_hub_id_offline_says_so(folder, tmp_path, capsys):
+    code, _, err = run_cli(both_modes(folder, "nobody/not-a-cached-model", tmp_path)[0], capsys)
+    assert code == 2
+    assert "not in the Hugging Face cache and HF_HUB_OFFLINE=1" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("where", ["missing/scores.jsonl", "a-file/scores.jsonl", "."])
+def test_unusable_output_fails_before_the_model_loads(folder, tmp_path, capsys, where):
+    (tmp_path / "a-file").write_text("x")
+    # A damaged model would fail to load: the --output error comes first, so the model was not loaded.
+    argv = ["score", "--model", str(folder / "damaged-weights"), "--pairs", str(folder / "pairs.jsonl")]
+    code, _, err = run_cli([*argv, "--output", str(tmp_path / where)], capsys)
+    assert code == 2
+    assert err.startswith("error: --output") and err.count("\n") == 1, err
+
+
+def test_over_long_text_is_refused_before_the_model_loads(folder, tmp_path, capsys):
+    processor_config = folder / "damaged-weights" / "tokenizer_config.json"
+    config = json.loads(processor_config.read_text())
+    long_folder = tmp_path / "limited"
+    shutil.copytree(folder / "damaged-weights", long_folder)
+    (long_folder / "tokenizer_config.json").write_text(json.dumps({**config, "model_max_length": 200}))
+    for argv in both_modes(folder, long_folder, tmp_path, text="a red circle " * 100):
+        code, _, err = run_cli(argv, capsys)
+        # Status 1 (the pair cannot be scored), found from the tokenizer alone: the damaged weights never load.
+        assert code == 1, err
+        assert "text tokens, more than the limit of 200" in err and "--truncate-texts" in err
+
+
+def test_truncate_texts_scores_an_over_long_text(folder, tmp_path, capsys):
+    model_folder = tmp_path / "limited"
+    shutil.copytree(folder / "model", model_folder)
+    config = json.loads((model_folder / "tokenizer_config.json").read_text())
+    (model_folder / "tokenizer_config.json").write_text(json.dumps({**config, "model_max_length": 200}))
+    single, many = both_modes(folder, model_folder, tmp_path, text="a red circle " * 100, extra=["--truncate-texts"])
+    code, out, err = run_cli(single, capsys)
+    assert code == 0, err
+    assert 0 < float(out) < 1
+    code, _, err = run_cli(many, capsys)
+    assert code == 0, err
+    record = json.loads((tmp_path / "o").read_text())
+    # The record keeps the text as written in the pairs file.
+    assert record["text"] == "a red circle " * 100 and record["score"] == pytest.approx(float(out), rel=1e-5)
+
+
+def test_rows_without_image_or_text_are_named(folder, tmp_path, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"image": str(folder / "cat.png")}) + "\n" + json.dumps({"text": "a cat"}) + "\n")
+    argv = ["score", "--no-progress", "--model", str(folder / "model"), "--pairs", str(pairs)]
+    code, _, err = run_cli([*argv, "--output", str(tmp_path / "o")], capsys)
+    assert code == 1
+    assert "row 0 (line 1): no 'text' field" in err and "row 1 (line 2): no 'image' field" in err
+
+
+def test_help_documents_the_exit_status(capsys):
+    code, out, _ = run_cli(["score", "--help"], capsys)
+    assert code == 0
+    assert "Exit status" in out and "every pair was scored" in out and "cannot be loaded" in out
+
+
+def test_convert_of_a_missing_folder_fails_at_once(tmp_path, capsys):
+    code, _, err = run_cli(["convert", str(tmp_path / "nowhere" / "model"), str(tmp_path / "out")], capsys)
+    assert code == 1
+    assert "there is no folder" in err and not (tmp_path / "out").exists()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Fuzzing the pairs reader: whatever the lines hold, every row is read, and a row it cannot score says why.
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+pair_objects = st.fixed_dictionaries(
+    {}, optional={"image": json_values | st.just("cat.png"), "text": json_values, "id": json_values}
+)
+lines = st.one_of(
+    pair_objects.map(json.dumps),
+    json_values.map(json.dumps),
+    st.text(alphabet=string.printable.replace("\n", "").replace("\r", ""), max_size=30),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(lines, max_size=6))
+def test_fuzzed_jsonl_pairs_never_break_the_reader(tmp_path, content):
+    path = tmp_path / "fuzz.jsonl"
+    path.write_text("\n".join(content) + "\n", encoding="utf-8")
+    rows = read_pairs(path)
+    assert len(rows) == sum(1 for line in content if line.strip())
+    for row in rows:
+        if row.problem is None:
+            assert isinstance(row.image, str) and row.image.strip()
+            assert isinstance(row.text, str) and row.text.strip()
+        else:
+            assert isinstance(row.problem, str) and row.problem
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(st.text(max_size=6), min_size=1, max_size=4), min_size=1, max_size=5))
+def test_fuzzed_csv_pairs_never_break_the_reader(tmp_path, records):
+    import csv
+
+    path = tmp_path / "fuzz.csv"
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "text", "id"])
+        writer.writerows(records)
+    rows = read_pairs(path)
+    for row in rows:
+        assert row.problem is not None or (row.image.strip() and row.text.strip())

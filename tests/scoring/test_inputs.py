@@ -1,0 +1,86 @@
+"""What VQAScore accepts before any model work: a single pair without lists, and texts within the tokenizer's limit
+(refused with the count and the limit, or cut to fit with truncate_texts)."""
+
+import pytest
+import torch
+
+from transformers_clipflant5 import VQAScore
+from transformers_clipflant5.scoring.inputs import fit_text, token_limit
+from transformers_clipflant5.scoring.vqascore import DEFAULT_ANSWER_TEMPLATE, DEFAULT_QUESTION_TEMPLATE
+
+
+class ModelWork(Exception):
+    """Raised by a hook on the vision tower: the call reached the model."""
+
+
+@pytest.fixture
+def scorer(tiny):
+    model, processor = tiny
+    return VQAScore(model=model, processor=processor)
+
+
+@pytest.fixture
+def limit(tiny, monkeypatch):
+    """A model_max_length that leaves the tiny tokenizer about 40 tokens for the text itself."""
+    _, processor = tiny
+    overhead = len(processor.encode_prompt(processor.chat_prompt(DEFAULT_QUESTION_TEMPLATE.format("")))) - (
+        processor.image_seq_length
+    )
+    monkeypatch.setattr(processor.tokenizer, "model_max_length", overhead + 40)
+    return overhead + 40
+
+
+def test_a_single_pair_needs_no_lists(scorer, images):
+    single = scorer(images[0], "a red circle")
+    assert single.shape == (1,)
+    assert torch.equal(single, scorer([images[0]], ["a red circle"]))
+    matrix = scorer.score_matrix(images[0], ["a red circle", "a cat"])
+    assert matrix.shape == (1, 2)
+    assert torch.equal(matrix[0, :1], single)
+
+
+def test_wrong_container_is_named(scorer, images):
+    with pytest.raises(TypeError, match="texts must be a list"):
+        scorer([images[0]], {"text": "a cat"})
+    with pytest.raises(ValueError, match="Got 1 images and 2 texts"):
+        scorer(images[0], ["a", "b"])
+
+
+def test_unset_limit_is_no_limit(tiny):
+    _, processor = tiny
+    # The tiny tokenizer declares no model_max_length (transformers' placeholder for "none").
+    assert token_limit(processor) is None
+    text = "word " * 3000
+    assert fit_text(processor, text, "t", DEFAULT_QUESTION_TEMPLATE, DEFAULT_ANSWER_TEMPLATE) == text
+
+
+def test_over_long_text_is_refused_before_model_work(scorer, images, limit):
+    def refuse(*args):
+        raise ModelWork
+
+    handle = scorer.model.model.vision_tower.register_forward_pre_hook(refuse)
+    try:
+        long_text = "a red circle on the left " * 40
+        with pytest.raises(
+            ValueError, match=rf"texts\[1\] makes a prompt of \d+ text tokens, more than the limit of {limit}"
+        ):
+            scorer([images[0], images[1]], ["a cat", long_text])
+        # The same pair within the limit does reach the model.
+        with pytest.raises(ModelWork):
+            scorer([images[0]], ["a cat"])
+    finally:
+        handle.remove()
+
+
+def test_truncate_texts_cuts_only_the_text(scorer, tiny, images, limit):
+    _, processor = tiny
+    long_text = "a red circle on the left " * 40
+    cut = fit_text(processor, long_text, "t", DEFAULT_QUESTION_TEMPLATE, DEFAULT_ANSWER_TEMPLATE, truncate=True)
+    assert long_text.startswith(cut) and len(cut) < len(long_text)
+    prompt_ids = processor.encode_prompt(processor.chat_prompt(DEFAULT_QUESTION_TEMPLATE.format(cut)))
+    text_tokens = len(prompt_ids) - prompt_ids.count(processor.image_token_id)
+    assert limit - 3 <= text_tokens <= limit
+    # Scoring with truncate_texts scores the cut text, not something else.
+    truncated = scorer([images[0]], [long_text], truncate_texts=True)
+    assert torch.equal(truncated, scorer([images[0]], [cut]))
+    assert torch.equal(scorer.score_matrix(images[0], long_text, truncate_texts=True), truncated.view(1, 1))

@@ -1,0 +1,146 @@
+"""CLIPFlanT5ImageProcessor and its image loader."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from PIL import Image
+
+from transformers_clipflant5.image_processing_clip_flant5 import flatten_images, load_image
+
+
+# ====================================================================================================================
+# Reliability (issue 11): every input is opened as the right 8-bit RGB image or refused with a clear error. The
+# loader's parity with the original image path is tested in its own block.
+
+
+def test_16_bit_grey_png_is_scaled_not_clipped(tmp_path):
+    ramp = np.linspace(0, 65535, 64 * 32).reshape(32, 64).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "grey16.png")
+    with Image.open(tmp_path / "grey16.png") as opened:
+        assert opened.mode.startswith("I")  # PIL reads 16-bit PNGs as I;16 (or I)
+    pixels = np.asarray(load_image(tmp_path / "grey16.png"))
+    expected = np.rint(ramp * (255 / 65535)).astype(np.uint8)
+    assert pixels.shape == (32, 64, 3)
+    assert np.array_equal(pixels[..., 0], expected) and np.array_equal(pixels[..., 2], expected)
+    # Clipping would have made almost every pixel 255.
+    assert (pixels == 255).mean() < 0.01
+
+
+def test_channels_first_arrays_and_tensors_are_transposed():
+    rng = np.random.default_rng(0)
+    hwc = rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)
+    expected = np.asarray(load_image(hwc))
+    assert np.array_equal(np.asarray(load_image(hwc.transpose(2, 0, 1))), expected)
+    assert np.array_equal(np.asarray(load_image(torch.from_numpy(hwc).permute(2, 0, 1))), expected)
+    assert np.array_equal(np.asarray(load_image(hwc.astype(np.float32) / 255)), expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_float_tensors_of_every_precision_load(dtype):
+    chw = torch.linspace(0, 1, 3 * 4 * 6).reshape(3, 4, 6)
+    expected = np.asarray(load_image(chw))
+    assert np.abs(np.asarray(load_image(chw.to(dtype))).astype(int) - expected).max() <= 2
+
+
+def test_four_d_arrays_are_split_into_images():
+    batch = np.random.default_rng(1).integers(0, 256, (3, 10, 14, 3), dtype=np.uint8)
+    images = flatten_images(batch)
+    assert len(images) == 3
+    assert all(np.array_equal(np.asarray(load_image(image)), batch[index]) for index, image in enumerate(images))
+
+
+@pytest.mark.parametrize(
+    "array, message",
+    [
+        (np.zeros(10, dtype=np.uint8), r"shape \(10,\)"),
+        (np.zeros((5, 6, 2), dtype=np.uint8), r"shape \(5, 6, 2\)"),
+        (np.zeros((0, 5, 3), dtype=np.uint8), "empty"),
+        (np.full((4, 4, 3), 2.0), r"floats must be in \[0, 1\]"),
+        (np.full((4, 4), np.nan, dtype=np.float32), "NaN"),
+        (np.full((4, 4), -3, dtype=np.int16), "is not an image"),
+    ],
+)
+def test_unusable_arrays_are_refused(array, message):
+    with pytest.raises(ValueError, match=message):
+        load_image(array)
+
+
+def test_a_url_that_cannot_be_downloaded_is_named():
+    # The .invalid top-level domain never resolves (RFC 2606), with or without a network.
+    url = "https://images.example.invalid/cat.png"
+    with pytest.raises(ValueError, match=f"Could not download image {url}"):
+        load_image(url)
+
+
+def test_files_that_are_not_images_are_named(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image")
+    with pytest.raises(ValueError, match="empty.png"):
+        load_image(tmp_path / "empty.png")
+    with pytest.raises(ValueError, match="text.png is not a readable image"):
+        load_image(tmp_path / "text.png")
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        load_image(tmp_path / "missing.png")
+
+
+# Fuzzing: arrays of any dtype and small shape, and random bytes as files. Each becomes an 8-bit RGB image or is
+# refused with a ValueError or TypeError naming the problem; nothing else escapes.
+
+array_dtypes = st.sampled_from(["uint8", "uint16", "int32", "int64", "float16", "float32", "float64", "bool", ">u2"])
+arrays = array_dtypes.flatmap(
+    lambda dtype: hnp.arrays(
+        np.dtype(dtype),
+        hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=6),
+        elements=None if dtype == "bool" else {"allow_nan": True} if dtype.startswith("float") else None,
+    )
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(arrays)
+def test_fuzzed_arrays_load_or_are_refused(array):
+    try:
+        image = load_image(array)
+    except (ValueError, TypeError) as error:
+        assert str(error)
+        return
+    assert image.mode == "RGB" and image.width > 0 and image.height > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays.filter(lambda a: a.ndim in (2, 3)), st.sampled_from([torch.float32, torch.bfloat16, torch.float16]))
+def test_fuzzed_tensors_load_or_are_refused(array, dtype):
+    try:
+        tensor = torch.from_numpy(np.ascontiguousarray(array).astype(np.float32)).to(dtype)
+    except (TypeError, ValueError):
+        return
+    try:
+        image = load_image(tensor)
+    except (ValueError, TypeError) as error:
+        assert str(error)
+        return
+    assert image.mode == "RGB"
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=200), st.sampled_from([".png", ".jpg", ".gif", ".tif", ".webp", ""]))
+def test_fuzzed_files_load_or_are_refused_by_name(tmp_path_factory, data, suffix):
+    path = tmp_path_factory.mktemp("fuzz") / f"image{suffix}"
+    path.write_bytes(data)
+    try:
+        image = load_image(path)
+    except ValueError as error:
+        assert str(path) in str(error) or "pixels" in str(error)
+        return
+    assert image.mode == "RGB"
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(["I;16", "I;16B", "I", "F", "L", "LA", "P", "1", "CMYK", "YCbCr", "HSV", "RGBA"]))
+def test_every_pil_mode_becomes_8_bit_rgb(mode):
+    image = Image.new(mode, (5, 4))
+    loaded = load_image(image)
+    assert loaded.mode == "RGB" and loaded.size == (5, 4)
