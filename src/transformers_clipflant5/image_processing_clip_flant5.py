@@ -117,6 +117,8 @@ def _open_file(path: str | os.PathLike, max_pixels: int | None) -> Image.Image:
                 "the local file, or check the network."
             ) from error
     path = Path(name)
+    if path.is_dir():
+        raise IsADirectoryError(f"Image path is a folder, not an image file: {path}")
     if not path.is_file():
         raise FileNotFoundError(f"Image file not found: {path}")
     if path.stat().st_size == 0:
@@ -171,7 +173,7 @@ def _array_to_pil(array: np.ndarray) -> Image.Image:
                 "pass uint8 (0-255), uint16 (0-65535) or float values in [0, 1]."
             )
         # 16-bit data (uint16, or wider integers above 255) is scaled to 8 bits, not clipped.
-        if array.dtype == np.uint16 or array.max() > 255:
+        if (array.dtype.kind == "u" and array.dtype.itemsize == 2) or array.max() > 255:
             array = np.rint(array.astype(np.float64) * (255 / 65535))
         array = array.astype(np.uint8)
     return Image.fromarray(array)

@@ -36,6 +36,7 @@ from ..image_processing_clip_flant5 import ImageInput, load_image
 from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration, shift_tokens_right
 from ..padding import pad_right
 from ..processing_clip_flant5 import CLIPFlanT5Processor
+from . import generation
 from . import pixels as pixel_scoring
 from .inputs import as_list, fit_text
 from .prompts import (
@@ -49,7 +50,7 @@ from .settings import check_batch_size, resolve_device, resolve_dtype
 
 
 DEFAULT_BATCH_SIZE = 16
-DEFAULT_MAX_NEW_TOKENS = 128
+
 
 # Called with (row index, error) for each row whose image cannot be read, when the caller prefers skipping to raising.
 ImageErrorHandler = Callable[[int, Exception], None]
@@ -219,6 +220,8 @@ class VQAScore:
     score_pixels = pixel_scoring.score_pixels
     prepare_for_reward = pixel_scoring.prepare_for_reward
     rank = pixel_scoring.rank
+    # VQA and captioning through the same plan of distinct images and length-sorted batches: see generation.
+    generate = generation.generate
 
     def iter_scores(
         self,
@@ -407,70 +410,6 @@ class VQAScore:
         row_of_token = torch.arange(len(rows), device=logits.device).unsqueeze(1).expand_as(label_mask)[label_mask]
         loss_sum = token_loss.new_zeros(len(rows)).index_add_(0, row_of_token, token_loss)
         return torch.exp(-loss_sum / label_mask.sum(dim=1))
-
-    # ----------------------------------------------------------------------------------------------------------------
-    # Generation
-
-    @torch.inference_mode()
-    def generate(
-        self,
-        images: Sequence[ImageInput],
-        prompts: Sequence[str],
-        batch_size: int | None = None,
-        progress: bool = False,
-        **generation_kwargs,
-    ) -> list[str] | list[list[str]]:
-        """
-        Answer `prompts[i]` about `images[i]` (VQA, captioning) in the stage-2 chat format.
-
-        Args:
-            images: one image per prompt.
-            prompts: questions or instructions, without `<image>` (the chat prompt places the image).
-            batch_size: rows per `generate` call (default: the scorer's).
-            generation_kwargs: passed to `model.generate` (`max_new_tokens`, defaulting to 128, `num_beams`,
-                `do_sample`, `temperature`, ...).
-
-        Returns:
-            The decoded answers, special tokens removed and whitespace stripped: one string per prompt, or with
-            `num_return_sequences=n > 1` a list of `n` strings per prompt (best first for beam search).
-        """
-        batch_size = self.batch_size if batch_size is None else batch_size
-        check_batch_size(batch_size)
-        images, prompts = list(images), list(prompts)
-        if len(images) != len(prompts):
-            raise ValueError(f"Got {len(images)} images and {len(prompts)} prompts; pass one prompt per image.")
-        for index, prompt in enumerate(prompts):
-            check_text(prompt, f"prompts[{index}]", self.processor.image_token)
-        if "max_new_tokens" not in generation_kwargs and "max_length" not in generation_kwargs:
-            generation_kwargs["max_new_tokens"] = DEFAULT_MAX_NEW_TOKENS
-
-        distinct_images, rows = self._plan_rows(images, prompts, "{}", None)
-        answers: list[str | list[str]] = [""] * len(rows)
-        bar = tqdm(total=len(rows), disable=not progress, unit="prompt", desc="generate")
-        for features, image_slots, batch in self._batches(distinct_images, rows, batch_size, None, bar):
-            for row, answer in zip(batch, self._generate_batch(features, image_slots, batch, generation_kwargs)):
-                answers[row.index] = answer
-        return answers
-
-    def _generate_batch(
-        self, features: torch.Tensor, image_slots: list[int], rows: list[_Row], generation_kwargs: dict
-    ) -> list[str] | list[list[str]]:
-        input_ids, attention_mask = pad_right(
-            [row.prompt_ids for row in rows], self.processor.tokenizer.pad_token_id, self.device
-        )
-        output_ids = self.model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            image_embeds=features[torch.tensor(image_slots, device=features.device)],
-            **generation_kwargs,
-        )
-        texts = [text.strip() for text in self.processor.batch_decode(output_ids, skip_special_tokens=True)]
-        # model.generate returns num_return_sequences consecutive sequences per prompt.
-        generation_config = generation_kwargs.get("generation_config") or self.model.generation_config
-        per_prompt = generation_kwargs.get("num_return_sequences") or generation_config.num_return_sequences or 1
-        if per_prompt == 1:
-            return texts
-        return [texts[start : start + per_prompt] for start in range(0, len(texts), per_prompt)]
 
 
 __all__ = [
