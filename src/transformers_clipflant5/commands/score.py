@@ -131,8 +131,8 @@ def run(args: argparse.Namespace) -> int:
         if args.pairs is not None:
             return score_pairs_file(args)
         return score_single(args)
-    except (ScoreFileError, ModelSourceError) as error:
-        # A pairs/output file that cannot be used, or a --model that cannot be loaded.
+    except (ScoreFileError, ModelSourceError, OSError) as error:
+        # A pairs/output file that cannot be used or written (the merge too), or a --model that cannot be loaded.
         return _usage_error(str(error))
 
 
