@@ -35,6 +35,7 @@ from ..hub.arguments import hub_kwargs
 from ..image_processing_clip_flant5 import ImageInput, load_image
 from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration, shift_tokens_right
 from ..processing_clip_flant5 import CLIPFlanT5Processor
+from .t5_inference import decode, encode, fused_t5_unsupported_reason
 
 
 DEFAULT_QUESTION_TEMPLATE = 'Does this figure show "{}"? Please answer yes or no.'
@@ -135,6 +136,12 @@ class VQAScore:
         question_template (`str`, *optional*): default question, with `{}` where the text goes.
         answer_template (`str`, *optional*, defaults to `"Yes"`): default answer (may contain `{}` for the text).
         batch_size (`int`, *optional*, defaults to 16): default number of pairs per forward pass.
+        fused (`bool`, *optional*): run the T5 through `t5_inference` (same scores, less overhead per layer). None:
+            where it applies (SDPA, eval mode, one device, no offloading), else transformers' T5 forward; True:
+            raise where it does not apply; False: always transformers' forward.
+        compile (`bool` or `dict`, *optional*, defaults to False): `torch.compile` (dynamic shapes) the image features
+            and the T5 forward the scorer uses; a dict is passed to `torch.compile` (`{"mode": "max-autotune"}`). The
+            first call compiles (minutes on a small CPU: see benchmarks/bench_score.py); worth it for long runs.
     """
 
     def __init__(
@@ -144,6 +151,8 @@ class VQAScore:
         question_template: str = DEFAULT_QUESTION_TEMPLATE,
         answer_template: str = DEFAULT_ANSWER_TEMPLATE,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        fused: bool | None = None,
+        compile: bool | dict = False,
     ):
         if processor.image_seq_length != model.config.image_seq_length:
             raise ValueError(
@@ -163,6 +172,10 @@ class VQAScore:
         self.question_template = question_template
         self.answer_template = answer_template
         self.batch_size = batch_size
+        self.fused = fused
+        self.compile = compile
+        self._compiled: dict[str, Callable] = {}
+        self._use_fused(model_in_eval_mode=True)
 
     @classmethod
     def from_pretrained(
@@ -181,11 +194,13 @@ class VQAScore:
             device: where to run; defaults to CUDA when available, else CPU. Ignored with `device_map=...`.
             attn_implementation: `"sdpa"`, `"eager"`, ...; None lets transformers choose (SDPA where supported).
             kwargs: passed to the model's `from_pretrained` (`revision`, `cache_dir`, `device_map`, ...); the Hub
-                arguments among them also reach the processor. `question_template`, `answer_template` and
-                `batch_size` set the scorer's defaults.
+                arguments among them also reach the processor. `question_template`, `answer_template`,
+                `batch_size`, `fused` and `compile` go to the scorer (see the class).
         """
         scorer_kwargs = {
-            name: kwargs.pop(name) for name in ("question_template", "answer_template", "batch_size") if name in kwargs
+            name: kwargs.pop(name)
+            for name in ("question_template", "answer_template", "batch_size", "fused", "compile")
+            if name in kwargs
         }
         device = resolve_device(device)
         model_kwargs = dict(kwargs, dtype=resolve_dtype(dtype, device))
@@ -302,6 +317,7 @@ class VQAScore:
         was_training = self.model.training
         self.model.eval()
         try:
+            fused = self._use_fused()
             rows_by_image: dict[int, list[_Row]] = {}
             for row in rows:
                 rows_by_image.setdefault(row.image, []).append(row)
@@ -320,7 +336,7 @@ class VQAScore:
                 chunk_rows.sort(key=lambda row: (len(row.prompt_ids), len(row.target_ids)), reverse=True)
                 for batch_start in range(0, len(chunk_rows), batch_size):
                     batch = chunk_rows[batch_start : batch_start + batch_size]
-                    scores = self._score_batch(features, [position[row.image] for row in batch], batch)
+                    scores = self._score_batch(features, [position[row.image] for row in batch], batch, fused)
                     bar.update(len(batch))
                     yield [row.index for row in batch], scores
         finally:
@@ -377,11 +393,13 @@ class VQAScore:
         for start in range(0, len(loaded), batch_size):
             images = loaded[start : start + batch_size]
             pixel_values = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
-            features.append(self.model.get_image_features(pixel_values.to(self.device)))
+            features.append(self._function("image_features")(pixel_values.to(self.device)))
         return torch.cat(features), readable
 
     @torch.inference_mode()
-    def _score_batch(self, features: torch.Tensor, image_slots: list[int], rows: list[_Row]) -> torch.Tensor:
+    def _score_batch(
+        self, features: torch.Tensor, image_slots: list[int], rows: list[_Row], fused: bool
+    ) -> torch.Tensor:
         device = self.device
         pad_id = self.processor.tokenizer.pad_token_id
         prompt_width = max(len(row.prompt_ids) for row in rows)
@@ -398,17 +416,25 @@ class VQAScore:
         config = self.model.config
         decoder_input_ids = shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)
         label_mask = labels.ne(-100)
-        outputs = self.model.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            decoder_input_ids=decoder_input_ids,
-            decoder_attention_mask=label_mask,
-            image_embeds=features[torch.tensor(image_slots, device=features.device)],
-            use_cache=False,
-        )
+        image_embeds = features[torch.tensor(image_slots, device=features.device)]
+        if not fused:
+            last_hidden_state = self._function("model")(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                decoder_input_ids=decoder_input_ids,
+                decoder_attention_mask=label_mask,
+                image_embeds=image_embeds,
+                use_cache=False,
+            ).last_hidden_state
+        else:
+            language_model = self.model.model.language_model
+            inputs_embeds, _ = self.model.model.embed_inputs(input_ids=input_ids, image_embeds=image_embeds)
+            encoded = self._function("encode")(language_model.encoder, inputs_embeds, attention_mask)
+            last_hidden_state = self._function("decode")(
+                language_model.decoder, decoder_input_ids, label_mask, encoded, attention_mask
+            )
         # Logits only where a label is: the vocabulary projection of padded positions would be thrown away. (Masks are
         # moved along because with a device_map the decoder output and the head may sit on another device.)
-        last_hidden_state = outputs.last_hidden_state
         hidden = last_hidden_state[label_mask.to(last_hidden_state.device)]
         if config.text_config.scale_decoder_outputs:
             hidden = hidden * (config.text_config.d_model**-0.5)
@@ -418,6 +444,33 @@ class VQAScore:
         row_of_token = torch.arange(len(rows), device=logits.device).unsqueeze(1).expand_as(label_mask)[label_mask]
         loss_sum = torch.zeros(len(rows), device=logits.device).index_add_(0, row_of_token, token_loss)
         return torch.exp(-loss_sum / label_mask.sum(dim=1)).cpu()
+
+    def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model.get_image_features(pixel_values).pooler_output
+
+    def _use_fused(self, model_in_eval_mode: bool = False) -> bool:
+        """Whether scoring runs the T5 through `t5_inference` (see `fused`); raises if `fused=True` cannot be met."""
+        if self.fused is False:
+            return False
+        reason = fused_t5_unsupported_reason(self.model, model_in_eval_mode)
+        if reason is not None and self.fused:
+            raise ValueError(f"fused=True, but the fused T5 path does not apply: {reason}; pass fused=None or False.")
+        return reason is None
+
+    def _function(self, name: str) -> Callable:
+        """The image-feature or T5 function scoring calls, compiled on first use when `compile=True`."""
+        functions = {
+            "image_features": self._image_features,
+            "model": self.model.model,
+            "encode": encode,
+            "decode": decode,
+        }
+        if not self.compile:
+            return functions[name]
+        if name not in self._compiled:
+            options = self.compile if isinstance(self.compile, dict) else {}
+            self._compiled[name] = torch.compile(functions[name], **{"dynamic": True, **options})
+        return self._compiled[name]
 
     # ----------------------------------------------------------------------------------------------------------------
     # Generation
