@@ -26,8 +26,9 @@ def padded_batch(model, lengths, seed=0):
     return embeds, mask
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_encode_and_decode_equal_the_t5_stacks(tiny, dtype):
+# 3 decoder positions take the folded cross-attention (fewer than d_kv = 8), 9 the projected keys and values.
+@pytest.mark.parametrize("dtype,target_length", [(torch.float32, 3), (torch.bfloat16, 3), (torch.float32, 9)])
+def test_encode_and_decode_equal_the_t5_stacks(tiny, dtype, target_length):
     model = tiny[0]
     if dtype != torch.float32:
         model = build_tiny_model(seed=1)[0].to(dtype).eval()
@@ -35,6 +36,7 @@ def test_encode_and_decode_equal_the_t5_stacks(tiny, dtype):
     embeds, mask = padded_batch(model, [7, 12, 3, 12])
     embeds = embeds.to(dtype)
     labels = torch.tensor([[5, 9, 1], [7, 1, -100], [4, 1, -100], [3, 8, 1]])
+    labels = torch.cat([torch.full((4, target_length - 3), 6), labels], dim=1)
     decoder_mask = labels.ne(-100)
     decoder_input_ids = torch.cat([torch.zeros(4, 1, dtype=torch.long), labels[:, :-1].clamp(min=0)], dim=1)
     with torch.inference_mode():
