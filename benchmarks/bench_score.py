@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
-from transformers import CLIPVisionConfig, T5Config
+from transformers import CLIPVisionConfig
 
 
 # The naive original procedure lives with the parity tests; the benchmark reuses it rather than copying it.
@@ -70,6 +70,7 @@ from transformers_clipflant5.testing.tiny import (  # noqa: E402
     POSITIONS,
     SHAPES,
     build_tiny_tokenizer,
+    flant5_config,
     tiny_processor,
     train_tiny_sentencepiece,
 )
@@ -110,19 +111,8 @@ MODEL_SHAPES = {"vision-heavy": ("base", "small"), "t5-heavy": ("small", "small-
 
 
 def build_config(tokenizer, vision_size: str, text_size: str, vocab_size: int | None) -> CLIPFlanT5Config:
-    text = T5Config(
-        vocab_size=vocab_size or (len(tokenizer) + 7) // 8 * 8 + 8,
-        feed_forward_proj="gated-gelu",
-        tie_word_embeddings=False,
-        dropout_rate=0.0,
-        decoder_start_token_id=0,
-        **TEXT_SIZES[text_size],
-    )
-    return CLIPFlanT5Config(
-        vision_config=CLIPVisionConfig(**VISION_SIZES[vision_size]),
-        text_config=text,
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-    )
+    vision = CLIPVisionConfig(**VISION_SIZES[vision_size])
+    return flant5_config(tokenizer, vision, vocab_size, **TEXT_SIZES[text_size])
 
 
 def make_inputs(folder: Path, num_images: int, num_texts: int, seed: int = 0) -> tuple[list[str], list[str]]:

@@ -39,12 +39,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from transformers import CLIPVisionConfig, T5Config
+from transformers import CLIPVisionConfig
 
-from transformers_clipflant5 import CLIPFlanT5Config, CLIPFlanT5ForConditionalGeneration
+from transformers_clipflant5 import CLIPFlanT5ForConditionalGeneration
 from transformers_clipflant5.configuration_clip_flant5 import CLIP_VIT_L_14_336_VISION_CONFIG
 from transformers_clipflant5.testing.synthetic import write_synthetic_dataset
-from transformers_clipflant5.testing.tiny import build_tiny_tokenizer, tiny_processor
+from transformers_clipflant5.testing.tiny import build_tiny_tokenizer, flant5_config, tiny_processor
 from transformers_clipflant5.training.collator import CLIPFlanT5DataCollator
 from transformers_clipflant5.training.data import load_llava_dataset
 from transformers_clipflant5.training.model import set_trainable_parameters
@@ -76,21 +76,9 @@ def build_model(preset: str, tokenizer, dtype: torch.dtype, device: str, attn: s
             hidden_act="quick_gelu",
         )
     d_model, d_ff, layers, heads = spec["text"]
-    text = T5Config(
-        vocab_size=(len(tokenizer) + 63) // 64 * 64,
-        d_model=d_model,
-        d_ff=d_ff,
-        d_kv=64,
-        num_layers=layers,
-        num_decoder_layers=layers,
-        num_heads=heads,
-        feed_forward_proj="gated-gelu",
-        tie_word_embeddings=False,
-        dropout_rate=0.0,
-        decoder_start_token_id=0,
-    )
-    config = CLIPFlanT5Config(
-        vision_config=vision, text_config=text, image_token_id=tokenizer.convert_tokens_to_ids("<image>")
+    vocab_size = (len(tokenizer) + 63) // 64 * 64
+    config = flant5_config(
+        tokenizer, vision, vocab_size, d_model=d_model, d_ff=d_ff, d_kv=64, num_layers=layers, num_heads=heads
     )
     if attn is not None:
         config.vision_config._attn_implementation = attn
@@ -117,11 +105,11 @@ def original_step(model, processor, rows, image_folder: Path, device, dtype) -> 
             pixels.append(
                 processor.image_processor([image_folder / row["image_file"]], return_tensors="pt")["pixel_values"][0]
             )
-    features = inner.get_image_features(torch.stack(pixels).to(device, dtype))
+    features = inner.get_image_features(torch.stack(pixels).to(device, dtype), return_dict=True).pooler_output
     sequences, targets = [], []
     for index, row in enumerate(rows):
         has_image = row["image_file"] is not None
-        prompt, target = build_prompt_and_target(row["conversations"], "t5_v1", has_image)
+        prompt, target = build_prompt_and_target(row["conversations"], "t5_v1", has_image, processor=processor)
         chunks = prompt.split("<image>")
         pieces = [embed(torch.tensor(processor.tokenizer(chunks[0])["input_ids"], device=device))]
         if has_image:

@@ -35,25 +35,22 @@ python examples/run_stage2.py --config examples/configs/stage2.yaml --use_peft -
 ```
 """
 
-import sys
 import time
 
-import torch
 import transformers
-from trl import ModelConfig, SFTConfig, TrlParser
+from trl import ModelConfig, SFTConfig
 
 from transformers_clipflant5 import VQAScore
 from transformers_clipflant5.testing.demo import DEMO_ARGS, build_demo_model, prepare_demo
 from transformers_clipflant5.testing.synthetic import evaluate_discrimination
-from transformers_clipflant5.training.arguments import CLIPFlanT5ScriptArguments, check_template, describe_training
-from transformers_clipflant5.training.collator import CLIPFlanT5DataCollator
-from transformers_clipflant5.training.data import load_llava_dataset
+from transformers_clipflant5.training.arguments import CLIPFlanT5ScriptArguments
 from transformers_clipflant5.training.model import (
     default_peft_config,
     load_model,
     merge_lora_and_save,
     set_trainable_parameters,
 )
+from transformers_clipflant5.training.stages import load_stage_data, parse_stage_arguments, stage_card_info
 from transformers_clipflant5.training.trainer import CLIPFlanT5SFTTrainer
 
 
@@ -78,22 +75,7 @@ def main(script_args: CLIPFlanT5ScriptArguments, training_args: SFTConfig, model
     trainable = set_trainable_parameters(model, STAGE)
 
     # Data: validated up front (malformed rows, missing images), images opened batch by batch in the collator
-    template = check_template(STAGE, script_args.template)
-    train_dataset, report = load_llava_dataset(
-        script_args.data_path,
-        template,
-        image_folder=script_args.image_folder,
-        skip_missing_images=script_args.skip_missing_images,
-        flatten=script_args.flatten,
-    )
-    collator = CLIPFlanT5DataCollator(
-        processor,
-        template,
-        image_folder=script_args.image_folder,
-        max_length=training_args.max_length,
-        seed=training_args.seed,
-    )
-
+    train_dataset, collator, report = load_stage_data(STAGE, script_args, training_args, processor)
     trainer = CLIPFlanT5SFTTrainer(
         model=model,
         args=training_args,
@@ -102,14 +84,7 @@ def main(script_args: CLIPFlanT5ScriptArguments, training_args: SFTConfig, model
         processing_class=processor,
         peft_config=peft_config,
         group_by_modality_length=script_args.group_by_modality_length,
-        card_info={
-            "stage": STAGE,
-            "base_text_model": sources["text_model"],
-            "base_vision_model": sources["vision_model"],
-            "dataset": script_args.data_path,
-            "hyperparameters": describe_training(training_args, STAGE, template, len(train_dataset)),
-            "repo_id": training_args.hub_model_id,
-        },
+        card_info=stage_card_info(STAGE, sources, script_args, training_args, len(train_dataset)),
     )
     trainer.accelerator.print(f"Training data: {report.summary()}")
     trainer.accelerator.print(f"Trainable: {len(trainable)} tensors (projector + FlanT5); vision tower frozen.")
@@ -141,21 +116,6 @@ def main(script_args: CLIPFlanT5ScriptArguments, training_args: SFTConfig, model
     trainer.end()
 
 
-def parse_args(argv: list[str] | None = None):
-    argv = sys.argv[1:] if argv is None else argv
-    parser = TrlParser((CLIPFlanT5ScriptArguments, SFTConfig, ModelConfig))
-    if not torch.cuda.is_available():
-        # No GPU: train in fp32 on the CPU (also under the deepspeed launcher) unless a --config file or the command
-        # line says otherwise.
-        parser.set_defaults_with_config(bf16=False, use_cpu=True)
-    script_args, training_args, model_args = parser.parse_args_and_config(argv)
-    demo = script_args.data_path is None
-    if demo:
-        # The demo's own settings come first, so that anything on the command line still overrides them.
-        script_args, training_args, model_args = parser.parse_args_and_config(DEMO_ARGS + argv)
-    return script_args, training_args, model_args, demo
-
-
 if __name__ == "__main__":
     transformers.logging.set_verbosity_warning()
-    main(*parse_args())
+    main(*parse_stage_arguments(demo_args=DEMO_ARGS))

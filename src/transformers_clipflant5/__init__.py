@@ -47,16 +47,29 @@ if load_original_processor not in CLIPFlanT5Processor.checkpoint_loaders:
     CLIPFlanT5Processor.checkpoint_loaders.append(load_original_processor)
 
 
-def __getattr__(name: str):
-    # The scorer pulls in more (tqdm, I/O helpers); load it on first use.
-    if name == "VQAScore":
-        from .scoring.vqascore import VQAScore
+# Names of the scoring, training and Hub tools, loaded on first use: they pull in more (tqdm, TRL, datasets, ...).
+_LAZY_NAMES = {
+    "VQAScore": "scoring.vqascore",
+    "CLIPFlanT5SFTTrainer": "training.trainer",
+    "CLIPFlanT5DataCollator": "training.collator",
+    "load_llava_dataset": "training.data",
+    "build_model_from_base_checkpoints": "training.model",
+    "load_projector": "projector",
+    "save_projector": "projector",
+    "push_folder": "hub.publish",
+}
 
-        return VQAScore
+
+def __getattr__(name: str):
+    if name in _LAZY_NAMES:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
+    *_LAZY_NAMES,
     "CHAT_TEMPLATE",
     "SYSTEM_MESSAGE",
     "CLIPFlanT5Config",
@@ -65,6 +78,5 @@ __all__ = [
     "CLIPFlanT5Model",
     "CLIPFlanT5PreTrainedModel",
     "CLIPFlanT5Processor",
-    "VQAScore",
     "load_original_projector",
 ]

@@ -28,13 +28,14 @@ benchmark needs, to be written as the pairs file of `clip-flant5 score`.
 The correlations need scipy (`pip install scipy`).
 """
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .json_rows import read_json_rows
 
 
 TASKS = ("winoground", "pairwise", "correlation")
@@ -204,30 +205,10 @@ def correlation_metrics(
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
     """Objects of a JSON list file or a JSONL file (blank lines ignored)."""
-    path = Path(path)
-    if not path.is_file():
-        raise BenchmarkError(f"File not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".json":
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise BenchmarkError(f"{path} is not valid JSON: {error}") from error
-        if not isinstance(rows, list):
-            raise BenchmarkError(f"{path} must hold a JSON list of objects (or use JSONL).")
-    else:
-        rows = []
-        for line_number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise BenchmarkError(f"{path} line {line_number} is not valid JSON: {error}") from error
-    for index, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise BenchmarkError(f"{path} row {index} is a {type(row).__name__}, not an object.")
-    return rows
+    try:
+        return read_json_rows(path, BenchmarkError, objects_only=True)
+    except FileNotFoundError as error:
+        raise BenchmarkError(str(error)) from error
 
 
 def read_score_table(path: str | Path) -> dict[tuple[str, str], float]:

@@ -409,8 +409,8 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
             `decoder_start_token_id` (standard T5); the loss is the cross-entropy over non-ignored tokens, averaged
             over them, or summed and divided by `num_items_in_batch` when given (exact gradient accumulation).
         image_embeds (`torch.FloatTensor` of shape `(num_images, image_seq_length, d_model)`, *optional*):
-            Precomputed [`get_image_features`] output, instead of `pixel_values` (lets a caller encode each distinct
-            image once and reuse it across prompts).
+            Precomputed `get_image_features(...).pooler_output`, instead of `pixel_values` (lets a caller encode
+            each distinct image once and reuse it across prompts).
         image_index (`torch.LongTensor` of shape `(num_image_slots,)`, *optional*):
             For each `<image>` slot in prompt order, the row of `pixel_values`/`image_embeds` it shows.
         """

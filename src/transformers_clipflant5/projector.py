@@ -1,12 +1,14 @@
 # Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
-"""The stage-1 projector on its own: save it, load it, convert the original `mm_projector.bin`.
+"""The stage-1 projector on its own: our file format, and the one loader of stage-1 projectors (ours or the original's).
 
 Stage 1 trains only the projector (Linear -> GELU -> Linear), so its output is shipped alone. Our format is a folder
 with `projector.safetensors` (keys `linear_1.weight`, `linear_1.bias`, `linear_2.weight`, `linear_2.bias`, as in
 `model.model.multi_modal_projector`) and `projector_config.json` (the dimensions and the base models it was trained
-with). [`load_projector`] reads that folder and the original stage-1 repos (`mm_projector.bin`) alike.
+with). [`load_projector`] reads that folder and the original stage-1 repos (`mm_projector.bin`, read by
+`original.checkpoint`) alike, for conversion and both training stages.
 """
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -19,7 +21,7 @@ from transformers.utils import cached_file
 
 from .hub.arguments import hub_kwargs as select_hub_kwargs
 from .modeling_clip_flant5 import CLIPFlanT5MultiModalProjector
-from .original.checkpoint import ORIGINAL_PROJECTOR_NAME, load_original_projector, read_original_projector
+from .original.checkpoint import ORIGINAL_PROJECTOR_NAME, read_original_projector
 
 
 PROJECTOR_WEIGHTS_NAME = "projector.safetensors"
@@ -90,54 +92,62 @@ def save_projector(
 
 def load_projector(model: nn.Module, path_or_repo: str | os.PathLike, **hub_kwargs: Any) -> None:
     """
-    Load a stage-1 projector into `model` (a CLIP-FlanT5 model): our `projector.safetensors` (a file, a folder or a
-    Hub repo written by [`save_projector`] or `clip-flant5 convert`) or an original `mm_projector.bin` (a file, or a
-    repo such as `zhiqiulin/clip-flant5-xxl-stage-1`). Raises if the dimensions or the recorded projector settings do
-    not match the model: a projector only works with the vision tower and text model it was trained with.
+    Load a stage-1 projector into `model` (a CLIP-FlanT5 model, or its projector): our `projector.safetensors` (a
+    file, a folder or a Hub repo written by [`save_projector`] or `clip-flant5 convert`) or an original
+    `mm_projector.bin` (a file, or a repo such as `zhiqiulin/clip-flant5-xxl-stage-1`). Raises if the dimensions or
+    the recorded projector settings do not match the model: a projector only works with the vision tower and text
+    model it was trained with. Under DeepSpeed ZeRO-3 the projector's shards are gathered, loaded and re-sharded.
     """
     projector = _projector_module(model)
-    hub = select_hub_kwargs(hub_kwargs)
-    path = str(path_or_repo)
-    if os.path.isfile(path):
-        weights_file, config_file = path, None
-        sibling = Path(path).with_name(PROJECTOR_CONFIG_NAME)
-        if path.endswith(".safetensors") and sibling.is_file():
-            config_file = str(sibling)
+    weights_file, config_file = _projector_files(str(path_or_repo), select_hub_kwargs(hub_kwargs))
+    if weights_file.endswith(".safetensors"):
+        if config_file is not None:
+            _check_projector_config(json.loads(Path(config_file).read_text(encoding="utf-8")), model, config_file)
+        state = load_file(weights_file)
     else:
-        weights_file = cached_file(path, PROJECTOR_WEIGHTS_NAME, _raise_exceptions_for_missing_entries=False, **hub)
-        config_file = None
-        if weights_file is not None:
-            config_file = cached_file(path, PROJECTOR_CONFIG_NAME, _raise_exceptions_for_missing_entries=False, **hub)
-        else:
-            weights_file = cached_file(
-                path, ORIGINAL_PROJECTOR_NAME, _raise_exceptions_for_missing_entries=False, **hub
-            )
-        if weights_file is None:
-            raise OSError(
-                f"{path} holds neither {PROJECTOR_WEIGHTS_NAME} (our projector format) nor {ORIGINAL_PROJECTOR_NAME} "
-                "(an original stage-1 repo such as zhiqiulin/clip-flant5-xxl-stage-1)."
-            )
+        state = read_original_projector(weights_file).state_dict()
+    parameters = list(projector.parameters())
+    gathered = contextlib.nullcontext()
+    if any(hasattr(parameter, "ds_id") for parameter in parameters):
+        import deepspeed
 
-    if not weights_file.endswith(".safetensors"):
-        load_original_projector(model, weights_file)
-        return
+        gathered = deepspeed.zero.GatheredParameters(parameters, modifier_rank=0)
+    with gathered:
+        _check_projector_state(state, projector.state_dict(), weights_file)
+        projector.load_state_dict(state, strict=True)
 
-    if config_file is not None:
-        _check_projector_config(json.loads(Path(config_file).read_text(encoding="utf-8")), model, config_file)
-    state = load_file(weights_file)
-    expected = projector.state_dict()
+
+def _projector_files(path: str, hub: dict[str, Any]) -> tuple[str, str | None]:
+    """The weights file (ours or the original's) and our config file, if any, of a projector file, folder or repo."""
+    if os.path.isfile(path):
+        sibling = Path(path).with_name(PROJECTOR_CONFIG_NAME)
+        return path, str(sibling) if path.endswith(".safetensors") and sibling.is_file() else None
+    weights_file = cached_file(path, PROJECTOR_WEIGHTS_NAME, _raise_exceptions_for_missing_entries=False, **hub)
+    if weights_file is not None:
+        return weights_file, cached_file(
+            path, PROJECTOR_CONFIG_NAME, _raise_exceptions_for_missing_entries=False, **hub
+        )
+    weights_file = cached_file(path, ORIGINAL_PROJECTOR_NAME, _raise_exceptions_for_missing_entries=False, **hub)
+    if weights_file is None:
+        raise OSError(
+            f"{path} holds neither {PROJECTOR_WEIGHTS_NAME} (our projector format) nor {ORIGINAL_PROJECTOR_NAME} "
+            "(an original stage-1 repo such as zhiqiulin/clip-flant5-xxl-stage-1)."
+        )
+    return weights_file, None
+
+
+def _check_projector_state(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], source: str) -> None:
     if set(state) != set(expected):
         raise ValueError(
-            f"{weights_file} has keys {sorted(state)}, a CLIP-FlanT5 projector has {sorted(expected)}: it is not a "
-            "projector file of ours."
+            f"{source} has keys {sorted(state)}, a CLIP-FlanT5 projector has {sorted(expected)}: it is not a "
+            "projector file."
         )
     for name, tensor in state.items():
         if tuple(tensor.shape) != tuple(expected[name].shape):
             raise ValueError(
-                f"Projector tensor {name} in {weights_file} has shape {tuple(tensor.shape)}, the model expects "
+                f"Projector tensor {name} in {source} has shape {tuple(tensor.shape)}, the model expects "
                 f"{tuple(expected[name].shape)}: the projector was trained for another vision tower or text model."
             )
-    projector.load_state_dict(state, strict=True)
 
 
 def _check_projector_config(projector_config: dict[str, Any], model: nn.Module, config_file: str) -> None:

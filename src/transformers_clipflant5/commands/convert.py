@@ -19,6 +19,7 @@ from ..original.release import (
     PlannedConversion,
     plan_original_release,
 )
+from . import add_command
 
 
 DESCRIPTION = """\
@@ -192,12 +193,5 @@ def format_plan(plan: list[PlannedConversion]) -> str:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "convert",
-        help="convert an original CLIP-FlanT5 checkpoint (or the whole original release) and optionally push it",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    parser.set_defaults(func=run)
+    help = "convert an original CLIP-FlanT5 checkpoint (or the whole original release) and optionally push it"
+    add_arguments(add_command(subparsers, "convert", run, help, DESCRIPTION, EPILOG))

@@ -1,8 +1,10 @@
-"""`clip-flant5 env`: versions, devices and attention backends, for bug reports."""
+"""`clip-flant5 env`: the Python, package versions, available devices and attention backends, for bug reports."""
 
 import argparse
 import importlib.metadata
 import platform
+
+from . import add_command
 
 
 PACKAGES = (
@@ -24,12 +26,13 @@ PACKAGES = (
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
+    add_command(
+        subparsers,
         "env",
+        run,
         help="print versions, devices and attention backends (paste this into bug reports)",
-        description="Print the Python, package versions, available devices and attention backends.",
+        description=__doc__,
     )
-    parser.set_defaults(func=run)
 
 
 def collect() -> dict[str, str]:

@@ -28,13 +28,16 @@ import json
 import sys
 from pathlib import Path
 
+from . import add_command
+
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
+    parser = add_command(
+        subparsers,
         "eval",
+        run,
         help="benchmark metrics (Winoground, pairwise preference, correlation) from scores",
         description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--task",
@@ -48,7 +51,6 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--write-pairs", type=Path, metavar="PAIRS_JSONL", help="write the (image, text) pairs to score, then stop"
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         table = read_score_table(args.scores) if args.scores is not None else None
         metrics = evaluate(args.task, rows, table)
-    except (BenchmarkError, ImportError) as error:
+    except (BenchmarkError, FileNotFoundError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     text = json.dumps({"task": args.task, "benchmark": str(args.benchmark), **metrics}, indent=2)

@@ -15,7 +15,10 @@ they are not written, so a re-run retries them.
 Under `accelerate launch -m transformers_clipflant5 score ...` (GPUs) or `torchrun --nproc_per_node N -m
 transformers_clipflant5 score ...` (also CPU-only machines, where accelerate launch starts a single process) the rows
 still to score are split across the processes; each appends to its own `<output>.part-<rank>` file and the main
-process merges them into `--output`, in input order.
+process merges them into `--output`, in input order. Across several machines (`torchrun --nnodes N ...`, one launch
+per node, as `examples/slurm/score.sbatch` does) `--output` must be on a filesystem all of them share: the main process
+decides which rows are left, every process appends to its part file there, and the main process merges them (and
+stops with an error if some process's rows are not there, e.g. an output folder local to each node).
 """
 
 import argparse
@@ -28,6 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
+
+from ..json_rows import json_lines
+from . import add_command
+from .score_processes import main_process_answer, report_lost_rows
 
 
 PART_SUFFIX = ".part-"
@@ -55,11 +62,8 @@ class ScoreFileError(Exception):
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "score",
-        help="VQAScore of an (image, text) pair or of a file of pairs",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = add_command(
+        subparsers, "score", run, help="VQAScore of an (image, text) pair or of a file of pairs", description=__doc__
     )
     parser.add_argument("--model", required=True, help="Hub repo or folder, original layout or ours")
     single = parser.add_argument_group("one pair (or several, as repeated --image/--text in matching order)")
@@ -81,11 +85,10 @@ def register(subparsers) -> None:
     parser.add_argument("--attn-implementation", help="sdpa, eager, ... (default: transformers' choice)")
     parser.add_argument("--revision", help="Hub revision of --model")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from transformers_clipflant5.scoring.vqascore import check_answer_template, check_question_template
+    from ..scoring.prompts import check_answer_template, check_question_template
 
     if args.question_template is not None or args.answer_template is not None:
         try:
@@ -179,19 +182,14 @@ def read_pairs(path: Path) -> list[PairRow]:
 def _read_jsonl_pairs(path: Path) -> list[PairRow]:
     rows = []
     with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+        for line_number, data in json_lines(handle):
             row = PairRow(index=len(rows), line=line_number)
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as error:
-                row.problem = f"not valid JSON ({error})"
+            if isinstance(data, json.JSONDecodeError):
+                row.problem = f"not valid JSON ({data})"
+            elif isinstance(data, dict):
+                row.id, row.image, row.text = data.get("id"), data.get("image"), data.get("text")
             else:
-                if isinstance(data, dict):
-                    row.id, row.image, row.text = data.get("id"), data.get("image"), data.get("text")
-                else:
-                    row.problem = f"expected a JSON object with 'image' and 'text', got {type(data).__name__}"
+                row.problem = f"expected a JSON object with 'image' and 'text', got {type(data).__name__}"
             rows.append(row)
     return rows
 
@@ -215,7 +213,7 @@ def _read_csv_pairs(path: Path, delimiter: str) -> list[PairRow]:
 
 
 def _row_problem(row: PairRow) -> str | None:
-    from transformers_clipflant5.scoring.vqascore import check_text
+    from ..scoring.prompts import check_text
 
     if not isinstance(row.image, str) or not row.image.strip():
         return "no 'image' path"
@@ -238,11 +236,10 @@ def read_results(path: Path) -> dict[int, dict[str, Any]]:
     with open(path, encoding="utf-8") as handle:
         lines = handle.read().split("\n")
     # Everything before the last newline was written whole; what follows it is an unfinished line or nothing.
-    for line_number, line in enumerate(lines[:-1], start=1):
-        if not line.strip():
-            continue
+    for line_number, record in json_lines(lines[:-1]):
         try:
-            record = json.loads(line)
+            if isinstance(record, json.JSONDecodeError):
+                raise record
             results[int(record["row"])] = record
             float(record["score"])
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
@@ -275,8 +272,8 @@ def check_results_match(results: dict[int, dict[str, Any]], rows: list[PairRow],
             )
 
 
-def merge_results(output: Path) -> int:
-    """Merge part files into `output`, in row order, atomically; returns the number of records."""
+def merge_results(output: Path) -> set[int]:
+    """Merge part files into `output`, in row order, atomically; returns the rows it holds."""
     parts = part_files(output)
     results = read_results(output)
     in_order = list(results) == sorted(results)
@@ -292,7 +289,7 @@ def merge_results(output: Path) -> int:
         os.replace(temporary, output)
         for part in parts:
             part.unlink()
-    return len(results)
+    return set(results)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -311,12 +308,14 @@ def score_pairs_file(args: argparse.Namespace) -> int:
     rows = read_pairs(args.pairs)
     image_root = args.image_root if args.image_root is not None else args.pairs.parent
 
-    finished: dict[int, dict[str, Any]] = {}
-    for path in [output, *part_files(output)]:
-        finished.update(read_results(path))
-    check_results_match(finished, rows, output)
-    # Nobody appends before everybody has read: the split below must be the same in every process.
-    state.wait_for_everyone()
+    def read_finished() -> list[int]:
+        finished: dict[int, dict[str, Any]] = {}
+        for path in [output, *part_files(output)]:
+            finished.update(read_results(path))
+        check_results_match(finished, rows, output)
+        return sorted(finished)
+
+    finished = set(main_process_answer(state, read_finished))
 
     problems: list[tuple[int, str]] = []
     if state.is_main_process:
@@ -336,15 +335,23 @@ def score_pairs_file(args: argparse.Namespace) -> int:
             if state.num_processes == 1
             else output.with_name(f"{output.name}{PART_SUFFIX}{state.process_index:05d}")
         )
-        problems += _score_rows(args, state, mine, target, image_root)
+        written, problems_here = _score_rows(args, state, mine, target, image_root)
+        problems += problems_here
 
-    all_problems = sorted(gather_object(problems) if state.num_processes > 1 else problems)
+    # (process, rows it wrote, rows it could not score) of every process
+    reports = [(state.process_index, written, problems)]
+    if state.num_processes > 1:
+        reports = gather_object(reports)
     state.wait_for_everyone()
+    all_problems = problems
+    lost = False
     if state.is_main_process:
-        total = merge_results(output)
+        all_problems = sorted(problem for _, _, process_problems in reports for problem in process_problems)
+        merged = merge_results(output)
+        lost = report_lost_rows(reports, merged, output, PART_SUFFIX)
         scored_now = len(pending) - sum(1 for index, _ in all_problems if rows[index].problem is None)
         print(
-            f"{output}: {total} of {len(rows)} rows scored ({scored_now} in this run, {len(finished)} before).",
+            f"{output}: {len(merged)} of {len(rows)} rows scored ({scored_now} in this run, {len(finished)} before).",
             file=sys.stderr,
         )
         if all_problems:
@@ -359,16 +366,20 @@ def score_pairs_file(args: argparse.Namespace) -> int:
     state.wait_for_everyone()
     if state.num_processes > 1:
         state.destroy_process_group()
+    if lost:
+        return EXIT_USAGE
     return EXIT_ROWS_SKIPPED if all_problems else 0
 
 
 def _score_rows(
     args: argparse.Namespace, state, rows: list[PairRow], target: Path, image_root: Path
-) -> list[tuple[int, str]]:
-    """Score `rows` in input-order windows, appending each window's records to `target`; returns the problems."""
+) -> tuple[list[int], list[tuple[int, str]]]:
+    """Score `rows` in input-order windows, appending each window's records to `target`; returns the rows written
+    and the problems."""
     problems: list[tuple[int, str]] = []
+    written: list[int] = []
     if not rows:
-        return problems
+        return written, problems
     # One device per process: a plain "cuda" would put every process on the first GPU.
     device = args.device
     if device is None or (state.num_processes > 1 and device == "cuda"):
@@ -381,7 +392,9 @@ def _score_rows(
         total=len(rows),
         disable=args.no_progress or not state.is_local_main_process,
         unit="pair",
-        desc="scoring" if state.num_processes == 1 else f"scoring (process 0 of {state.num_processes})",
+        desc="scoring"
+        if state.num_processes == 1
+        else f"scoring (process {state.process_index} of {state.num_processes})",
         dynamic_ncols=True,
     )
 
@@ -406,10 +419,11 @@ def _score_rows(
             # Written in input order, a window at a time, and forced to disk: a crash loses at most this window.
             for index in sorted(scores):
                 handle.write(json.dumps(by_index[index].record(scores[index]), ensure_ascii=False) + "\n")
+                written.append(index)
             handle.flush()
             os.fsync(handle.fileno())
     bar.close()
-    return problems
+    return written, problems
 
 
 def _resolve(image: str, image_root: Path) -> str:

@@ -34,6 +34,13 @@ def _read_json(path: Path, problems: list[str]) -> dict[str, Any]:
     return {}
 
 
+def _files_and_pickles(folder: Path) -> tuple[list[str], list[str]]:
+    """The files of `folder`, and the first problem of any folder we publish: pickles (if there are any)."""
+    files = folder_files(folder)
+    pickles = [name for name in files if name.endswith(PICKLE_SUFFIXES)]
+    return files, [f"pickle files present: {pickles}"] if pickles else []
+
+
 def safetensors_keys(folder: str | Path) -> dict[str, list[str]]:
     """The tensor names stored in each `*.safetensors` file of `folder`."""
     folder = Path(folder)
@@ -51,11 +58,7 @@ def check_model_folder(folder: str | Path) -> None:
     alias stored twice), no pickle, processor with chat template, remote-code files, model card.
     """
     folder = Path(folder)
-    problems: list[str] = []
-    files = folder_files(folder)
-    pickles = [name for name in files if name.endswith(PICKLE_SUFFIXES)]
-    if pickles:
-        problems.append(f"pickle files present: {pickles}")
+    files, problems = _files_and_pickles(folder)
     config = _read_json(folder / "config.json", problems)
     if config and config.get("model_type") != "clip_flant5":
         problems.append(f"config.json has model_type {config.get('model_type')!r}, expected 'clip_flant5'")
@@ -103,11 +106,7 @@ def check_model_folder(folder: str | Path) -> None:
 def check_projector_folder(folder: str | Path) -> None:
     """Raise `ValueError` listing every problem if `folder` is not a complete projector folder of ours."""
     folder = Path(folder)
-    problems: list[str] = []
-    files = folder_files(folder)
-    pickles = [name for name in files if name.endswith(PICKLE_SUFFIXES)]
-    if pickles:
-        problems.append(f"pickle files present: {pickles}")
+    files, problems = _files_and_pickles(folder)
     for name in (PROJECTOR_WEIGHTS_NAME, PROJECTOR_CONFIG_NAME, "README.md"):
         if name not in files:
             problems.append(f"{name} is missing")

@@ -26,6 +26,7 @@ import torch
 from transformers.utils import cached_file
 from transformers.utils.hub import convert_file_size_to_int
 
+from ..hub.arguments import hub_kwargs
 from ..hub.folder_checks import check_model_folder, check_projector_folder
 from ..hub.model_card import is_hub_id, render_model_card, render_projector_card
 from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration
@@ -53,13 +54,31 @@ class ConversionResult:
     repo_id: str
 
 
-def _hub_kwargs(revision: str | None = None, cache_dir: str | None = None) -> dict[str, Any]:
-    return {key: value for key, value in (("revision", revision), ("cache_dir", cache_dir)) if value is not None}
+@dataclass
+class ConversionSettings:
+    """
+    How `convert` reads the source and what the written folder says: the weights' `dtype` (default: the source's
+    own), where a Hub source is read (`source_revision`, `cache_dir`), and for the model card the repo id its usage
+    snippets name (`repo_id`), the base text model (`text_model`) and the original checkpoint it is (`checkpoint`).
+    """
+
+    dtype: str | None = None
+    repo_id: str | None = None
+    text_model: str | None = None
+    source_revision: str | None = None
+    cache_dir: str | None = None
+    checkpoint: OriginalCheckpoint | None = None
+
+    def hub_kwargs(self) -> dict[str, Any]:
+        return hub_kwargs({"revision": self.source_revision, "cache_dir": self.cache_dir})
+
+    def card_repo_id(self, output_dir: Path) -> str:
+        return self.repo_id or f"your-username/{output_dir.resolve().name}"
 
 
 def detect_source_kind(source: str, revision: str | None = None, cache_dir: str | None = None) -> str:
     """`"model"` for a stage-2 checkpoint (original layout or ours), `"projector"` for a stage-1 projector repo."""
-    hub = _hub_kwargs(revision, cache_dir)
+    hub = hub_kwargs({"revision": revision, "cache_dir": cache_dir})
 
     def exists(filename: str) -> bool:
         return cached_file(source, filename, _raise_exceptions_for_missing_entries=False, **hub) is not None
@@ -115,16 +134,7 @@ def _is_previous_conversion(folder: Path) -> bool:
 
 
 def convert_model(
-    source: str,
-    output_dir: str | Path,
-    *,
-    dtype: str | None = None,
-    max_shard_size: str | int = "5GB",
-    repo_id: str | None = None,
-    text_model: str | None = None,
-    source_revision: str | None = None,
-    cache_dir: str | None = None,
-    checkpoint: OriginalCheckpoint | None = None,
+    source: str, output_dir: str | Path, settings: ConversionSettings, max_shard_size: str | int = "5GB"
 ) -> Path:
     """
     Convert a stage-2 checkpoint (original layout, or ours to re-shard / re-cast) into `output_dir`.
@@ -133,8 +143,9 @@ def convert_model(
     conversion never holds two copies of them.
     """
     output_dir = Path(output_dir)
-    hub = _hub_kwargs(source_revision, cache_dir)
-    model = CLIPFlanT5ForConditionalGeneration.from_pretrained(source, dtype=DTYPES[dtype] if dtype else "auto", **hub)
+    hub = settings.hub_kwargs()
+    dtype = DTYPES[settings.dtype] if settings.dtype else "auto"
+    model = CLIPFlanT5ForConditionalGeneration.from_pretrained(source, dtype=dtype, **hub)
     processor = CLIPFlanT5Processor.from_pretrained(source, **hub)
     _check_processor_matches(model.config, processor, source)
     # save_original_format=False: write our key names whatever the checkpoint was loaded from.
@@ -142,11 +153,11 @@ def convert_model(
     processor.save_pretrained(output_dir)
     card = render_model_card(
         model.config,
-        repo_id=repo_id or _placeholder_repo_id(output_dir),
+        repo_id=settings.card_repo_id(output_dir),
         source=source,
-        source_revision=source_revision,
-        checkpoint=checkpoint,
-        text_model=text_model,
+        source_revision=settings.source_revision,
+        checkpoint=settings.checkpoint,
+        text_model=settings.text_model,
         dtype=str(model.dtype).removeprefix("torch."),
         num_parameters=model.num_parameters(),
         do_pad=processor.image_processor.do_pad,
@@ -171,20 +182,10 @@ def _check_processor_matches(config, processor: CLIPFlanT5Processor, source: str
         )
 
 
-def convert_projector(
-    source: str,
-    output_dir: str | Path,
-    *,
-    dtype: str | None = None,
-    repo_id: str | None = None,
-    text_model: str | None = None,
-    source_revision: str | None = None,
-    cache_dir: str | None = None,
-    checkpoint: OriginalCheckpoint | None = None,
-) -> Path:
+def convert_projector(source: str, output_dir: str | Path, settings: ConversionSettings) -> Path:
     """Convert an original stage-1 repo (`config.json` + `mm_projector.bin`) into our projector format."""
     output_dir = Path(output_dir)
-    hub = _hub_kwargs(source_revision, cache_dir)
+    hub = settings.hub_kwargs()
     weights_file = cached_file(source, ORIGINAL_PROJECTOR_NAME, **hub)
     config_file = cached_file(source, "config.json", _raise_exceptions_for_missing_entries=False, **hub)
     flat = json.loads(Path(config_file).read_text(encoding="utf-8")) if config_file else {}
@@ -199,11 +200,11 @@ def convert_projector(
     projector_type = flat.get("mm_projector_type", "mlp2x_gelu")
     if projector_type != "mlp2x_gelu":
         raise ValueError(f"{source} has mm_projector_type {projector_type!r}; only 'mlp2x_gelu' is supported.")
-    checkpoint = checkpoint or find_original_checkpoint(source)
+    checkpoint = settings.checkpoint or find_original_checkpoint(source)
     recorded_text_model = flat.get("_name_or_path") if is_hub_id(flat.get("_name_or_path")) else None
-    text_model = text_model or (checkpoint.text_model if checkpoint else None) or recorded_text_model
+    text_model = settings.text_model or (checkpoint.text_model if checkpoint else None) or recorded_text_model
     vision_model = flat.get("mm_vision_tower", CLIP_VIT_L_14_336)
-    target_dtype = DTYPES[dtype] if dtype else projector.linear_1.weight.dtype
+    target_dtype = DTYPES[settings.dtype] if settings.dtype else projector.linear_1.weight.dtype
     save_projector(
         projector,
         output_dir,
@@ -217,22 +218,18 @@ def convert_projector(
         ),
     )
     card = render_projector_card(
-        repo_id=repo_id or _placeholder_repo_id(output_dir),
+        repo_id=settings.card_repo_id(output_dir),
         vision_hidden_size=vision_hidden,
         text_hidden_size=text_hidden,
         text_model=text_model,
         vision_model=vision_model if is_hub_id(vision_model) else None,
         dtype=str(target_dtype).removeprefix("torch."),
         source=source,
-        source_revision=source_revision,
+        source_revision=settings.source_revision,
         checkpoint=checkpoint,
     )
     card.save(output_dir / "README.md")
     return output_dir
-
-
-def _placeholder_repo_id(output_dir: Path) -> str:
-    return f"your-username/{output_dir.resolve().name}"
 
 
 def convert(
@@ -259,26 +256,20 @@ def convert(
     convert_file_size_to_int(max_shard_size)  # fails early, with transformers' own message, on a bad size
     kind = detect_source_kind(source, source_revision, cache_dir)
     folder = prepare_output_dir(output_dir, source, overwrite=overwrite)
-    common = {
-        "dtype": dtype,
-        "repo_id": repo_id,
-        "text_model": text_model,
-        "source_revision": source_revision,
-        "cache_dir": cache_dir,
-        "checkpoint": checkpoint,
-    }
+    settings = ConversionSettings(dtype, repo_id, text_model, source_revision, cache_dir, checkpoint)
     if kind == "model":
-        convert_model(source, folder, max_shard_size=max_shard_size, **common)
+        convert_model(source, folder, settings, max_shard_size=max_shard_size)
         check_model_folder(folder)
     else:
-        convert_projector(source, folder, **common)
+        convert_projector(source, folder, settings)
         check_projector_folder(folder)
-    return ConversionResult(kind=kind, folder=folder, repo_id=repo_id or _placeholder_repo_id(folder))
+    return ConversionResult(kind=kind, folder=folder, repo_id=settings.card_repo_id(folder))
 
 
 __all__ = [
     "DTYPES",
     "ConversionResult",
+    "ConversionSettings",
     "convert",
     "convert_model",
     "convert_projector",

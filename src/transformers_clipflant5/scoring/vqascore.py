@@ -34,81 +34,24 @@ from tqdm.auto import tqdm
 from ..hub.arguments import hub_kwargs
 from ..image_processing_clip_flant5 import ImageInput, load_image
 from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration, shift_tokens_right
+from ..padding import pad_right
 from ..processing_clip_flant5 import CLIPFlanT5Processor
+from .prompts import (
+    DEFAULT_ANSWER_TEMPLATE,
+    DEFAULT_QUESTION_TEMPLATE,
+    check_answer_template,
+    check_question_template,
+    check_text,
+)
+from .settings import check_batch_size, resolve_device, resolve_dtype
 from .t5_inference import decode, encode, fused_t5_unsupported_reason
 
 
-DEFAULT_QUESTION_TEMPLATE = 'Does this figure show "{}"? Please answer yes or no.'
-DEFAULT_ANSWER_TEMPLATE = "Yes"
 DEFAULT_BATCH_SIZE = 16
 DEFAULT_MAX_NEW_TOKENS = 128
 
 # Called with (row index, error) for each row whose image cannot be read, when the caller prefers skipping to raising.
 ImageErrorHandler = Callable[[int, Exception], None]
-
-
-def check_question_template(template: str) -> None:
-    """Raise if `template` cannot take a text: it needs exactly one `{}` slot and nothing else to fill."""
-    if not isinstance(template, str):
-        raise TypeError(f"question_template must be a string, got {type(template).__name__}.")
-    if "{}" not in template:
-        raise ValueError(
-            f"question_template must contain '{{}}' where the text goes, got {template!r} "
-            f"(the default is {DEFAULT_QUESTION_TEMPLATE!r})."
-        )
-    try:
-        template.format("text")
-    except (IndexError, KeyError, ValueError) as error:
-        raise ValueError(
-            f"question_template {template!r} is not a format string with one '{{}}' slot ({error!r}); write other "
-            "literal braces as '{{' and '}}'."
-        ) from error
-
-
-def check_answer_template(template: str) -> None:
-    """Raise if `template` is not a usable answer: a non-empty string, optionally with one `{}` slot for the text."""
-    if not isinstance(template, str):
-        raise TypeError(f"answer_template must be a string, got {type(template).__name__}.")
-    try:
-        answer = template.format("text")
-    except (IndexError, KeyError, ValueError) as error:
-        raise ValueError(
-            f"answer_template {template!r} is not a format string with at most one '{{}}' slot ({error!r})."
-        ) from error
-    if not answer.strip():
-        raise ValueError(f"answer_template is empty ({template!r}); the default is {DEFAULT_ANSWER_TEMPLATE!r}.")
-
-
-def check_text(text: str, where: str = "text", image_token: str = "<image>") -> None:
-    """Raise if `text` cannot be scored: not a string, empty, or carrying the image placeholder."""
-    if not isinstance(text, str):
-        raise TypeError(f"{where} must be a string, got {type(text).__name__}.")
-    if not text.strip():
-        raise ValueError(f"{where} is empty; every text needs some content to be scored.")
-    if image_token in text:
-        raise ValueError(
-            f"{where} contains {image_token!r}, which the model reserves for image features: {text[:80]!r}"
-        )
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    """`"auto"`: bf16 on a CUDA device that supports it, fp32 elsewhere (fp16 overflows in FlanT5's activations)."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    resolved = getattr(torch, str(dtype), None)
-    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
-        raise ValueError(f"dtype must be 'auto', a floating-point torch dtype or its name, got {dtype!r}.")
-    return resolved
 
 
 def _image_key(image: ImageInput) -> tuple[str, object]:
@@ -166,7 +109,7 @@ class VQAScore:
             )
         check_question_template(question_template)
         check_answer_template(answer_template)
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         self.model = model
         self.processor = processor
         self.question_template = question_template
@@ -299,7 +242,7 @@ class VQAScore:
         batch_size = self.batch_size if batch_size is None else batch_size
         question_template = self.question_template if question_template is None else question_template
         answer_template = self.answer_template if answer_template is None else answer_template
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         check_question_template(question_template)
         check_answer_template(answer_template)
         images, texts = list(images), list(texts)
@@ -313,16 +256,32 @@ class VQAScore:
 
         distinct_images, rows = self._plan_rows(images, texts, question_template, answer_template)
         bar = tqdm(total=len(rows), disable=not progress, unit="pair", desc="VQAScore")
-        # Dropout would make scores random: score in eval mode, and leave the model as it was found.
+        fused = self._use_fused(model_in_eval_mode=True)
+        for features, image_slots, batch in self._batches(distinct_images, rows, batch_size, on_image_error, bar):
+            yield [row.index for row in batch], self._score_batch(features, image_slots, batch, fused)
+
+    def _batches(
+        self,
+        distinct_images: list[ImageInput],
+        rows: list["_Row"],
+        batch_size: int,
+        on_image_error: ImageErrorHandler | None,
+        bar,
+    ) -> Iterator[tuple[torch.Tensor, list[int], list["_Row"]]]:
+        """
+        `(features, image slots, rows)` batch by batch, for scoring and generation alike: the distinct images are
+        encoded a chunk at a time, and each chunk's rows go out longest prompt first. `features[image_slots[i]]` is
+        the image of `rows[i]`. The model is in eval mode meanwhile (dropout would make outputs random) and is left
+        as it was found.
+        """
         was_training = self.model.training
         self.model.eval()
         try:
-            fused = self._use_fused()
             rows_by_image: dict[int, list[_Row]] = {}
             for row in rows:
                 rows_by_image.setdefault(row.image, []).append(row)
-            # Encode the distinct images a chunk at a time: all rows of an image are scored while its features are
-            # held, and memory stays bounded however many images the call has.
+            # All rows of an image are done while its features are held, and memory stays bounded however many
+            # images the call has.
             image_ids = list(rows_by_image)
             images_per_chunk = max(batch_size, 32)
             for start in range(0, len(image_ids), images_per_chunk):
@@ -336,16 +295,16 @@ class VQAScore:
                 chunk_rows.sort(key=lambda row: (len(row.prompt_ids), len(row.target_ids)), reverse=True)
                 for batch_start in range(0, len(chunk_rows), batch_size):
                     batch = chunk_rows[batch_start : batch_start + batch_size]
-                    scores = self._score_batch(features, [position[row.image] for row in batch], batch, fused)
+                    yield features, [position[row.image] for row in batch], batch
                     bar.update(len(batch))
-                    yield [row.index for row in batch], scores
         finally:
             bar.close()
             self.model.train(was_training)
 
     def _plan_rows(
-        self, images: list[ImageInput], texts: list[str], question_template: str, answer_template: str
+        self, images: list[ImageInput], texts: list[str], question_template: str, answer_template: str | None
     ) -> tuple[list[ImageInput], list[_Row]]:
+        """The distinct images, and one row per pair with its encoded prompt and target (none without an answer)."""
         image_slots: dict[tuple[str, object], int] = {}
         distinct_images: list[ImageInput] = []
         encoded_prompts: dict[str, list[int]] = {}
@@ -359,7 +318,9 @@ class VQAScore:
             if text not in encoded_prompts:
                 prompt = self.processor.chat_prompt(question_template.format(text))
                 encoded_prompts[text] = self.processor.encode_prompt(prompt)
-                encoded_targets[text] = self.processor.encode_target(answer_template.format(text))
+                encoded_targets[text] = (
+                    [] if answer_template is None else self.processor.encode_target(answer_template.format(text))
+                )
             rows.append(_Row(index, image_slots[key], encoded_prompts[text], encoded_targets[text]))
         return distinct_images, rows
 
@@ -401,21 +362,13 @@ class VQAScore:
         self, features: torch.Tensor, image_slots: list[int], rows: list[_Row], fused: bool
     ) -> torch.Tensor:
         device = self.device
-        pad_id = self.processor.tokenizer.pad_token_id
-        prompt_width = max(len(row.prompt_ids) for row in rows)
-        target_width = max(len(row.target_ids) for row in rows)
-        input_ids = torch.tensor(
-            [row.prompt_ids + [pad_id] * (prompt_width - len(row.prompt_ids)) for row in rows], device=device
+        input_ids, attention_mask = pad_right(
+            [row.prompt_ids for row in rows], self.processor.tokenizer.pad_token_id, device
         )
-        attention_mask = torch.tensor(
-            [[1] * len(row.prompt_ids) + [0] * (prompt_width - len(row.prompt_ids)) for row in rows], device=device
-        )
-        labels = torch.tensor(
-            [row.target_ids + [-100] * (target_width - len(row.target_ids)) for row in rows], device=device
-        )
+        labels, label_mask = pad_right([row.target_ids for row in rows], -100, device)
+        label_mask = label_mask.bool()
         config = self.model.config
         decoder_input_ids = shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)
-        label_mask = labels.ne(-100)
         image_embeds = features[torch.tensor(image_slots, device=features.device)]
         if not fused:
             last_hidden_state = self._function("model")(
@@ -446,7 +399,7 @@ class VQAScore:
         return torch.exp(-loss_sum / label_mask.sum(dim=1)).cpu()
 
     def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.model.get_image_features(pixel_values).pooler_output
+        return self.model.get_image_features(pixel_values, return_dict=True).pooler_output
 
     def _use_fused(self, model_in_eval_mode: bool = False) -> bool:
         """Whether scoring runs the T5 through `t5_inference` (see `fused`); raises if `fused=True` cannot be met."""
@@ -498,7 +451,7 @@ class VQAScore:
             The decoded answers, special tokens removed and whitespace stripped.
         """
         batch_size = self.batch_size if batch_size is None else batch_size
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         images, prompts = list(images), list(prompts)
         if len(images) != len(prompts):
             raise ValueError(f"Got {len(images)} images and {len(prompts)} prompts; pass one prompt per image.")
@@ -507,68 +460,27 @@ class VQAScore:
         if "max_new_tokens" not in generation_kwargs and "max_length" not in generation_kwargs:
             generation_kwargs["max_new_tokens"] = DEFAULT_MAX_NEW_TOKENS
 
-        image_slots: dict[tuple[str, object], int] = {}
-        distinct_images: list[ImageInput] = []
-        rows = []
-        for index, (image, prompt) in enumerate(zip(images, prompts)):
-            key = _image_key(image)
-            if key not in image_slots:
-                image_slots[key] = len(distinct_images)
-                distinct_images.append(image)
-            prompt_ids = self.processor.encode_prompt(self.processor.chat_prompt(prompt))
-            rows.append(_Row(index, image_slots[key], prompt_ids, []))
-        rows_by_image: dict[int, list[_Row]] = {}
-        for row in rows:
-            rows_by_image.setdefault(row.image, []).append(row)
-
+        distinct_images, rows = self._plan_rows(images, prompts, "{}", None)
         answers: list[str] = [""] * len(rows)
-        pad_id = self.processor.tokenizer.pad_token_id
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with tqdm(total=len(rows), disable=not progress, unit="prompt", desc="generate") as bar:
-                image_ids = list(rows_by_image)
-                images_per_chunk = max(batch_size, 32)
-                for start in range(0, len(image_ids), images_per_chunk):
-                    chunk = image_ids[start : start + images_per_chunk]
-                    features, readable = self._encode_images(
-                        [distinct_images[i] for i in chunk], batch_size, chunk, rows_by_image, None, bar
-                    )
-                    position = {image_id: slot for slot, image_id in enumerate(readable)}
-                    chunk_rows = sorted(
-                        (row for image_id in readable for row in rows_by_image[image_id]),
-                        key=lambda row: len(row.prompt_ids),
-                        reverse=True,
-                    )
-                    for batch_start in range(0, len(chunk_rows), batch_size):
-                        batch = chunk_rows[batch_start : batch_start + batch_size]
-                        width = max(len(row.prompt_ids) for row in batch)
-                        input_ids = torch.tensor(
-                            [row.prompt_ids + [pad_id] * (width - len(row.prompt_ids)) for row in batch],
-                            device=self.device,
-                        )
-                        attention_mask = torch.tensor(
-                            [[1] * len(row.prompt_ids) + [0] * (width - len(row.prompt_ids)) for row in batch],
-                            device=self.device,
-                        )
-                        slots = torch.tensor([position[row.image] for row in batch], device=features.device)
-                        output_ids = self.model.generate(
-                            input_ids=input_ids,
-                            attention_mask=attention_mask,
-                            image_embeds=features[slots],
-                            **generation_kwargs,
-                        )
-                        for row, text in zip(batch, self.processor.batch_decode(output_ids, skip_special_tokens=True)):
-                            answers[row.index] = text.strip()
-                        bar.update(len(batch))
-        finally:
-            self.model.train(was_training)
+        bar = tqdm(total=len(rows), disable=not progress, unit="prompt", desc="generate")
+        for features, image_slots, batch in self._batches(distinct_images, rows, batch_size, None, bar):
+            for row, answer in zip(batch, self._generate_batch(features, image_slots, batch, generation_kwargs)):
+                answers[row.index] = answer
         return answers
 
-
-def _check_batch_size(batch_size: int) -> None:
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    def _generate_batch(
+        self, features: torch.Tensor, image_slots: list[int], rows: list[_Row], generation_kwargs: dict
+    ) -> list[str]:
+        input_ids, attention_mask = pad_right(
+            [row.prompt_ids for row in rows], self.processor.tokenizer.pad_token_id, self.device
+        )
+        output_ids = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            image_embeds=features[torch.tensor(image_slots, device=features.device)],
+            **generation_kwargs,
+        )
+        return [text.strip() for text in self.processor.batch_decode(output_ids, skip_special_tokens=True)]
 
 
 __all__ = [

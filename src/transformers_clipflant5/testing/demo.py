@@ -14,13 +14,15 @@ from transformers import CLIPVisionModel, T5Config, T5ForConditionalGeneration
 
 from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration
 from ..processing_clip_flant5 import SYSTEM_MESSAGE, CLIPFlanT5Processor
+from ..scoring.prompts import DEFAULT_QUESTION_TEMPLATE
 from ..training.arguments import CLIPFlanT5ScriptArguments
-from .synthetic import VQA_QUESTION, write_synthetic_dataset
+from .synthetic import write_synthetic_dataset
 from .tiny import build_tiny_tokenizer, tiny_config, tiny_processor
 
 
-# Attention as wide as the model (8 heads x 8 = d_model, as in FlanT5): with 4 heads the tiny model learned to
-# compare the caption with the image in only some seeds' runs; with 8 it did in every seed tried (0-4).
+# The demo model's `tiny_config` arguments. Attention as wide as the model (8 heads x 8 = d_model, as in FlanT5):
+# with 4 heads the tiny model learned to compare the caption with the image in only some seeds' runs; with 8 it did
+# in every seed tried (0-4).
 DEMO_MODEL = {"image_size": 32, "patch_size": 8, "vision_hidden": 64, "d_model": 64, "num_layers": 2, "num_heads": 8}
 # The demo's training settings: tiny model, CPU, fp32, about two and a half minutes on two cores. Learning to compare
 # a caption with the image from scratch takes the tiny model several hundred steps (colour first; shape and position
@@ -53,8 +55,8 @@ def build_demo_tokenizer(seed: int = 0):
     picks pieces by score, so a few frequent words such as "the" still split in two). A tiny model learns to compare
     the caption with the image much faster when its prompt is not mostly single letters.
     """
-
-    prompts = [f"{SYSTEM_MESSAGE} USER: {VQA_QUESTION.format('a red circle on the left')} ASSISTANT: Yes No"] * 20
+    question = DEFAULT_QUESTION_TEMPLATE.format("a red circle on the left")
+    prompts = [f"{SYSTEM_MESSAGE} USER: {question} ASSISTANT: Yes No"] * 20
     return build_tiny_tokenizer(vocab_size=400, seed=seed, model_type="bpe", extra_sentences=prompts)
 
 
@@ -62,15 +64,7 @@ def build_demo_model(seed: int = 0) -> tuple[CLIPFlanT5ForConditionalGeneration,
     """The demo's tiny CLIP-FlanT5 (random weights, built in code): 32 px images, 16 image tokens, d_model 64."""
 
     tokenizer = build_demo_tokenizer(seed=seed)
-    config = tiny_config(
-        tokenizer,
-        image_size=DEMO_MODEL["image_size"],
-        patch_size=DEMO_MODEL["patch_size"],
-        vision_hidden=DEMO_MODEL["vision_hidden"],
-        d_model=DEMO_MODEL["d_model"],
-        num_layers=DEMO_MODEL["num_layers"],
-        num_heads=DEMO_MODEL["num_heads"],
-    )
+    config = tiny_config(tokenizer, **DEMO_MODEL)
     torch.manual_seed(seed)
     model = CLIPFlanT5ForConditionalGeneration(config)
     return model, tiny_processor(tokenizer, config, do_pad=True)
@@ -82,18 +76,9 @@ def write_demo_base_checkpoints(folder: str | os.PathLike, seed: int = 0) -> tup
     head, saved with its tokenizer) and `openai/clip-vit-*` (a `CLIPVisionModel` with its preprocessor config), for
     the stage-1 demo and tests of the from-base-checkpoints path. Returns `(text_folder, vision_folder)`.
     """
-
     folder = Path(folder)
     tokenizer = build_demo_tokenizer(seed=seed)
-    config = tiny_config(
-        tokenizer,
-        image_size=DEMO_MODEL["image_size"],
-        patch_size=DEMO_MODEL["patch_size"],
-        vision_hidden=DEMO_MODEL["vision_hidden"],
-        d_model=DEMO_MODEL["d_model"],
-        num_layers=DEMO_MODEL["num_layers"],
-        num_heads=DEMO_MODEL["num_heads"],
-    )
+    config = tiny_config(tokenizer, **DEMO_MODEL)
     torch.manual_seed(seed)
     text = T5ForConditionalGeneration(T5Config(**{**config.text_config.to_dict(), "tie_word_embeddings": False}))
     # FlanT5 layout: an LM head of its own (transformers ties T5's head unless the checkpoint stores a separate one).

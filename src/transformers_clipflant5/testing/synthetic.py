@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..scoring.prompts import DEFAULT_QUESTION_TEMPLATE
 from .tiny import COLORS, POSITIONS, SHAPES
 
 
-VQA_QUESTION = 'Does this figure show "{}"? Please answer yes or no.'
 RGB = {
     "red": (220, 30, 30),
     "green": (30, 170, 40),
@@ -107,12 +107,12 @@ def _conversation(attributes: tuple[str, str, str], rng: random.Random) -> list[
         rng.choice(
             (("What color is the shape?", color), ("What shape is it?", shape), ("Where is the shape?", position))
         ),
-        (VQA_QUESTION.format(caption(*attributes)), "Yes"),
-        (VQA_QUESTION.format(caption(*_other_scene(attributes, rng))), "No"),
-        (VQA_QUESTION.format(_single(attributes, 0)), "Yes"),
-        (VQA_QUESTION.format(_single(_mismatch(attributes, rng, 0), 0)), "No"),
-        (VQA_QUESTION.format(_single(attributes, named)), "Yes"),
-        (VQA_QUESTION.format(_single(_mismatch(attributes, rng, named), named)), "No"),
+        (DEFAULT_QUESTION_TEMPLATE.format(caption(*attributes)), "Yes"),
+        (DEFAULT_QUESTION_TEMPLATE.format(caption(*_other_scene(attributes, rng))), "No"),
+        (DEFAULT_QUESTION_TEMPLATE.format(_single(attributes, 0)), "Yes"),
+        (DEFAULT_QUESTION_TEMPLATE.format(_single(_mismatch(attributes, rng, 0), 0)), "No"),
+        (DEFAULT_QUESTION_TEMPLATE.format(_single(attributes, named)), "Yes"),
+        (DEFAULT_QUESTION_TEMPLATE.format(_single(_mismatch(attributes, rng, named), named)), "No"),
     ]
     rng.shuffle(pairs)
     messages = []

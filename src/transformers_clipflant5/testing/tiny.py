@@ -19,6 +19,7 @@ from ..configuration_clip_flant5 import CLIPFlanT5Config
 from ..image_processing_clip_flant5 import CLIPFlanT5ImageProcessor
 from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration
 from ..processing_clip_flant5 import SYSTEM_MESSAGE, CLIPFlanT5Processor
+from ..scoring.prompts import DEFAULT_QUESTION_TEMPLATE
 
 
 COLORS = ("red", "green", "blue", "yellow", "purple", "orange", "white", "black")
@@ -31,7 +32,7 @@ def tiny_corpus(seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     lines = [
         SYSTEM_MESSAGE,
-        'Does this figure show "a photo of a dog"? Please answer yes or no.',
+        DEFAULT_QUESTION_TEMPLATE.format("a photo of a dog"),
         "USER: ASSISTANT: Yes No yes no. What is in the image? Describe the image. What color is the shape?",
         "What shape is it? Where is the shape? Is there a cat on the mat? A cat sat on the mat.",
         "0 1 2 3 4 5 6 7 8 9 , . ! ? ' \" : ; ( ) - _ / < > [ ] { } = + * & % $ # @",
@@ -82,6 +83,27 @@ def build_tiny_tokenizer(
     return tokenizer
 
 
+def flant5_config(
+    tokenizer: T5Tokenizer, vision_config: CLIPVisionConfig, vocab_size: int | None = None, **text_sizes
+) -> CLIPFlanT5Config:
+    """
+    A CLIP-FlanT5 config of any size with FlanT5's settings (gated GELU, an LM head of its own, no dropout):
+    `text_sizes` are `T5Config` sizes (`d_model`, `d_ff`, `d_kv`, `num_layers`, `num_heads`, ...). The vocabulary fits
+    `tokenizer`, rounded up like FlanT5's 32128 rows, unless `vocab_size` is given.
+    """
+    text = T5Config(
+        vocab_size=vocab_size or (len(tokenizer) + 7) // 8 * 8 + 8,
+        feed_forward_proj="gated-gelu",
+        tie_word_embeddings=False,
+        dropout_rate=0.0,
+        decoder_start_token_id=0,
+        **text_sizes,
+    )
+    return CLIPFlanT5Config(
+        vision_config=vision_config, text_config=text, image_token_id=tokenizer.convert_tokens_to_ids("<image>")
+    )
+
+
 def tiny_config(
     tokenizer: T5Tokenizer,
     image_size: int = 32,
@@ -91,8 +113,7 @@ def tiny_config(
     num_layers: int = 2,
     num_heads: int = 4,
 ) -> CLIPFlanT5Config:
-    """A tiny CLIP-FlanT5 config whose vocabulary fits `tokenizer` (rounded up, like FlanT5's 32128 rows)."""
-    vocab_size = (len(tokenizer) + 7) // 8 * 8 + 8
+    """A tiny CLIP-FlanT5 config whose vocabulary fits `tokenizer`."""
     vision = CLIPVisionConfig(
         hidden_size=vision_hidden,
         intermediate_size=vision_hidden * 2,
@@ -103,23 +124,15 @@ def tiny_config(
         projection_dim=vision_hidden,
         hidden_act="quick_gelu",
     )
-    text = T5Config(
-        vocab_size=vocab_size,
+    return flant5_config(
+        tokenizer,
+        vision,
         d_model=d_model,
         d_kv=8,
         d_ff=d_model * 2,
         num_layers=num_layers,
         num_decoder_layers=num_layers,
         num_heads=num_heads,
-        feed_forward_proj="gated-gelu",
-        tie_word_embeddings=False,
-        dropout_rate=0.0,
-        decoder_start_token_id=0,
-    )
-    return CLIPFlanT5Config(
-        vision_config=vision,
-        text_config=text,
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
     )
 
 

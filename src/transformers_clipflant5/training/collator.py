@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ..padding import pad_right
 from ..processing_clip_flant5 import CLIPFlanT5Processor
 from .data import IMAGE_COLUMN
 from .templates import TEMPLATES, build_prompt_and_target
@@ -24,7 +25,8 @@ class CLIPFlanT5DataCollator:
     the vision tower and projector at every step (DeepSpeed ZeRO-3 ranks hang otherwise).
 
     Args:
-        processor: the model's processor (tokenizer, image processor, aspect ratio, image_seq_length).
+        processor: the model's processor (tokenizer, chat template, image processor and its `do_pad`,
+            image_seq_length).
         template: `"t5_plain"`, `"t5_plain_split_text"` or `"t5_v1"`.
         image_folder: folder the `image_file` column is relative to.
         max_length: longest prompt and target in tokens. A longer prompt is cut at the end; a cut that would drop
@@ -73,7 +75,9 @@ class CLIPFlanT5DataCollator:
             rng = None
             if self.template == "t5_plain_split_text":
                 rng = random.Random(f"{self.seed}:{row.get('id')}:{row['conversations'][-1]['value']}")
-            prompt, target = build_prompt_and_target(row["conversations"], self.template, image_file is not None, rng)
+            prompt, target = build_prompt_and_target(
+                row["conversations"], self.template, image_file is not None, rng, self.processor
+            )
             prompt_ids = self._truncate(self.processor.encode_prompt(prompt), row, "prompt")
             n_images = prompt_ids.count(self.processor.image_token_id) // self.processor.image_seq_length
             if n_images != (1 if image_file is not None else 0):
@@ -86,22 +90,13 @@ class CLIPFlanT5DataCollator:
             if image_file is not None:
                 image_keys.append(image_file)
 
-        batch_size = len(features)
-        pad_id = self.processor.tokenizer.pad_token_id
-        width = max(len(ids) for ids in prompts)
-        target_width = max(len(ids) for ids in targets)
-        input_ids = torch.full((batch_size, width), pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((batch_size, width), dtype=torch.long)
-        labels = torch.full((batch_size, target_width), -100, dtype=torch.long)
-        for i, (prompt_ids, target_ids) in enumerate(zip(prompts, targets)):
-            input_ids[i, : len(prompt_ids)] = torch.tensor(prompt_ids)
-            attention_mask[i, : len(prompt_ids)] = 1
-            labels[i, : len(target_ids)] = torch.tensor(target_ids)
+        input_ids, attention_mask = pad_right(prompts, self.processor.tokenizer.pad_token_id)
+        labels, decoder_attention_mask = pad_right(targets, -100)
         batch = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "labels": labels,
-            "decoder_attention_mask": (labels != -100).long(),
+            "decoder_attention_mask": decoder_attention_mask,
         }
 
         distinct = list(dict.fromkeys(image_keys)) if self.deduplicate_images else image_keys

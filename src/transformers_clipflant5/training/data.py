@@ -6,7 +6,6 @@ The LLaVA layout is a JSON list (or JSON lines) of `{"id", "image"?: path relati
 "conversations": [{"from": "human" | "gpt", "value": str}, ...]}`. Rows without "image" are text-only.
 """
 
-import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..json_rows import read_json_rows
 from ..processing_clip_flant5 import DEFAULT_IMAGE_TOKEN
 from .templates import ROLES, STAGE1_TEMPLATES, TEMPLATES
 
@@ -81,30 +81,8 @@ class ValidationReport:
 
 
 def read_llava_json(path: str | os.PathLike) -> list[Any]:
-    """Read a LLaVA JSON list (`.json`) or JSON lines (`.jsonl`) file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Training data file not found: {path}")
-    with open(path, encoding="utf-8") as handle:
-        if path.suffix == ".jsonl":
-            rows = []
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as error:
-                        raise DataValidationError(f"{path}, line {number}: not valid JSON ({error}).") from error
-            return rows
-        try:
-            rows = json.load(handle)
-        except json.JSONDecodeError as error:
-            raise DataValidationError(f"{path} is not valid JSON ({error}).") from error
-    if not isinstance(rows, list):
-        raise DataValidationError(
-            f"{path} holds a JSON {type(rows).__name__}; the LLaVA layout is a list of "
-            '{"id", "image", "conversations"} objects.'
-        )
-    return rows
+    """Read a LLaVA JSON list (`.json`) or JSON lines (`.jsonl`) file (`FileNotFoundError` or `DataValidationError`)."""
+    return read_json_rows(path, DataValidationError)
 
 
 def flatten_conversations(samples: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
@@ -116,6 +94,12 @@ def flatten_conversations(samples: Sequence[dict[str, Any]]) -> tuple[list[dict[
     conversations get no `<image>` (the original added it to them too, leaving a literal "<image>" string in rows
     without an image). Returns the samples and counts.
     """
+    bad = [i for i, s in enumerate(samples) if not isinstance(s, dict) or not isinstance(s.get("conversations"), list)]
+    if bad:
+        raise DataValidationError(
+            f"Cannot flatten: {len(bad)} rows have no 'conversations' list (first: {bad[:10]}); is this LLaVA-layout "
+            "data?"
+        )
     flattened: list[dict[str, Any]] = []
     single = multi = 0
     for sample in samples:
@@ -293,11 +277,6 @@ def load_llava_dataset(
 
     samples = read_llava_json(data_path)
     if flatten:
-        bad = [
-            i for i, s in enumerate(samples) if not isinstance(s, dict) or not isinstance(s.get("conversations"), list)
-        ]
-        if bad:
-            raise DataValidationError(f"Cannot flatten: rows {bad[:10]} have no 'conversations' list.")
         samples, _ = flatten_conversations(samples)
     rows, report = validate_llava_samples(
         samples, template, image_folder, skip_missing_images=skip_missing_images, check_images=check_images

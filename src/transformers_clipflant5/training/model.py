@@ -20,6 +20,7 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 from ..configuration_clip_flant5 import CLIPFlanT5Config
 from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration, CLIPFlanT5MultiModalProjector
 from ..processing_clip_flant5 import DEFAULT_IMAGE_TOKEN, CLIPFlanT5Processor
+from ..projector import load_projector
 from .arguments import STAGE_DEFAULTS, CLIPFlanT5ScriptArguments
 
 
@@ -122,20 +123,6 @@ def build_model_from_base_checkpoints(
     return model, processor
 
 
-def load_projector_weights(model: CLIPFlanT5ForConditionalGeneration, path_or_repo: str | os.PathLike) -> None:
-    """Load a stage-1 projector into `model`, gathering its parameters first when they are ZeRO-3 shards."""
-    from ..projector import load_projector
-
-    projector_params = list(model.model.multi_modal_projector.parameters())
-    if any(hasattr(param, "ds_id") for param in projector_params):
-        import deepspeed
-
-        with deepspeed.zero.GatheredParameters(projector_params, modifier_rank=0):
-            load_projector(model, path_or_repo)
-    else:
-        load_projector(model, path_or_repo)
-
-
 def load_model(
     stage: int,
     script_args: CLIPFlanT5ScriptArguments,
@@ -179,18 +166,21 @@ def load_model(
                     "Stage 2 from base checkpoints without --pretrained_projector: the projector starts random."
                 )
             else:
-                load_projector_weights(model, script_args.pretrained_projector)
+                load_projector(model, script_args.pretrained_projector)
         sources = {"text_model": script_args.text_model, "vision_model": script_args.vision_model}
     else:
         from transformers import AutoProcessor
 
         if script_args.text_model or script_args.vision_model:
             raise ValueError("Pass either --model_name_or_path or --text_model/--vision_model, not both.")
+        from .distributed import init_deepspeed_comm_for_zero3
+
         load_kwargs: dict[str, Any] = {"dtype": torch_dtype} if torch_dtype is not None else {}
+        init_deepspeed_comm_for_zero3()  # ZeRO-3 loads the weights already sharded over every process
         model = CLIPFlanT5ForConditionalGeneration.from_pretrained(model_name_or_path, **load_kwargs)
         processor = AutoProcessor.from_pretrained(model_name_or_path)
         if script_args.pretrained_projector is not None:
-            load_projector_weights(model, script_args.pretrained_projector)
+            load_projector(model, script_args.pretrained_projector)
         sources = {
             "text_model": model.config.text_config._name_or_path or model_name_or_path,
             "vision_model": model.config.vision_config._name_or_path or model_name_or_path,
@@ -261,7 +251,6 @@ __all__ = [
     "build_model_from_base_checkpoints",
     "default_peft_config",
     "load_model",
-    "load_projector_weights",
     "merge_lora_and_save",
     "set_trainable_parameters",
 ]

@@ -9,9 +9,9 @@ keeps everything else of `SFTTrainer` (arguments, logging, PEFT, DeepSpeed, chec
 those two pieces:
 
 - the patch is removed, so `model(**batch)` is the model's own seq2seq forward (decoder input = labels shifted right);
-- the loss is the token cross-entropy summed over the label tokens and divided by the label tokens of the whole
-  optimizer step on all ranks (`num_items_in_batch`), which equals the model's mean loss for one full batch and makes
-  gradient accumulation exact; `mean_token_accuracy`, `entropy` and `num_tokens` (encoder + decoder tokens) are
+- the loss is the model's own (`loss_function`): the token cross-entropy summed over the label tokens and divided by
+  the label tokens of the whole optimizer step on all ranks (`num_items_in_batch`), which equals the model's mean
+  loss for one full batch and makes gradient accumulation exact; `mean_token_accuracy`, `entropy` and `num_tokens` (encoder + decoder tokens) are
   logged without the causal shift.
 
 Saving: every checkpoint folder and the final folder are self-contained Hub folders in our format (model
@@ -24,7 +24,6 @@ import os
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from accelerate.utils import is_peft_model
 from transformers.trainer import TRAINING_ARGS_NAME
 from trl import SFTConfig, SFTTrainer
@@ -67,7 +66,7 @@ class CLIPFlanT5SFTTrainer(SFTTrainer):
             batches ([`ModalityGroupedSampler`]); needs the dataset's `length` column.
         save_projector (`bool`): also write the projector alone (`projector.safetensors` + `projector_config.json`,
             see `transformers_clipflant5.projector`) in every saved folder (stage 1).
-        card_info (`dict`): the arguments of `model_card.render_training_card` (stage, base models, dataset,
+        card_info (`dict`): the arguments of `hub.model_card.render_training_card` (stage, base models, dataset,
             hyper-parameters, results) for the model card of every saved folder.
     """
 
@@ -134,12 +133,11 @@ class CLIPFlanT5SFTTrainer(SFTTrainer):
         mode = "train" if self.model.training else "eval"
         inputs["use_cache"] = False
         labels = inputs["labels"]
-        outputs = model(**inputs)
+        # The model's own loss divides the summed token cross-entropy by `num_items_in_batch` when given.
+        outputs = model(**inputs, num_items_in_batch=num_items_in_batch)
+        loss = outputs.loss
         logits = outputs.logits.float()
         mask = labels != -100
-        token_nll = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
-        denominator = mask.sum() if num_items_in_batch is None else num_items_in_batch
-        loss = token_nll / torch.as_tensor(denominator, device=token_nll.device).clamp(min=1)
         if num_items_in_batch is None and self.model.training:
             loss = loss / self.current_gradient_accumulation_steps
         if self.args.average_tokens_across_devices and num_items_in_batch is not None:

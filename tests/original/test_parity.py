@@ -1,16 +1,19 @@
 """Our model and processor, loaded from a checkpoint in the ORIGINAL layout, against a naive re-implementation of the
-original procedure (tests/original_reference.py): same token ids, same pixels, same scores, same greedy answers."""
+original procedure (tests/support/original_reference.py): same token ids, same pixels, same scores, same greedy
+answers."""
 
 import json
 
 import numpy as np
 import pytest
 import torch
-from conftest import make_images
-from original_reference import QUESTION, SYSTEM, NaiveOriginal, _original_pixels, vqa_prompt
 from PIL import Image
 
-from transformers_clipflant5 import CLIPFlanT5Config, CLIPFlanT5ForConditionalGeneration, CLIPFlanT5Processor
+from tests.support.images import make_images
+from tests.support.original_reference import QUESTION, SYSTEM, NaiveOriginal, _original_pixels, vqa_prompt
+from transformers_clipflant5 import CLIPFlanT5ForConditionalGeneration, CLIPFlanT5Processor
+from transformers_clipflant5.original import config_from_original
+from transformers_clipflant5.scoring.vqascore import DEFAULT_QUESTION_TEMPLATE
 
 
 TEXTS = [
@@ -19,6 +22,8 @@ TEXTS = [
     "x",
     "  two  spaces\tand a tab  ",
     "",
+    # Beyond ASCII: curly quotes, accents, a dash, characters outside the tiny vocabulary (unknown pieces).
+    "\u201ccurly\u201d caf\u00e9 na\u00efve \u2014 \u6f22\u5b57 \U0001f600",
 ]
 
 
@@ -44,7 +49,7 @@ def test_original_config_is_translated(loaded, tiny):
     reference_model, _ = tiny
     assert model.config.model_type == "clip_flant5"
     assert model.config.image_seq_length == reference_model.config.image_seq_length
-    assert model.config.image_aspect_ratio == "pad"
+    assert processor.image_processor.do_pad is True  # the config says image_aspect_ratio "pad"
     assert not model.config.text_config.scale_decoder_outputs
     # <image> gets the first id after FlanT5's vocabulary and sentinels, for the model and the processor alike.
     assert model.config.image_token_id == processor.image_token_id == len(processor.tokenizer) - 1
@@ -66,25 +71,42 @@ def test_token_ids_match_per_chunk_sentencepiece(loaded):
     assert processor.encode_prompt("<image>") == [1] + [processor.image_token_id] * processor.image_seq_length + [1]
 
 
-@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "P", "CMYK", "I;16"])
-def test_pixels_match_original(loaded, mode):
+ODD_SIZES = [(20, 40), (50, 30), (33, 33), (7, 90), (91, 3), (1, 1)]
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA", "P", "CMYK", "1", "F"])
+@pytest.mark.parametrize("pad", [True, False])
+def test_pixels_match_original(loaded, mode, pad):
+    """The image processor (pad to square with the mean colour, PIL resize and crop) gives the original's pixels on
+    odd sizes and every image mode PIL converts to RGB."""
     _, processor, naive = loaded
-    for image in make_images([(20, 40), (50, 30), (33, 33), (7, 90)], seed=1):
-        if mode == "I;16":
-            converted = Image.fromarray(np.asarray(image.convert("L")).astype("uint16") * 200)
-            assert converted.mode == "I;16"
-        else:
-            converted = image.convert(mode)
-        ours = processor.preprocess_images([converted])[0]
-        theirs = _original_pixels(converted, naive.image_size, pad=True)
+    image_processor = type(processor.image_processor)(**{**processor.image_processor.to_dict(), "do_pad": pad})
+    for image in make_images(ODD_SIZES, seed=1):
+        converted = image.convert(mode)
+        ours = image_processor(converted, return_tensors="pt")["pixel_values"][0]
+        theirs = _original_pixels(converted, naive.image_size, pad=pad)
         assert torch.allclose(ours, theirs, atol=1e-6), (mode, image.size)
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped(loaded):
+    """The original's convert("RGB") clipped 16-bit greys at 255 (a bright image became white); we scale them to 8
+    bits, so a 16-bit image gives the pixels of its 8-bit version."""
+    _, processor, naive = loaded
+    for image in make_images(ODD_SIZES[:3], seed=2):
+        grey = np.asarray(image.convert("L"))
+        sixteen = Image.fromarray(grey.astype("uint16") * 257)
+        assert sixteen.mode == "I;16"
+        ours = processor.image_processor(sixteen, return_tensors="pt")["pixel_values"][0]
+        assert torch.allclose(ours, _original_pixels(Image.fromarray(grey), naive.image_size, pad=True), atol=1e-6)
+        clipped = _original_pixels(sixteen, naive.image_size, pad=True)
+        assert not torch.allclose(ours, clipped, atol=1e-3)
 
 
 def test_scores_match_original_batched_with_padding(loaded, images):
     model, processor, naive = loaded
     chosen = [images[i % len(images)] for i in range(len(TEXTS))]
     prompts = [vqa_prompt(text) for text in TEXTS]
-    answers = ["Yes", "Yes", "No", "Yes", "yes"]
+    answers = ["Yes", "Yes", "No", "Yes", "yes", "No"]
     expected = naive.score(chosen, prompts, answers)
     batch = processor(images=chosen, text=prompts, text_target=answers)
     assert batch["attention_mask"].sum(1).unique().numel() > 1, "the batch should need padding"
@@ -107,8 +129,15 @@ def test_greedy_generation_matches_original(loaded, images):
     assert len({tuple(tokens) for tokens in expected}) > 1, "answers should depend on the input"
 
 
-def test_question_template_is_the_papers():
-    assert QUESTION == 'Does this figure show "{}"? Please answer yes or no.'
+def test_default_question_is_the_original_evaluations(loaded):
+    """Our default question, and the prompt VQAScore builds from it, are the original evaluation's."""
+    _, processor, naive = loaded
+    assert DEFAULT_QUESTION_TEMPLATE == QUESTION
+    prompt = processor.chat_prompt(DEFAULT_QUESTION_TEMPLATE.format("a red circle"))
+    assert prompt == vqa_prompt("a red circle")
+    before, after = prompt.split("<image>")
+    expected = naive.tokenize(before) + [processor.image_token_id] * processor.image_seq_length + naive.tokenize(after)
+    assert processor.encode_prompt(prompt) == expected
 
 
 @pytest.mark.parametrize(
@@ -123,7 +152,7 @@ def test_parameter_counts_on_meta_device(size, expected):
     the original .bin stores it (2 bytes x 3,159,560,192 = 6.32 GB, the XL .bin's size), so it is counted here.
     """
     with open(f"tests/fixtures/clip-flant5-{size}-config.json") as handle:
-        config = CLIPFlanT5Config.from_original_config(json.load(handle))
+        config = config_from_original(json.load(handle))
     with torch.device("meta"):
         model = CLIPFlanT5ForConditionalGeneration(config)
     assert model.num_parameters() == expected

@@ -1,0 +1,81 @@
+# Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
+"""What the two stage scripts (`examples/run_stage1.py`, `examples/run_stage2.py`) do alike: parse their arguments,
+load and validate the training data with its collator, and describe the run for the model card."""
+
+import sys
+from typing import Any
+
+import torch
+from trl import ModelConfig, SFTConfig, TrlParser
+
+from ..processing_clip_flant5 import CLIPFlanT5Processor
+from .arguments import CLIPFlanT5ScriptArguments, check_template, describe_training
+from .collator import CLIPFlanT5DataCollator
+from .data import ValidationReport, load_llava_dataset
+
+
+def parse_stage_arguments(
+    argv: list[str] | None = None, demo_args: list[str] = ()
+) -> tuple[CLIPFlanT5ScriptArguments, SFTConfig, ModelConfig, bool]:
+    """
+    `(script_args, training_args, model_args, demo)` from the command line (and `--config`). Without a GPU, training
+    defaults to fp32 on the CPU. Without `--data_path` the run is the demo: `demo_args` are parsed first, so that
+    anything on the command line still overrides them.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    parser = TrlParser((CLIPFlanT5ScriptArguments, SFTConfig, ModelConfig))
+    if not torch.cuda.is_available():
+        # Also under the deepspeed launcher, unless a --config file or the command line says otherwise.
+        parser.set_defaults_with_config(bf16=False, use_cpu=True)
+    script_args, training_args, model_args = parser.parse_args_and_config(argv)
+    demo = script_args.data_path is None
+    if demo:
+        script_args, training_args, model_args = parser.parse_args_and_config([*demo_args, *argv])
+    return script_args, training_args, model_args, demo
+
+
+def load_stage_data(
+    stage: int, script_args: CLIPFlanT5ScriptArguments, training_args: SFTConfig, processor: CLIPFlanT5Processor
+) -> tuple[Any, CLIPFlanT5DataCollator, ValidationReport]:
+    """
+    The stage's training dataset, validated up front (malformed rows, missing images), and its collator, which opens
+    the images batch by batch; plus the validation report.
+    """
+    template = check_template(stage, script_args.template)
+    dataset, report = load_llava_dataset(
+        script_args.data_path,
+        template,
+        image_folder=script_args.image_folder,
+        skip_missing_images=script_args.skip_missing_images,
+        flatten=script_args.flatten,
+    )
+    collator = CLIPFlanT5DataCollator(
+        processor,
+        template,
+        image_folder=script_args.image_folder,
+        max_length=training_args.max_length,
+        seed=training_args.seed,
+    )
+    return dataset, collator, report
+
+
+def stage_card_info(
+    stage: int,
+    sources: dict[str, Any],
+    script_args: CLIPFlanT5ScriptArguments,
+    training_args: SFTConfig,
+    num_rows: int,
+) -> dict[str, Any]:
+    """The trainer's `card_info`: what the model card of every saved folder says about the run."""
+    template = check_template(stage, script_args.template)
+    return {
+        "stage": stage,
+        "base_text_model": sources["text_model"],
+        "base_vision_model": sources["vision_model"],
+        "dataset": script_args.data_path,
+        "hyperparameters": describe_training(training_args, stage, template, num_rows),
+        "repo_id": training_args.hub_model_id,
+    }
+
+
+__all__ = ["load_stage_data", "parse_stage_arguments", "stage_card_info"]

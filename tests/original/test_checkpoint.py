@@ -1,0 +1,104 @@
+"""Reading the original release's checkpoints as they are: by folder and by repo id from the Hub cache, stage-1
+projector pickles, duplicated embeddings, and incomplete or foreign checkpoints refused with the keys named."""
+
+import shutil
+
+import pytest
+import torch
+from transformers import AutoProcessor
+
+from tests.support.hub import hub_cache
+from transformers_clipflant5 import CLIPFlanT5ForConditionalGeneration, CLIPFlanT5Processor, load_original_projector
+
+
+def shard_holding(folder, key: str):
+    """The `.bin` shard of an original checkpoint that stores `key`."""
+    return next(p for p in sorted(folder.glob("pytorch_model*.bin")) if key in torch.load(p, weights_only=True))
+
+
+def test_load_by_repo_id_from_offline_hub_cache(tmp_path, original_folder, tiny, images):
+    """The original layout by repo id, as `zhiqiulin/clip-flant5-xxl` is loaded, gives our model's logits."""
+    model, processor = tiny
+    batch = processor(images=images[:2], text=["<image> a", "<image> b c"], text_target=["Yes", "No"])
+    cache = hub_cache(tmp_path, "zhiqiulin/clip-flant5-tiny", original_folder)
+    loaded = CLIPFlanT5ForConditionalGeneration.from_pretrained("zhiqiulin/clip-flant5-tiny", cache_dir=cache)
+    loaded_processor = CLIPFlanT5Processor.from_pretrained("zhiqiulin/clip-flant5-tiny", cache_dir=cache)
+    assert loaded_processor.image_token_id == processor.image_token_id
+    assert loaded_processor.image_processor.do_pad is True
+    with torch.no_grad():
+        assert torch.allclose(loaded(**batch).logits, model(**batch).logits, atol=1e-6)
+
+
+def test_missing_weight_is_an_error_naming_it(original_folder, tmp_path):
+    folder = tmp_path / "incomplete"
+    shutil.copytree(original_folder, folder)
+    key = "encoder.block.0.layer.0.SelfAttention.q.weight"
+    shard = shard_holding(folder, key)
+    state = torch.load(shard, weights_only=True)
+    del state[key]
+    torch.save(state, shard)
+    with pytest.raises(
+        ValueError, match=r"missing from the checkpoint.*encoder\.block\.0\.layer\.0\.SelfAttention\.q"
+    ):
+        CLIPFlanT5ForConditionalGeneration.from_pretrained(folder)
+    # An explicit opt-out for a key known to be harmless loads, leaving that one weight freshly initialised.
+    ours = "model.language_model.encoder.block.0.layer.0.SelfAttention.q.weight"
+    loaded = CLIPFlanT5ForConditionalGeneration.from_pretrained(folder, allowed_unmatched_keys=[ours])
+    reference = CLIPFlanT5ForConditionalGeneration.from_pretrained(original_folder)
+    assert not torch.equal(loaded.state_dict()[ours], reference.state_dict()[ours])
+    other = "model.language_model.encoder.block.0.layer.0.SelfAttention.k.weight"
+    assert torch.equal(loaded.state_dict()[other], reference.state_dict()[other])
+
+
+def test_unexpected_weight_is_an_error_naming_it(original_folder, tmp_path):
+    folder = tmp_path / "foreign"
+    shutil.copytree(original_folder, folder)
+    shard = shard_holding(folder, "shared.weight")
+    state = torch.load(shard, weights_only=True)
+    state["mm_projector.4.weight"] = torch.zeros(2, 2)
+    torch.save(state, shard)
+    with pytest.raises(ValueError, match=r"not in the model.*mm_projector\.4\.weight"):
+        CLIPFlanT5ForConditionalGeneration.from_pretrained(folder)
+
+
+def test_differing_duplicate_embedding_warns_and_uses_shared(original_folder, tmp_path):
+    folder = tmp_path / "corrupt"
+    shutil.copytree(original_folder, folder)
+    shard = shard_holding(folder, "encoder.embed_tokens.weight")
+    state = torch.load(shard, weights_only=True)
+    state["encoder.embed_tokens.weight"] = state["encoder.embed_tokens.weight"] + 1
+    torch.save(state, shard)
+    reference = CLIPFlanT5ForConditionalGeneration.from_pretrained(original_folder)
+    with pytest.warns(UserWarning, match="encoder.embed_tokens.weight differs from shared.weight"):
+        loaded = CLIPFlanT5ForConditionalGeneration.from_pretrained(folder)
+    assert torch.equal(loaded.get_input_embeddings().weight, reference.get_input_embeddings().weight)
+
+
+def test_original_repo_is_not_an_auto_processor_folder(original_folder):
+    """transformers' Auto classes read the original repos as plain T5 ones: our classes are the way in."""
+    assert not isinstance(AutoProcessor.from_pretrained(original_folder), CLIPFlanT5Processor)
+    assert isinstance(CLIPFlanT5Processor.from_pretrained(original_folder), CLIPFlanT5Processor)
+
+
+def test_stage1_projector_pickles(tiny, tmp_path):
+    model, _ = tiny
+    projector = model.model.multi_modal_projector
+    for prefix in ("model.", "", "base_model.model."):
+        weights = {
+            f"{prefix}mm_projector.0.weight": torch.randn_like(projector.linear_1.weight),
+            f"{prefix}mm_projector.0.bias": torch.randn_like(projector.linear_1.bias),
+            f"{prefix}mm_projector.2.weight": torch.randn_like(projector.linear_2.weight),
+            f"{prefix}mm_projector.2.bias": torch.randn_like(projector.linear_2.bias),
+        }
+        torch.save(weights, tmp_path / "mm_projector.bin")
+        fresh = CLIPFlanT5ForConditionalGeneration(model.config)
+        load_original_projector(fresh, tmp_path)
+        loaded = fresh.model.multi_modal_projector
+        assert torch.equal(loaded.linear_1.weight, weights[f"{prefix}mm_projector.0.weight"])
+        assert torch.equal(loaded.linear_2.bias, weights[f"{prefix}mm_projector.2.bias"])
+    torch.save({"mm_projector.0.weight": torch.zeros(3, 3)}, tmp_path / "bad.bin")
+    with pytest.raises(ValueError, match="shape"):
+        load_original_projector(CLIPFlanT5ForConditionalGeneration(model.config), tmp_path / "bad.bin")
+    torch.save({"something.else": torch.zeros(3)}, tmp_path / "none.bin")
+    with pytest.raises(ValueError, match="no 'mm_projector.' tensors"):
+        load_original_projector(CLIPFlanT5ForConditionalGeneration(model.config), tmp_path / "none.bin")
