@@ -1,6 +1,6 @@
 """VQAScore throughput: our `VQAScore.score_matrix` against two baselines on the same random CLIP-FlanT5 weights, in
-one process: the original procedure batched (`--batch-size` pairs per forward, every pair with its own image pass,
-as the original evaluation code batched them) and the original package's user path (t2v-metrics' `clip_t5`
+one process: the original procedure batched (`--batch-sizes` pairs per forward, every pair with its own image
+pass, as the original evaluation code batched them) and the original package's user path (t2v-metrics' `clip_t5`
 `batch_forward` calls `forward` once per pair: per image, per pair, batch 1).
 
     HF_HUB_OFFLINE=1 python benchmarks/bench_score.py                      # vision-heavy shape, CPU fp32
@@ -31,7 +31,9 @@ through /proc/self/clear_refs before each method, after glibc's `malloc_trim(0)`
 elsewhere `resource.getrusage` max RSS, which cannot be reset) minus the resident size when the method started, i.e.
 the memory the method needed on top of the loaded weights; on CUDA, `torch.cuda.max_memory_allocated`.
 
-GPU (H100, < 3 min):
+On a shared CPU, `--threads 1` avoids OpenMP threads waiting on each other while the scheduler runs other processes
+(the "x orig. CPU" column, from process CPU time, is the least load-sensitive ratio). GPU (H100 SXM, bf16 dense
+peak 989 TFLOP/s; the variant that fails its warm-up, e.g. flex attention, is reported and left out):
     HF_HUB_OFFLINE=1 python benchmarks/bench_score.py --device cuda --dtype bfloat16 --preset xxl \
         --batch-sizes 1,16 --attn sdpa,eager,flex_attention --peak-tflops 989
 """
