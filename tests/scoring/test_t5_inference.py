@@ -5,7 +5,7 @@ import torch
 
 from tests.support.images import make_images
 from transformers_clipflant5 import VQAScore
-from transformers_clipflant5.scoring import vqascore as vqascore_module
+from transformers_clipflant5.scoring import t5_inference
 from transformers_clipflant5.scoring.t5_inference import decode, encode, fused_t5_unsupported_reason
 from transformers_clipflant5.testing.tiny import build_tiny_model
 
@@ -62,7 +62,7 @@ def test_scorer_uses_the_fused_path_with_equal_scores(tiny, images, monkeypatch)
     model, processor = tiny
     fused, reference = VQAScore(model, processor, fused=True), VQAScore(model, processor, fused=False)
     calls = []
-    monkeypatch.setattr(vqascore_module, "encode", lambda *args: calls.append(1) or encode(*args))
+    monkeypatch.setattr(t5_inference, "encode", lambda *args: calls.append(1) or encode(*args))
     scores = fused.score_matrix(images, TEXTS, batch_size=4)
     assert len(calls) == 3  # 9 pairs, batches of 4
     calls.clear()
@@ -70,7 +70,7 @@ def test_scorer_uses_the_fused_path_with_equal_scores(tiny, images, monkeypatch)
     assert not calls
     torch.testing.assert_close(scores, expected, rtol=1e-5, atol=0)
     # By default (fused=None) the fused path runs where it applies.
-    assert VQAScore(model, processor)._use_fused()
+    assert VQAScore(model, processor).forward.use_fused()
 
 
 def test_fused_path_only_where_it_applies(tiny, images):
@@ -84,7 +84,7 @@ def test_fused_path_only_where_it_applies(tiny, images):
             VQAScore(model, processor, fused=True)
         # fused=None scores through transformers' T5 instead: the same scores.
         scorer = VQAScore(model, processor)
-        assert not scorer._use_fused()
+        assert not scorer.forward.use_fused()
         torch.testing.assert_close(scorer(images, TEXTS), expected, rtol=1e-5, atol=0)
     finally:
         model.model.language_model.set_attn_implementation("sdpa")
@@ -101,4 +101,4 @@ def test_compiled_scorer_gives_the_same_scores(tiny, images):
     expected = VQAScore(model, processor, fused=False).score_matrix(images[:2], TEXTS[:2], batch_size=4)
     scores = compiled.score_matrix(images[:2], TEXTS[:2], batch_size=4)
     torch.testing.assert_close(scores, expected, rtol=1e-5, atol=0)
-    assert set(compiled._compiled) == {"image_features", "encode", "decode"}
+    assert set(compiled.forward._compiled) == {"image_features", "encode", "decode"}

@@ -44,7 +44,7 @@ from .prompts import (
     check_text,
 )
 from .settings import check_batch_size, resolve_device, resolve_dtype
-from .t5_inference import decode, encode, fused_t5_unsupported_reason
+from .t5_inference import ScoringForward
 
 
 DEFAULT_BATCH_SIZE = 16
@@ -115,10 +115,7 @@ class VQAScore:
         self.question_template = question_template
         self.answer_template = answer_template
         self.batch_size = batch_size
-        self.fused = fused
-        self.compile = compile
-        self._compiled: dict[str, Callable] = {}
-        self._use_fused(model_in_eval_mode=True)
+        self.forward = ScoringForward(model, fused, compile)
 
     @classmethod
     def from_pretrained(
@@ -256,7 +253,7 @@ class VQAScore:
 
         distinct_images, rows = self._plan_rows(images, texts, question_template, answer_template)
         bar = tqdm(total=len(rows), disable=not progress, unit="pair", desc="VQAScore")
-        fused = self._use_fused(model_in_eval_mode=True)
+        fused = self.forward.use_fused(assume_eval_mode=True)
         for features, image_slots, batch in self._batches(distinct_images, rows, batch_size, on_image_error, bar):
             yield [row.index for row in batch], self._score_batch(features, image_slots, batch, fused)
 
@@ -354,7 +351,7 @@ class VQAScore:
         for start in range(0, len(loaded), batch_size):
             images = loaded[start : start + batch_size]
             pixel_values = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
-            features.append(self._function("image_features")(pixel_values.to(self.device)))
+            features.append(self.forward.image_features(pixel_values.to(self.device)))
         return torch.cat(features), readable
 
     @torch.inference_mode()
@@ -370,22 +367,9 @@ class VQAScore:
         config = self.model.config
         decoder_input_ids = shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)
         image_embeds = features[torch.tensor(image_slots, device=features.device)]
-        if not fused:
-            last_hidden_state = self._function("model")(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                decoder_input_ids=decoder_input_ids,
-                decoder_attention_mask=label_mask,
-                image_embeds=image_embeds,
-                use_cache=False,
-            ).last_hidden_state
-        else:
-            language_model = self.model.model.language_model
-            inputs_embeds, _ = self.model.model.embed_inputs(input_ids=input_ids, image_embeds=image_embeds)
-            encoded = self._function("encode")(language_model.encoder, inputs_embeds, attention_mask)
-            last_hidden_state = self._function("decode")(
-                language_model.decoder, decoder_input_ids, label_mask, encoded, attention_mask
-            )
+        last_hidden_state = self.forward.decoder_states(
+            input_ids, attention_mask, decoder_input_ids, label_mask, image_embeds, fused
+        )
         # Logits only where a label is: the vocabulary projection of padded positions would be thrown away. (Masks are
         # moved along because with a device_map the decoder output and the head may sit on another device.)
         hidden = last_hidden_state[label_mask.to(last_hidden_state.device)]
@@ -397,33 +381,6 @@ class VQAScore:
         row_of_token = torch.arange(len(rows), device=logits.device).unsqueeze(1).expand_as(label_mask)[label_mask]
         loss_sum = torch.zeros(len(rows), device=logits.device).index_add_(0, row_of_token, token_loss)
         return torch.exp(-loss_sum / label_mask.sum(dim=1)).cpu()
-
-    def _image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.model.get_image_features(pixel_values, return_dict=True).pooler_output
-
-    def _use_fused(self, model_in_eval_mode: bool = False) -> bool:
-        """Whether scoring runs the T5 through `t5_inference` (see `fused`); raises if `fused=True` cannot be met."""
-        if self.fused is False:
-            return False
-        reason = fused_t5_unsupported_reason(self.model, model_in_eval_mode)
-        if reason is not None and self.fused:
-            raise ValueError(f"fused=True, but the fused T5 path does not apply: {reason}; pass fused=None or False.")
-        return reason is None
-
-    def _function(self, name: str) -> Callable:
-        """The image-feature or T5 function scoring calls, compiled on first use when `compile=True`."""
-        functions = {
-            "image_features": self._image_features,
-            "model": self.model.model,
-            "encode": encode,
-            "decode": decode,
-        }
-        if not self.compile:
-            return functions[name]
-        if name not in self._compiled:
-            options = self.compile if isinstance(self.compile, dict) else {}
-            self._compiled[name] = torch.compile(functions[name], **{"dynamic": True, **options})
-        return self._compiled[name]
 
     # ----------------------------------------------------------------------------------------------------------------
     # Generation
