@@ -182,6 +182,47 @@ def test_eval_command_pairwise_and_correlation_files(tmp_path, capsys):
     assert code == 2 and "File not found" in err
 
 
+def test_a_nan_score_is_rejected_with_its_row_named(tmp_path, capsys):
+    # NaN compares false with everything: unchecked, it would count as "not preferred" and move the metrics silently.
+    benchmark = write_jsonl(
+        tmp_path / "wino.jsonl",
+        [
+            {"id": "w0", "images": ["a.png", "b.png"], "captions": ["cat", "dog"]},
+            {"id": "w1", "images": ["c.png", "d.png"], "captions": ["red", "blue"]},
+        ],
+    )
+    records = [
+        {"row": k, "id": None, "image": image, "text": text, "score": 0.1 * (k + 1)}
+        for k, (image, text) in enumerate(benchmark_pairs("winoground", evaluation_rows(benchmark)))
+    ]
+    records[6]["score"] = float("nan")  # json writes NaN, as `clip-flant5 score` would for a failed pair
+    scores = write_jsonl(tmp_path / "scores.jsonl", records)
+    code, out, err = run_cli(
+        ["eval", "--task", "winoground", "--benchmark", str(benchmark), "--scores", str(scores)], capsys
+    )
+    assert code == 2 and not out
+    assert "row 6 (image 'd.png', text 'red') has the score nan" in err
+
+    # Inside the rows, for each task.
+    nan = float("nan")
+    wino = [{"id": f"w{k}", "images": ["a", "b"], "captions": ["c", "d"], "scores": BOTH} for k in range(2)]
+    wino[1]["scores"] = [[0.1, nan], [0.2, 0.3]]
+    with pytest.raises(BenchmarkError, match=r"Row 1 \(id 'w1'\): 'scores' holds a non-finite score"):
+        evaluate("winoground", wino)
+    with pytest.raises(BenchmarkError, match=r"Row 0 \(id 'p0'\): 'scores' holds a non-finite score"):
+        evaluate("pairwise", [{"id": "p0", "text": "t", "images": ["a", "b"], "scores": [nan, 0.5], "preference": 0}])
+    ratings = [{"id": f"r{k}", "image": f"{k}", "text": "t", "human": k, "score": 0.1 * k} for k in range(3)]
+    ratings[2]["score"] = float("inf")
+    with pytest.raises(BenchmarkError, match=r"Row 2 \(id 'r2'\): 'score' holds a non-finite score"):
+        evaluate("correlation", ratings)
+    with pytest.raises(BenchmarkError, match=r"Row 0 \(id 'p0'\): 'scores' must be \[score_a, score_b\]"):
+        evaluate("pairwise", [{"id": "p0", "text": "t", "images": ["a", "b"], "scores": [0.5], "preference": 0}])
+
+
+def evaluation_rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def test_write_pairs_score_and_eval_end_to_end(tiny, tmp_path, capsys):
     """eval --write-pairs -> score -> eval equals the metrics computed from the API's score matrices."""
     model, processor = tiny

@@ -219,6 +219,11 @@ def read_score_table(path: str | Path) -> dict[tuple[str, str], float]:
             key, score = (row["image"], row["text"]), float(row["score"])
         except (KeyError, TypeError, ValueError) as error:
             raise BenchmarkError(f"{path} row {index} has no image/text/score ({error!r}).") from error
+        if not math.isfinite(score):
+            raise BenchmarkError(
+                f"{path} row {index} (image {key[0]!r}, text {key[1]!r}) has the score {score}: a failed score "
+                "(e.g. an fp16 overflow) would silently decide comparisons. Score that pair again."
+            )
         if key in table and not math.isclose(table[key], score, rel_tol=1e-6, abs_tol=1e-9):
             raise BenchmarkError(f"{path} scores the pair {key} twice with different values ({table[key]}, {score}).")
         table[key] = score
@@ -250,6 +255,23 @@ def _field(row: Mapping[str, Any], name: str, index: int) -> Any:
     if name not in row:
         raise BenchmarkError(f"Row {index} (id {row.get('id')!r}) has no {name!r} field.")
     return row[name]
+
+
+def _inline_scores(row: Mapping[str, Any], name: str, index: int, shape: tuple[int, ...]) -> np.ndarray:
+    """A row's own scores as finite floats of `shape`; anything else is an error naming the row."""
+    value = _field(row, name, index)
+    try:
+        scores = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise BenchmarkError(f"Row {index} (id {row.get('id')!r}): {name!r} is not numeric ({value!r}).") from error
+    if scores.shape != shape:
+        layout = {(): "a number", (2,): "[score_a, score_b]", (2, 2): "[[s00, s01], [s10, s11]]"}[shape]
+        raise BenchmarkError(f"Row {index} (id {row.get('id')!r}): {name!r} must be {layout}, got {value!r}.")
+    if not np.isfinite(scores).all():
+        raise BenchmarkError(
+            f"Row {index} (id {row.get('id')!r}): {name!r} holds a non-finite score ({value!r}); score it again."
+        )
+    return scores
 
 
 def _two(row: Mapping[str, Any], name: str, index: int) -> list:
@@ -287,11 +309,7 @@ def evaluate(
         matrices = []
         for index, row in enumerate(rows):
             if score_table is None:
-                matrix = np.asarray(_field(row, "scores", index), dtype=np.float64)
-                if matrix.shape != (2, 2):
-                    raise BenchmarkError(
-                        f"Row {index}: 'scores' must be [[s00, s01], [s10, s11]], got {matrix.tolist()}."
-                    )
+                matrix = _inline_scores(row, "scores", index, (2, 2))
             else:
                 images, captions = _two(row, "images", index), _two(row, "captions", index)
                 matrix = np.array([[lookup(image, caption) for caption in captions] for image in images])
@@ -302,7 +320,7 @@ def evaluate(
         score_a, score_b, preferences = [], [], []
         for index, row in enumerate(rows):
             if score_table is None:
-                pair_scores = _two(row, "scores", index)
+                pair_scores = _inline_scores(row, "scores", index, (2,))
             else:
                 pair_scores = [lookup(image, _field(row, "text", index)) for image in _two(row, "images", index)]
             score_a.append(float(pair_scores[0]))
@@ -313,7 +331,7 @@ def evaluate(
     scores, human, groups = [], [], []
     for index, row in enumerate(rows):
         if score_table is None:
-            scores.append(float(_field(row, "score", index)))
+            scores.append(float(_inline_scores(row, "score", index, ())))
         else:
             scores.append(lookup(_field(row, "image", index), _field(row, "text", index)))
         rating = _field(row, "human", index)

@@ -222,3 +222,63 @@ def test_two_processes_split_the_rows_and_merge_them_in_order(workdir, reference
         assert record["score"] == pytest.approx(expected_score(reference, source), rel=1e-5)
     assert not list(tmp_path.glob("scores.jsonl.part-*"))
     assert torch.isfinite(torch.tensor([record["score"] for record in records])).all()
+
+
+def test_resume_from_leftover_part_files_and_a_crash_during_the_merge(
+    workdir, reference, tmp_path, monkeypatch, capsys
+):
+    rows = good_rows(8)
+    pairs = write_jsonl(tmp_path / "pairs.jsonl", [dict(row, image=str(workdir / row["image"])) for row in rows])
+    output = tmp_path / "scores.jsonl"
+    argv = ["score", "--model", str(workdir / "model"), "--pairs", str(pairs), "--output", str(output)]
+
+    def done(k: int, score: float) -> dict:
+        return {"row": k, "id": rows[k]["id"], "image": str(workdir / rows[k]["image"]), "text": rows[k]["text"],
+                "score": score}  # fmt: skip
+
+    # What a two-process run killed mid-way leaves: rows 0-1 merged, each process's part file with the rows it had
+    # finished (one cut mid-line), and the merge's temporary file half written. Finished rows carry a score no model
+    # gives, so that rescoring would show.
+    write_jsonl(output, [done(0, 0.25), done(1, 0.25)])
+    write_jsonl(Path(f"{output}.part-00000"), [done(2, 0.5), done(4, 0.5)])
+    with open(f"{output}.part-00000", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(done(6, 0.5))[:30])
+    write_jsonl(Path(f"{output}.part-00001"), [done(3, 0.75)])
+    Path(f"{output}.merging").write_text(json.dumps(done(0, 0.99))[:40])
+
+    code, _, err = run_cli(argv, capsys)
+    assert code == 0, err
+    assert "(3 in this run, 5 before)" in err
+    records = read_jsonl(output)
+    assert [record["row"] for record in records] == list(range(8))
+    assert [record["score"] for record in records[:5]] == [0.25, 0.25, 0.5, 0.75, 0.5]
+    for record in records[5:]:
+        assert record["score"] == pytest.approx(expected_score(reference, rows[record["row"]]), rel=1e-5)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["pairs.jsonl", "scores.jsonl"]
+
+    # A crash during the merge itself, after the merged file replaced the output but before the part files were
+    # deleted: the re-run finds every row in both, scores nothing and leaves one record per row.
+    finished = output.read_bytes()
+    write_jsonl(Path(f"{output}.part-00001"), [done(3, 0.75), done(7, records[7]["score"])])
+    code, _, err = run_cli(argv, capsys)
+    assert code == 0 and "(0 in this run, 8 before)" in err
+    assert output.read_bytes() == finished and not list(tmp_path.glob("scores.jsonl.part-*"))
+
+    # A crash before the merged file replaced the output: the output is untouched, and the re-run merges.
+    import transformers_clipflant5.commands.score as score_command
+
+    write_jsonl(output, [done(0, 0.25), done(1, 0.25)])
+    write_jsonl(Path(f"{output}.part-00000"), [done(k, json.loads(finished.splitlines()[k])["score"]) for k in (2, 4, 5, 6, 7)])  # fmt: skip
+    write_jsonl(Path(f"{output}.part-00001"), [done(3, 0.75)])
+
+    def killed(*args):
+        raise OSError("killed before the rename")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(score_command.os, "replace", killed)
+        code, _, err = run_cli(argv, capsys)
+    assert code == 2 and "killed before the rename" in err
+    assert [record["row"] for record in read_jsonl(output)] == [0, 1]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 0 and "(0 in this run, 8 before)" in err
+    assert output.read_bytes() == finished

@@ -8,6 +8,7 @@ import torch
 from huggingface_hub import ModelCard
 
 from tests.support.images import make_images
+from tests.support.original_reference import NaiveOriginal, vqa_prompt
 from tests.support.paths import REPO_ROOT
 from transformers_clipflant5 import CLIPFlanT5Config
 from transformers_clipflant5.hub.model_card import (
@@ -195,7 +196,7 @@ def test_example_cards_in_the_repository_are_current(tmp_path):
     assert {entry.name for entry in ORIGINAL_CHECKPOINTS} >= {path.parent.name for path in written}
 
 
-def test_card_code_examples_run(tiny, tmp_path, monkeypatch, capsys):
+def test_card_code_examples_run(tiny, original_folder, tmp_path, monkeypatch, capsys):
     """Execute every Python example of the cards against a tiny model saved in our format."""
     model, processor = tiny
     repo = tmp_path / "repo"
@@ -225,7 +226,13 @@ def test_card_code_examples_run(tiny, tmp_path, monkeypatch, capsys):
     transformers_scores = [float(value) for value in re.findall(r"VQAScore: ([0-9.e+-]+)", out)]
     api_scores = [float(value) for value in re.findall(r"tensor\(\[([0-9.e+-]+)\]\)", out)]
     assert len(transformers_scores) == 2 and len(api_scores) == 2
-    assert 0 < transformers_scores[0] < 1 and transformers_scores[0] == transformers_scores[1]
+    # ... the score the naive original procedure gives the same weights (printed to 10 digits: 1e-6 is room enough).
+    naive = NaiveOriginal(original_folder)
+    expected = float(naive.score([tmp_path / "image.png"], [vqa_prompt("a red circle on the left")], ["Yes"])[0])
+    assert (
+        transformers_scores[0] == pytest.approx(expected, abs=1e-5)
+        and transformers_scores[0] == transformers_scores[1]
+    )
     assert all(abs(score - transformers_scores[0]) <= 1e-6 for score in api_scores)
     # The projector examples loaded the tiny projector into the fresh model.
     loaded = fresh.model.multi_modal_projector.linear_1.weight

@@ -65,13 +65,20 @@ def test_converted_folder_is_complete_and_self_contained(converted):
     assert config["model_type"] == "clip_flant5"
     assert config["auto_map"] == {
         "AutoConfig": "configuration_clip_flant5.CLIPFlanT5Config",
+        "AutoModel": "modeling_clip_flant5.CLIPFlanT5Model",
         "AutoModelForImageTextToText": "modeling_clip_flant5.CLIPFlanT5ForConditionalGeneration",
+        "AutoModelForSeq2SeqLM": "modeling_clip_flant5.CLIPFlanT5ForConditionalGeneration",
     }
     processor_config = json.loads((converted / "processor_config.json").read_text())
     assert processor_config["auto_map"] == {"AutoProcessor": "processing_clip_flant5.CLIPFlanT5Processor"}
     # The remote code is the package's own, byte for byte.
     package = REPO_ROOT / "src" / "transformers_clipflant5"
-    for name in ("configuration_clip_flant5.py", "modeling_clip_flant5.py", "processing_clip_flant5.py"):
+    for name in (
+        "configuration_clip_flant5.py",
+        "modeling_clip_flant5.py",
+        "processing_clip_flant5.py",
+        "image_processing_clip_flant5.py",
+    ):
         assert (converted / name).read_bytes() == (package / name).read_bytes()
     assert "ASSISTANT" in (converted / "chat_template.jinja").read_text()
 
@@ -191,6 +198,49 @@ def test_output_folder_safety(original_folder, converted, tmp_path, capsys):
     assert run_convert([str(original_folder), str(original_folder.parent), "--overwrite"]) == 1
     assert "contains the source" in capsys.readouterr().err
     assert (original_folder / "config.json").is_file()
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in files_in(folder)}
+
+
+def test_overwrite_that_fails_midway_leaves_the_previous_conversion_intact(
+    original_folder, converted, tmp_path, monkeypatch, capsys
+):
+    previous = tmp_path / "previous"
+    assert run_convert([str(converted), str(previous), "--repo-id", "my-org/previous"]) == 0
+    before = folder_bytes(previous)
+
+    # The new conversion dies after the weights are written (a full disk, a crash), before the processor files.
+    def disk_full(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(CLIPFlanT5Processor, "save_pretrained", disk_full)
+        assert run_convert([str(original_folder), str(previous), "--overwrite"]) == 1
+    assert "No space left on device" in capsys.readouterr().err
+    assert folder_bytes(previous) == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["previous"], "no half-written folder left behind"
+
+    # A conversion that succeeds replaces the folder whole: nothing of the previous one stays.
+    (previous / "stale.txt").write_text("from an older conversion")
+    assert run_convert([str(original_folder), str(previous), "--overwrite"]) == 0
+    assert files_in(previous) == EXPECTED_FILES
+    assert "my-org/previous" not in (previous / "README.md").read_text()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["previous"]
+
+
+def test_an_incomplete_original_checkpoint_is_refused(tiny, tmp_path, capsys):
+    model, _ = tiny
+    source = save_original_checkpoint(model, train_tiny_sentencepiece(), tmp_path / "incomplete")
+    T5Tokenizer.from_pretrained(source, extra_ids=100).save_pretrained(source)
+    state = torch.load(source / "pytorch_model.bin", weights_only=True)
+    del state["encoder.block.0.layer.0.SelfAttention.q.weight"]
+    torch.save(state, source / "pytorch_model.bin")
+    assert run_convert([str(source), str(tmp_path / "out")]) == 1
+    error = capsys.readouterr().err
+    assert "model.language_model.encoder.block.0.layer.0.SelfAttention.q.weight" in error and "missing" in error
+    assert not (tmp_path / "out").exists()
 
 
 def test_source_without_a_checkpoint_is_a_clear_error(tmp_path, capsys):

@@ -3,6 +3,7 @@
 import os
 import shutil
 from pathlib import Path
+from unittest.mock import create_autospec
 
 from huggingface_hub import CommitInfo, HfApi, RepoUrl
 
@@ -28,7 +29,8 @@ def hub_cache(
 
 
 class FakeHub:
-    """Records what `HfApi` would send, and keeps the committed files in `remote/<repo>@<revision>/`."""
+    """Records what `HfApi` would send, and keeps the committed files in `remote/<repo>@<revision>/`. The fakes are
+    checked against the real `HfApi` signatures."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -69,11 +71,15 @@ class FakeHub:
         def no_network(api, *args, **kwargs):
             raise AssertionError("push_folder must upload in one create_commit, not through upload_folder")
 
-        monkeypatch.setattr(HfApi, "create_repo", create_repo)
-        monkeypatch.setattr(HfApi, "create_branch", create_branch)
-        monkeypatch.setattr(HfApi, "create_commit", create_commit)
-
-        monkeypatch.setattr(HfApi, "upload_folder", no_network)
+        # Each fake takes the real method's signature (autospec): an argument the real HfApi would refuse, such as a
+        # misspelt keyword, raises TypeError here too instead of vanishing into **kwargs.
+        for name, fake in (
+            ("create_repo", create_repo),
+            ("create_branch", create_branch),
+            ("create_commit", create_commit),
+            ("upload_folder", no_network),
+        ):
+            monkeypatch.setattr(HfApi, name, create_autospec(getattr(HfApi, name), side_effect=fake))
 
     def remote(self, repo_id: str, revision: str = "main") -> Path:
         return self.root / f"{repo_id.replace('/', '--')}@{revision}"

@@ -65,10 +65,19 @@ def original_state_dict(model) -> dict:
 
 
 def save_original_checkpoint(
-    model, sentencepiece_bytes: bytes, folder, shards: int = 1, image_aspect_ratio="pad", weights: bool = True
+    model,
+    sentencepiece_bytes: bytes,
+    folder,
+    shards: int = 1,
+    image_aspect_ratio="pad",
+    store_lm_head: bool = True,
+    weights: bool = True,
 ):
-    """Write `model` (our CLIPFlanT5ForConditionalGeneration) in the original Hub layout (without the weight files
-    when `weights` is False: `NaiveOriginal(folder, state=original_state_dict(model))` then shares them)."""
+    """Write `model` (our CLIPFlanT5ForConditionalGeneration) in the original Hub layout. A model with tied
+    embeddings is written as the T5 v1.0 checkpoints (`clip-t5-xxl`) were: its config without
+    `tie_word_embeddings` (T5 v1.0 configs leave it to the default, true) and, unless `store_lm_head=False`, the
+    head stored beside the embedding it is tied to. Without the weight files when `weights` is False:
+    `NaiveOriginal(folder, state=original_state_dict(model))` then shares them."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = model.config
@@ -104,9 +113,9 @@ def save_original_checkpoint(
         "num_layers": text.num_layers,
         "num_decoder_layers": text.num_decoder_layers,
         "vocab_size": text.vocab_size,
-        "feed_forward_proj": "gated-gelu",
-        "dense_act_fn": "gelu_new",
-        "is_gated_act": True,
+        "feed_forward_proj": text.feed_forward_proj,
+        "dense_act_fn": text.dense_act_fn,
+        "is_gated_act": text.is_gated_act,
         "tie_word_embeddings": False,
         "decoder_start_token_id": 0,
         "pad_token_id": 0,
@@ -129,6 +138,8 @@ def save_original_checkpoint(
         "use_mm_proj": True,
         "image_grid_pinpoints": None,
     }
+    if config.tie_word_embeddings:
+        del flat["tie_word_embeddings"]
     (folder / "config.json").write_text(json.dumps(flat, indent=2))
     (folder / "generation_config.json").write_text(
         json.dumps({"decoder_start_token_id": 0, "eos_token_id": 1, "pad_token_id": 0})
@@ -136,8 +147,11 @@ def save_original_checkpoint(
     if not weights:
         (folder / "spiece.model").write_bytes(sentencepiece_bytes)
         return folder
+    state = original_state_dict(model)
+    if config.tie_word_embeddings and not store_lm_head:
+        del state["lm_head.weight"]
     # Separate tensors, as torch.save of the original model wrote them (the embedding copies too).
-    state = {key: tensor.clone().contiguous() for key, tensor in original_state_dict(model).items()}
+    state = {key: tensor.clone().contiguous() for key, tensor in state.items()}
     if shards == 1:
         torch.save(state, folder / "pytorch_model.bin")
     else:
@@ -188,6 +202,10 @@ class NaiveOriginal:
             state = {}
             for file in sorted(folder.glob("pytorch_model*.bin")):
                 state.update(torch.load(file, map_location="cpu", weights_only=True))
+        # T5 v1.0 (clip-t5-xxl) ties its head to the embedding and rescales the decoder output by d_model^-0.5
+        # before it (its config leaves tie_word_embeddings at the default, true); FlanT5 does neither.
+        self.tied = flat.get("tie_word_embeddings", True)
+        self.logit_scale = flat["d_model"] ** -0.5 if self.tied else 1.0
         t5_config = T5Config(
             **{k: flat[k] for k in ("d_model", "d_ff", "d_kv", "num_heads", "num_layers", "num_decoder_layers")},
             vocab_size=flat["vocab_size"],
@@ -208,7 +226,10 @@ class NaiveOriginal:
         self.t5.shared.weight = shared
         self.t5.encoder.embed_tokens.weight = shared
         self.t5.decoder.embed_tokens.weight = shared
-        self.t5.lm_head.weight = nn.Parameter(state["lm_head.weight"].to(device, dtype, copy=True))
+        self.t5.lm_head.weight = (
+            shared if self.tied else nn.Parameter(state["lm_head.weight"].to(device, dtype, copy=True))
+        )
+        # The rescale is applied by hand (`logit_scale`), as the original's T5 did it; transformers' must stay off.
         assert not self.t5.config.scale_decoder_outputs
         tower_config = CLIPVisionConfig.from_pretrained(flat["mm_vision_tower"])
         with torch.device(device):
@@ -264,6 +285,8 @@ class NaiveOriginal:
         logits = self.t5(
             inputs_embeds=embeds, attention_mask=mask, labels=labels, decoder_attention_mask=labels.ne(-100)
         ).logits
+        # The head has no bias: scaling its input or its output is the same.
+        logits = logits * self.logit_scale
         loss = nn.CrossEntropyLoss(reduction="mean")
         return torch.stack([(-loss(logits[k].float(), labels[k])).exp() for k in range(len(label_rows))]).cpu()
 

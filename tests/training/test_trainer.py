@@ -6,6 +6,8 @@ import json
 import pytest
 import torch
 from huggingface_hub import ModelCard
+from peft import PeftModel
+from safetensors.torch import load_file
 from transformers import (
     AutoModelForImageTextToText,
     AutoProcessor,
@@ -16,6 +18,7 @@ from transformers import (
 from trl import ModelConfig, SFTConfig
 
 from tests.support.hub import FakeHub
+from tests.support.scores import forward_vqascores
 from transformers_clipflant5 import VQAScore
 from transformers_clipflant5.projector import load_projector
 from transformers_clipflant5.testing.demo import write_demo_base_checkpoints
@@ -327,10 +330,16 @@ def test_resume_from_checkpoint_is_exact(base, data, tmp_path):
     assert trainer.state.global_step == 4
     for (name, a), b in zip(straight.named_parameters(), resumed.parameters()):
         assert torch.allclose(a, b, atol=1e-6), name
+    # The checkpoint folder scores as the resumed model in memory does.
+    images, texts = [data["paths"]["image_folder"] / "images/train_00000.png"] * 2, ["a red circle", "a blue cross"]
     scores = VQAScore.from_pretrained(tmp_path / "resumed" / "checkpoint-4", dtype="float32", device="cpu")(
-        [data["paths"]["image_folder"] / "images/train_00000.png"], ["a red circle"]
+        images, texts
     )
-    assert 0 < scores.item() < 1
+    expected = forward_vqascores(resumed.eval(), trainer.processing_class, images, texts)
+    torch.testing.assert_close(scores, expected, rtol=0, atol=1e-5)
+    # ... and not as the step-2 checkpoint, which it would resemble if the last steps had not been saved.
+    earlier = VQAScore.from_pretrained(tmp_path / "straight" / "checkpoint-2", dtype="float32", device="cpu")
+    assert (earlier(images, texts) - scores).abs().min() > 1e-5, (earlier(images, texts), scores)
 
 
 def test_push_to_hub_goes_through_the_trainer_in_one_commit_without_pickles(base, data, tmp_path, monkeypatch):
@@ -385,9 +394,20 @@ def test_lora_trains_the_adapters_and_the_projector(base, data, tmp_path):
     assert not any("vision_tower" in n for n in reached)
     trainer.train()
     trainer.save_model(str(tmp_path / "lora"))
-    merge_lora_and_save(trainer, tmp_path / "lora")
-    merged = AutoModelForImageTextToText.from_pretrained(tmp_path / "lora")
+    # The trained model with its adapters unmerged, before merge_lora_and_save folds them in place.
+    trainer.model.eval()
     with torch.no_grad():
-        expected = trainer.model(**batch).logits
-        assert torch.allclose(merged(**batch).logits, expected, atol=1e-5)
-    assert (tmp_path / "lora" / "adapter" / "adapter_config.json").is_file()
+        expected = trainer.model(**batch).logits.clone()
+        untrained = fresh(base)[0].eval()(**batch).logits
+    assert (expected - untrained).abs().max() > 1e-3, "training must change the logits for the comparison to mean much"
+    lora_tensors = {n for n in trainer.model.state_dict() if "lora_" in n or "modules_to_save" in n}
+    merge_lora_and_save(trainer, tmp_path / "lora")
+    merged = AutoModelForImageTextToText.from_pretrained(tmp_path / "lora").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(merged(**batch).logits, expected, rtol=0, atol=1e-5)
+    # The final adapter holds every trained tensor, and on the base model it gives the unmerged model back.
+    adapter = tmp_path / "lora" / "adapter"
+    assert len(load_file(adapter / "adapter_model.safetensors")) == len(lora_tensors) > 0
+    reloaded = PeftModel.from_pretrained(fresh(base)[0], adapter).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch).logits, expected, rtol=0, atol=1e-5)

@@ -17,8 +17,10 @@ The command line is `clip-flant5 convert` (`commands/convert.py`); publishing is
 """
 
 import json
+import os
 import shutil
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,7 +99,11 @@ def detect_source_kind(source: str, revision: str | None = None, cache_dir: str 
 
 
 def prepare_output_dir(output_dir: str | Path, source: str, overwrite: bool = False) -> Path:
-    """Create `output_dir`; refuse a non-empty one unless `overwrite` and it holds a previous conversion."""
+    """
+    Check that `output_dir` may receive a conversion: refuse a non-empty one unless `overwrite` and it holds a
+    previous conversion. Nothing is deleted here: `convert` writes into a temporary sibling folder and replaces
+    `output_dir` with it only once the new conversion is complete and checked.
+    """
     folder = Path(output_dir)
     source_path = Path(source)
     if source_path.exists():
@@ -108,6 +114,8 @@ def prepare_output_dir(output_dir: str | Path, source: str, overwrite: bool = Fa
             raise ValueError(
                 f"The output folder {folder} is inside the source {source}: choose another output folder."
             )
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"The output folder {folder} is a file: choose a folder name.")
     if folder.exists() and any(folder.iterdir()):
         if not overwrite:
             raise FileExistsError(
@@ -119,9 +127,24 @@ def prepare_output_dir(output_dir: str | Path, source: str, overwrite: bool = Fa
                 f"The output folder {folder} is not empty and does not hold a previous conversion (no clip_flant5 "
                 "config.json or projector_config.json); refusing to delete it. Choose another folder."
             )
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def _replace_folder(new: Path, folder: Path) -> None:
+    """Put the complete folder `new` at `folder` by renames (atomic on one file system); a previous `folder` is
+    deleted only once `new` has taken its place, and restored if the rename fails."""
+    if not folder.exists():
+        os.replace(new, folder)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.replaced-", dir=folder.parent))
+    os.replace(folder, old)
+    try:
+        os.replace(new, folder)
+    except OSError:
+        os.replace(old, folder)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _is_previous_conversion(folder: Path) -> bool:
@@ -257,13 +280,28 @@ def convert(
     kind = detect_source_kind(source, source_revision, cache_dir)
     folder = prepare_output_dir(output_dir, source, overwrite=overwrite)
     settings = ConversionSettings(dtype, repo_id, text_model, source_revision, cache_dir, checkpoint)
-    if kind == "model":
-        convert_model(source, folder, settings, max_shard_size=max_shard_size)
-        check_model_folder(folder)
-    else:
-        convert_projector(source, folder, settings)
-        check_projector_folder(folder)
-    return ConversionResult(kind=kind, folder=folder, repo_id=settings.card_repo_id(folder))
+    # The card names the final folder, not the staging one.
+    settings = replace(settings, repo_id=settings.card_repo_id(folder))
+    # Written beside the output folder (same file system, so the final rename is atomic), and hidden by its dot.
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.converting-", dir=folder.parent))
+    try:
+        if kind == "model":
+            convert_model(source, staging, settings, max_shard_size=max_shard_size)
+            check_model_folder(staging)
+        else:
+            convert_projector(source, staging, settings)
+            check_projector_folder(staging)
+        staging.chmod(0o777 & ~_umask())  # mkdtemp's 0o700, made what mkdir would have given
+        _replace_folder(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ConversionResult(kind=kind, folder=folder, repo_id=settings.repo_id)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 __all__ = [

@@ -227,8 +227,9 @@ class ScoringForward:
         image_embeds: torch.Tensor,
         fused: bool,
     ) -> torch.Tensor:
-        """The decoder's last hidden states for teacher-forced `decoder_input_ids` (no cache)."""
-        if not fused:
+        """The decoder's last hidden states for teacher-forced `decoder_input_ids` (no cache). `encode`/`decode` work
+        in place, without autograd: where gradients are recorded, transformers' forward runs."""
+        if not fused or torch.is_grad_enabled():
             return self._function("model")(
                 input_ids=input_ids,
                 attention_mask=attention_mask,

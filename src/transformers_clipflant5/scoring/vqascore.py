@@ -36,6 +36,7 @@ from ..image_processing_clip_flant5 import ImageInput, load_image
 from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration, shift_tokens_right
 from ..padding import pad_right
 from ..processing_clip_flant5 import CLIPFlanT5Processor
+from . import pixels as pixel_scoring
 from .prompts import (
     DEFAULT_ANSWER_TEMPLATE,
     DEFAULT_QUESTION_TEMPLATE,
@@ -219,6 +220,11 @@ class VQAScore:
             len(images), len(texts)
         )
 
+    # Differentiable scoring (a reward for image generators) and best-of-N ranking: see pixel_scoring.
+    score_pixels = pixel_scoring.score_pixels
+    prepare_for_reward = pixel_scoring.prepare_for_reward
+    rank = pixel_scoring.rank
+
     def iter_scores(
         self,
         images: Sequence[ImageInput],
@@ -237,19 +243,11 @@ class VQAScore:
         are skipped; by default such an image raises.
         """
         batch_size = self.batch_size if batch_size is None else batch_size
-        question_template = self.question_template if question_template is None else question_template
-        answer_template = self.answer_template if answer_template is None else answer_template
         check_batch_size(batch_size)
-        check_question_template(question_template)
-        check_answer_template(answer_template)
         images, texts = list(images), list(texts)
         if len(images) != len(texts):
             raise ValueError(f"Got {len(images)} images and {len(texts)} texts; both lists need the same length.")
-        image_token = self.processor.image_token
-        if image_token in question_template:
-            raise ValueError(f"question_template must not contain {image_token!r}: the prompt adds the image itself.")
-        for index, text in enumerate(texts):
-            check_text(text, f"texts[{index}]", image_token)
+        question_template, answer_template = self._check_scoring_inputs(texts, question_template, answer_template)
 
         distinct_images, rows = self._plan_rows(images, texts, question_template, answer_template)
         bar = tqdm(total=len(rows), disable=not progress, unit="pair", desc="VQAScore")
@@ -297,6 +295,21 @@ class VQAScore:
         finally:
             bar.close()
             self.model.train(was_training)
+
+    def _check_scoring_inputs(
+        self, texts: list[str], question_template: str | None, answer_template: str | None
+    ) -> tuple[str, str]:
+        """The templates to use (the scorer's defaults where None), after checking them and every text."""
+        question_template = self.question_template if question_template is None else question_template
+        answer_template = self.answer_template if answer_template is None else answer_template
+        check_question_template(question_template)
+        check_answer_template(answer_template)
+        image_token = self.processor.image_token
+        if image_token in question_template:
+            raise ValueError(f"question_template must not contain {image_token!r}: the prompt adds the image itself.")
+        for index, text in enumerate(texts):
+            check_text(text, f"texts[{index}]", image_token)
+        return question_template, answer_template
 
     def _plan_rows(
         self, images: list[ImageInput], texts: list[str], question_template: str, answer_template: str | None
@@ -356,8 +369,15 @@ class VQAScore:
 
     @torch.inference_mode()
     def _score_batch(
-        self, features: torch.Tensor, image_slots: list[int], rows: list[_Row], fused: bool
+        self, features: torch.Tensor, image_slots: list[int], rows: list[_Row], fused: bool = False
     ) -> torch.Tensor:
+        return self._score_rows(features, image_slots, rows, fused).cpu()
+
+    def _score_rows(
+        self, features: torch.Tensor, image_slots: list[int], rows: list[_Row], fused: bool = False
+    ) -> torch.Tensor:
+        """Scores of `rows` (on the LM head's device), row i showing `features[image_slots[i]]`; differentiable
+        (the fused T5 path, inference-only, is used only where no gradient is recorded)."""
         device = self.device
         input_ids, attention_mask = pad_right(
             [row.prompt_ids for row in rows], self.processor.tokenizer.pad_token_id, device
@@ -375,12 +395,13 @@ class VQAScore:
         hidden = last_hidden_state[label_mask.to(last_hidden_state.device)]
         if config.text_config.scale_decoder_outputs:
             hidden = hidden * (config.text_config.d_model**-0.5)
-        logits = self.model.lm_head(hidden.to(self.model.lm_head.weight.device)).float()
+        logits = self.model.lm_head(hidden.to(self.model.lm_head.weight.device))
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # fp32 at least; fp64 stays fp64
         label_mask = label_mask.to(logits.device)
         token_loss = nn.functional.cross_entropy(logits, labels.to(logits.device)[label_mask], reduction="none")
         row_of_token = torch.arange(len(rows), device=logits.device).unsqueeze(1).expand_as(label_mask)[label_mask]
-        loss_sum = torch.zeros(len(rows), device=logits.device).index_add_(0, row_of_token, token_loss)
-        return torch.exp(-loss_sum / label_mask.sum(dim=1)).cpu()
+        loss_sum = token_loss.new_zeros(len(rows)).index_add_(0, row_of_token, token_loss)
+        return torch.exp(-loss_sum / label_mask.sum(dim=1))
 
     # ----------------------------------------------------------------------------------------------------------------
     # Generation
@@ -393,7 +414,7 @@ class VQAScore:
         batch_size: int | None = None,
         progress: bool = False,
         **generation_kwargs,
-    ) -> list[str]:
+    ) -> list[str] | list[list[str]]:
         """
         Answer `prompts[i]` about `images[i]` (VQA, captioning) in the stage-2 chat format.
 
@@ -405,7 +426,8 @@ class VQAScore:
                 `do_sample`, `temperature`, ...).
 
         Returns:
-            The decoded answers, special tokens removed and whitespace stripped.
+            The decoded answers, special tokens removed and whitespace stripped: one string per prompt, or with
+            `num_return_sequences=n > 1` a list of `n` strings per prompt (best first for beam search).
         """
         batch_size = self.batch_size if batch_size is None else batch_size
         check_batch_size(batch_size)
@@ -418,7 +440,7 @@ class VQAScore:
             generation_kwargs["max_new_tokens"] = DEFAULT_MAX_NEW_TOKENS
 
         distinct_images, rows = self._plan_rows(images, prompts, "{}", None)
-        answers: list[str] = [""] * len(rows)
+        answers: list[str | list[str]] = [""] * len(rows)
         bar = tqdm(total=len(rows), disable=not progress, unit="prompt", desc="generate")
         for features, image_slots, batch in self._batches(distinct_images, rows, batch_size, None, bar):
             for row, answer in zip(batch, self._generate_batch(features, image_slots, batch, generation_kwargs)):
@@ -427,7 +449,7 @@ class VQAScore:
 
     def _generate_batch(
         self, features: torch.Tensor, image_slots: list[int], rows: list[_Row], generation_kwargs: dict
-    ) -> list[str]:
+    ) -> list[str] | list[list[str]]:
         input_ids, attention_mask = pad_right(
             [row.prompt_ids for row in rows], self.processor.tokenizer.pad_token_id, self.device
         )
@@ -437,7 +459,13 @@ class VQAScore:
             image_embeds=features[torch.tensor(image_slots, device=features.device)],
             **generation_kwargs,
         )
-        return [text.strip() for text in self.processor.batch_decode(output_ids, skip_special_tokens=True)]
+        texts = [text.strip() for text in self.processor.batch_decode(output_ids, skip_special_tokens=True)]
+        # model.generate returns num_return_sequences consecutive sequences per prompt.
+        generation_config = generation_kwargs.get("generation_config") or self.model.generation_config
+        per_prompt = generation_kwargs.get("num_return_sequences") or generation_config.num_return_sequences or 1
+        if per_prompt == 1:
+            return texts
+        return [texts[start : start + per_prompt] for start in range(0, len(texts), per_prompt)]
 
 
 __all__ = [

@@ -237,9 +237,10 @@ def merge_lora_and_save(trainer, output_dir: str | os.PathLike) -> None:
         )
     if not trainer.args.should_save:
         return
-    merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-    adapter_dir = Path(output_dir) / "adapter"
-    trainer.accelerator.unwrap_model(trainer.model).save_pretrained(adapter_dir)
+    peft_model = trainer.accelerator.unwrap_model(trainer.model)
+    # The adapter first: merge_and_unload folds the LoRA weights into the base layers in place and removes them.
+    peft_model.save_pretrained(Path(output_dir) / "adapter")
+    merged = peft_model.merge_and_unload()
     merged.save_pretrained(output_dir)
     trainer.processing_class.save_pretrained(output_dir)
     for name in ("adapter_model.safetensors", "adapter_config.json"):
