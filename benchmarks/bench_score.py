@@ -23,7 +23,7 @@ flex_attention) and per `--batch-sizes`.
 Each method first runs once under `torch.utils.flop_counter.FlopCounterMode` on all the pairs (the warm-up; a
 compiled method is counted on its uncompiled twin), then `--repeats` timed runs, interleaved across methods so that a
 load change on a shared machine hits all alike; the best time is reported. A square GEMM in `--dtype` is timed in the
-same run (best of several, before and after) as the hardware's achievable peak: each method's counted FLOPs per
+same run (best of several, before, between the rounds and after) as the hardware's achievable peak: each method's counted FLOPs per
 second are reported against it, and against `--peak-tflops` (the card's datasheet peak) when given.
 
 Peak memory is measured during the timed runs: on CPU, the process's peak resident set size (Linux VmHWM, reset
@@ -377,6 +377,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for name, method in methods.items():
                 results[name].append(measure(method, device))
+            peak = max(peak, gemm_tflops(device, dtype))  # each round: the best moment of a shared machine
         load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         peak = max(peak, gemm_tflops(device, dtype))
 
