@@ -44,13 +44,40 @@ def vqa_prompt(text: str) -> str:
     return stage2_prompt(QUESTION.format(text))
 
 
+def original_state_dict(model) -> dict:
+    """`model`'s tensors under the original checkpoint's keys (shared, not copied), embedding copies included."""
+    state = {}
+    for key, tensor in model.state_dict().items():
+        if key.startswith("model.vision_tower."):
+            # The real repos hold a transformers-4 CLIPVisionModel state dict, nested under `vision_model.`.
+            state["vision_tower.vision_tower.vision_model." + key[len("model.vision_tower.") :]] = tensor
+        elif key.startswith("model.multi_modal_projector.linear_1."):
+            state["mm_projector.0." + key.rsplit(".", 1)[1]] = tensor
+        elif key.startswith("model.multi_modal_projector.linear_2."):
+            state["mm_projector.2." + key.rsplit(".", 1)[1]] = tensor
+        elif key.startswith("model.language_model."):
+            state[key[len("model.language_model.") :]] = tensor
+        else:
+            state[key] = tensor
+    for copy_key in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "embed_tokens.weight"):
+        state[copy_key] = state["shared.weight"]
+    return state
+
+
 def save_original_checkpoint(
-    model, sentencepiece_bytes: bytes, folder, shards: int = 1, image_aspect_ratio="pad", store_lm_head: bool = True
+    model,
+    sentencepiece_bytes: bytes,
+    folder,
+    shards: int = 1,
+    image_aspect_ratio="pad",
+    store_lm_head: bool = True,
+    weights: bool = True,
 ):
     """Write `model` (our CLIPFlanT5ForConditionalGeneration) in the original Hub layout. A model with tied
     embeddings is written as the T5 v1.0 checkpoints (`clip-t5-xxl`) were: its config without
     `tie_word_embeddings` (T5 v1.0 configs leave it to the default, true) and, unless `store_lm_head=False`, the
-    head stored beside the embedding it is tied to."""
+    head stored beside the embedding it is tied to. Without the weight files when `weights` is False:
+    `NaiveOriginal(folder, state=original_state_dict(model))` then shares them."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config = model.config
@@ -117,25 +144,13 @@ def save_original_checkpoint(
     (folder / "generation_config.json").write_text(
         json.dumps({"decoder_start_token_id": 0, "eos_token_id": 1, "pad_token_id": 0})
     )
-    ours = model.state_dict()
-    state = {}
-    for key, tensor in ours.items():
-        if key.startswith("model.vision_tower."):
-            # The real repos hold a transformers-4 CLIPVisionModel state dict, nested under `vision_model.`.
-            state["vision_tower.vision_tower.vision_model." + key[len("model.vision_tower.") :]] = tensor
-        elif key.startswith("model.multi_modal_projector.linear_1."):
-            state["mm_projector.0." + key.rsplit(".", 1)[1]] = tensor
-        elif key.startswith("model.multi_modal_projector.linear_2."):
-            state["mm_projector.2." + key.rsplit(".", 1)[1]] = tensor
-        elif key.startswith("model.language_model."):
-            state[key[len("model.language_model.") :]] = tensor
-        else:
-            state[key] = tensor
-    shared = state["shared.weight"]
-    for copy_key in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "embed_tokens.weight"):
-        state[copy_key] = shared.clone()
+    if not weights:
+        (folder / "spiece.model").write_bytes(sentencepiece_bytes)
+        return folder
+    state = original_state_dict(model)
     if config.tie_word_embeddings and not store_lm_head:
         del state["lm_head.weight"]
+    # Separate tensors, as torch.save of the original model wrote them (the embedding copies too).
     state = {key: tensor.clone().contiguous() for key, tensor in state.items()}
     if shards == 1:
         torch.save(state, folder / "pytorch_model.bin")
@@ -176,15 +191,17 @@ def _original_pixels(image: Image.Image, size: int, pad: bool) -> torch.Tensor:
 
 
 class NaiveOriginal:
-    """The original per-sample procedure on an original-layout folder (fp32)."""
+    """The original per-sample procedure on an original-layout folder (fp32 on CPU unless told otherwise). `state`:
+    the checkpoint's tensors already in memory (`original_state_dict`), instead of reading the folder's .bin files."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, state: dict | None = None, device="cpu", dtype=torch.float32):
         folder = Path(folder)
+        self.device, self.dtype = torch.device(device), dtype
         flat = json.loads((folder / "config.json").read_text())
-        files = sorted(folder.glob("pytorch_model*.bin"))
-        state = {}
-        for file in files:
-            state.update(torch.load(file, map_location="cpu", weights_only=True))
+        if state is None:
+            state = {}
+            for file in sorted(folder.glob("pytorch_model*.bin")):
+                state.update(torch.load(file, map_location="cpu", weights_only=True))
         # T5 v1.0 (clip-t5-xxl) ties its head to the embedding and rescales the decoder output by d_model^-0.5
         # before it (its config leaves tie_word_embeddings at the default, true); FlanT5 does neither.
         self.tied = flat.get("tie_word_embeddings", True)
@@ -197,26 +214,31 @@ class NaiveOriginal:
             dropout_rate=0.0,
             decoder_start_token_id=0,
         )
-        self.t5 = T5ForConditionalGeneration(t5_config).eval()
+        with torch.device(device):  # initialised where it runs: a full-size T5 takes minutes to initialise on CPU
+            self.t5 = T5ForConditionalGeneration._from_config(t5_config, dtype=dtype).eval()
         skip = ("vision_tower.", "mm_projector.", "embed_tokens.", "shared.", "lm_head.")
         t5_state = {k: v for k, v in state.items() if not k.startswith(skip) and ".embed_tokens." not in k}
         missing, unexpected = self.t5.load_state_dict(t5_state, strict=False)
         assert not unexpected, unexpected
         # The original ran with one embedding shared by both stacks and a separate FlanT5 LM head. Set them by
         # hand: transformers 5 ties T5's LM head to the embedding whatever the config says.
-        shared = nn.Parameter(state["shared.weight"].clone())
+        shared = nn.Parameter(state["shared.weight"].to(device, dtype, copy=True))
         self.t5.shared.weight = shared
         self.t5.encoder.embed_tokens.weight = shared
         self.t5.decoder.embed_tokens.weight = shared
-        self.t5.lm_head.weight = shared if self.tied else nn.Parameter(state["lm_head.weight"].clone())
+        self.t5.lm_head.weight = (
+            shared if self.tied else nn.Parameter(state["lm_head.weight"].to(device, dtype, copy=True))
+        )
         # The rescale is applied by hand (`logit_scale`), as the original's T5 did it; transformers' must stay off.
         assert not self.t5.config.scale_decoder_outputs
         tower_config = CLIPVisionConfig.from_pretrained(flat["mm_vision_tower"])
-        self.vision = CLIPVisionModel(tower_config).eval()
+        with torch.device(device):
+            self.vision = CLIPVisionModel._from_config(tower_config, dtype=dtype).eval()
         prefix = "vision_tower.vision_tower.vision_model."
         self.vision.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
         hidden, d_model = tower_config.hidden_size, flat["d_model"]
-        self.projector = nn.Sequential(nn.Linear(hidden, d_model), nn.GELU(), nn.Linear(d_model, d_model)).eval()
+        self.projector = nn.Sequential(nn.Linear(hidden, d_model), nn.GELU(), nn.Linear(d_model, d_model))
+        self.projector.to(device, dtype).eval()
         self.projector.load_state_dict(
             {k[len("mm_projector.") :]: v for k, v in state.items() if k.startswith("mm_projector.")}
         )
@@ -230,7 +252,7 @@ class NaiveOriginal:
     def encode_image(self, image) -> torch.Tensor:
         if isinstance(image, (str, os.PathLike)):
             image = Image.open(image)
-        pixels = _original_pixels(image, self.image_size, self.pad).unsqueeze(0)
+        pixels = _original_pixels(image, self.image_size, self.pad).unsqueeze(0).to(self.device, self.dtype)
         hidden = self.vision(pixels, output_hidden_states=True).hidden_states[-2][:, 1:]
         return self.projector(hidden)[0]
 
@@ -241,12 +263,12 @@ class NaiveOriginal:
             chunks = prompt.split("<image>")
             assert len(chunks) == 2, "the original supports one image per prompt"
             features = self.encode_image(image)
-            before = embed(torch.tensor(self.tokenize(chunks[0])))
-            after = embed(torch.tensor(self.tokenize(chunks[1])))
+            before = embed(torch.tensor(self.tokenize(chunks[0]), device=self.device))
+            after = embed(torch.tensor(self.tokenize(chunks[1]), device=self.device))
             rows.append(torch.cat([before, features, after]))
         width = max(row.shape[0] for row in rows)
-        embeds = torch.zeros(len(rows), width, rows[0].shape[1])
-        mask = torch.zeros(len(rows), width, dtype=torch.long)
+        embeds = torch.zeros(len(rows), width, rows[0].shape[1], device=self.device, dtype=self.dtype)
+        mask = torch.zeros(len(rows), width, dtype=torch.long, device=self.device)
         for index, row in enumerate(rows):
             embeds[index, : row.shape[0]] = row
             mask[index, : row.shape[0]] = 1
@@ -257,7 +279,7 @@ class NaiveOriginal:
         embeds, mask = self.encoder_inputs(images, prompts)
         label_rows = [self.tokenize(answer) for answer in answers]
         width = max(len(row) for row in label_rows)
-        labels = torch.full((len(label_rows), width), -100)
+        labels = torch.full((len(label_rows), width), -100, device=self.device)
         for index, row in enumerate(label_rows):
             labels[index, : len(row)] = torch.tensor(row)
         logits = self.t5(
@@ -266,7 +288,7 @@ class NaiveOriginal:
         # The head has no bias: scaling its input or its output is the same.
         logits = logits * self.logit_scale
         loss = nn.CrossEntropyLoss(reduction="mean")
-        return torch.stack([(-loss(logits[k], labels[k])).exp() for k in range(len(label_rows))])
+        return torch.stack([(-loss(logits[k].float(), labels[k])).exp() for k in range(len(label_rows))]).cpu()
 
     @torch.no_grad()
     def greedy(self, images, prompts, max_new_tokens: int) -> list[list[int]]:
@@ -280,7 +302,7 @@ class NaiveOriginal:
                 logits = self.t5(
                     encoder_outputs=(encoder_outputs.last_hidden_state[row : row + 1],),
                     attention_mask=mask[row : row + 1],
-                    decoder_input_ids=torch.tensor([decoded]),
+                    decoder_input_ids=torch.tensor([decoded], device=self.device),
                 ).logits
                 token = int(logits[0, -1].argmax())
                 decoded.append(token)

@@ -47,6 +47,7 @@ from .prompts import (
     check_text,
 )
 from .settings import check_batch_size, resolve_device, resolve_dtype
+from .t5_inference import ScoringForward
 
 
 DEFAULT_BATCH_SIZE = 16
@@ -81,6 +82,12 @@ class VQAScore:
         question_template (`str`, *optional*): default question, with `{}` where the text goes.
         answer_template (`str`, *optional*, defaults to `"Yes"`): default answer (may contain `{}` for the text).
         batch_size (`int`, *optional*, defaults to 16): default number of pairs per forward pass.
+        fused (`bool`, *optional*): run the T5 through `t5_inference` (same scores, less overhead per layer). None:
+            where it applies (SDPA, eval mode, one device, no offloading), else transformers' T5 forward; True:
+            raise where it does not apply; False: always transformers' forward.
+        compile (`bool` or `dict`, *optional*, defaults to False): `torch.compile` (dynamic shapes) the image features
+            and the T5 forward the scorer uses; a dict is passed to `torch.compile` (`{"mode": "max-autotune"}`). The
+            first call compiles (minutes on a small CPU: see benchmarks/bench_score.py); worth it for long runs.
     """
 
     def __init__(
@@ -90,6 +97,8 @@ class VQAScore:
         question_template: str = DEFAULT_QUESTION_TEMPLATE,
         answer_template: str = DEFAULT_ANSWER_TEMPLATE,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        fused: bool | None = None,
+        compile: bool | dict = False,
     ):
         if processor.image_seq_length != model.config.image_seq_length:
             raise ValueError(
@@ -109,6 +118,7 @@ class VQAScore:
         self.question_template = question_template
         self.answer_template = answer_template
         self.batch_size = batch_size
+        self.forward = ScoringForward(model, fused, compile)
 
     @classmethod
     def from_pretrained(
@@ -127,11 +137,13 @@ class VQAScore:
             device: where to run; defaults to CUDA when available, else CPU. Ignored with `device_map=...`.
             attn_implementation: `"sdpa"`, `"eager"`, ...; None lets transformers choose (SDPA where supported).
             kwargs: passed to the model's `from_pretrained` (`revision`, `cache_dir`, `device_map`, ...); the Hub
-                arguments among them also reach the processor. `question_template`, `answer_template` and
-                `batch_size` set the scorer's defaults.
+                arguments among them also reach the processor. `question_template`, `answer_template`,
+                `batch_size`, `fused` and `compile` go to the scorer (see the class).
         """
         scorer_kwargs = {
-            name: kwargs.pop(name) for name in ("question_template", "answer_template", "batch_size") if name in kwargs
+            name: kwargs.pop(name)
+            for name in ("question_template", "answer_template", "batch_size", "fused", "compile")
+            if name in kwargs
         }
         device = resolve_device(device)
         model_kwargs = dict(kwargs, dtype=resolve_dtype(dtype, device))
@@ -258,8 +270,9 @@ class VQAScore:
 
         distinct_images, rows = self._plan_rows(images, texts, question_template, answer_template)
         bar = tqdm(total=len(rows), disable=not progress, unit="pair", desc="VQAScore")
+        fused = self.forward.use_fused(assume_eval_mode=True)
         for features, image_slots, batch in self._batches(distinct_images, rows, batch_size, on_image_error, bar):
-            yield [row.index for row in batch], self._score_batch(features, image_slots, batch)
+            yield [row.index for row in batch], self._score_batch(features, image_slots, batch, fused)
 
     def _batches(
         self,
@@ -370,17 +383,20 @@ class VQAScore:
         for start in range(0, len(loaded), batch_size):
             images = loaded[start : start + batch_size]
             pixel_values = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
-            features.append(
-                self.model.get_image_features(pixel_values.to(self.device), return_dict=True).pooler_output
-            )
+            features.append(self.forward.image_features(pixel_values.to(self.device)))
         return torch.cat(features), readable
 
     @torch.inference_mode()
-    def _score_batch(self, features: torch.Tensor, image_slots: list[int], rows: list[_Row]) -> torch.Tensor:
-        return self._score_rows(features, image_slots, rows).cpu()
+    def _score_batch(
+        self, features: torch.Tensor, image_slots: list[int], rows: list[_Row], fused: bool = False
+    ) -> torch.Tensor:
+        return self._score_rows(features, image_slots, rows, fused).cpu()
 
-    def _score_rows(self, features: torch.Tensor, image_slots: list[int], rows: list[_Row]) -> torch.Tensor:
-        """Scores of `rows` (on the LM head's device), row i showing `features[image_slots[i]]`; differentiable."""
+    def _score_rows(
+        self, features: torch.Tensor, image_slots: list[int], rows: list[_Row], fused: bool = False
+    ) -> torch.Tensor:
+        """Scores of `rows` (on the LM head's device), row i showing `features[image_slots[i]]`; differentiable
+        (the fused T5 path, inference-only, is used only where no gradient is recorded)."""
         device = self.device
         input_ids, attention_mask = pad_right(
             [row.prompt_ids for row in rows], self.processor.tokenizer.pad_token_id, device
@@ -389,17 +405,12 @@ class VQAScore:
         label_mask = label_mask.bool()
         config = self.model.config
         decoder_input_ids = shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)
-        outputs = self.model.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            decoder_input_ids=decoder_input_ids,
-            decoder_attention_mask=label_mask,
-            image_embeds=features[torch.tensor(image_slots, device=features.device)],
-            use_cache=False,
+        image_embeds = features[torch.tensor(image_slots, device=features.device)]
+        last_hidden_state = self.forward.decoder_states(
+            input_ids, attention_mask, decoder_input_ids, label_mask, image_embeds, fused
         )
         # Logits only where a label is: the vocabulary projection of padded positions would be thrown away. (Masks are
         # moved along because with a device_map the decoder output and the head may sit on another device.)
-        last_hidden_state = outputs.last_hidden_state
         hidden = last_hidden_state[label_mask.to(last_hidden_state.device)]
         if config.text_config.scale_decoder_outputs:
             hidden = hidden * (config.text_config.d_model**-0.5)

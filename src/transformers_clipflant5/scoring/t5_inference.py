@@ -1,0 +1,264 @@
+# Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
+"""An inference-only forward of transformers' T5 stacks for scoring: the same weights and the same arithmetic as
+`T5Stack.forward` (fp32 results equal to rounding), minus the per-layer overheads that dominate on CPU.
+
+What transformers' T5 does per layer and this does once per batch or not at all:
+
+- With SDPA, every self-attention layer combines the `(1, heads, L, L)` relative position bias and the
+  `(batch, 1, L, L)` padding mask into a fresh contiguous `(batch, heads, L, L)` tensor (`torch.where` + copy); here
+  the combined mask is built once per stack call and shared by all layers (it is the same in every layer).
+- Cross-attention adds a `(1, heads, T, L)` zero position bias to its mask; here the boolean key mask goes to SDPA.
+- RMSNorm squares the whole activation (`pow`) before reducing; here one `vector_norm` reduction does it.
+- The gated GELU's tanh approximation (`gelu_new`) runs as 7 pointwise kernels; here as PyTorch's fused
+  `gelu(approximate="tanh")`, the same formula.
+- Residual additions and the gate product are done in place on tensors this code owns.
+- The decoder's cross-attention for a few answer tokens skips projecting the whole encoder output to keys and values
+  in every layer (`_cross_attention_folded`): the same products, associated the other way round.
+
+Linear layers are called as modules (so quantised or hooked linears keep working), except the cross-attention's
+q/k/v weights, read directly when they are plain `nn.Linear`s; the layer-norm weights and the relative-attention
+embedding are read directly too. Use `fused_t5_unsupported_reason` to check a model
+first: the transformers path is the reference, and stays in use where this one does not apply.
+"""
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional
+
+
+def fused_t5_unsupported_reason(model: nn.Module, assume_eval_mode: bool = False) -> str | None:
+    """Why `encode`/`decode` cannot run `model`'s T5 (a CLIPFlanT5 model or its T5), or None if they can
+    (`assume_eval_mode`: the caller switches the model to eval mode before running it)."""
+    language_model = getattr(getattr(model, "model", model), "language_model", model)
+    encoder, decoder = getattr(language_model, "encoder", None), getattr(language_model, "decoder", None)
+    if encoder is None or decoder is None or not hasattr(encoder, "block"):
+        return "the language model is not a T5 encoder-decoder"
+    # The stacks hold their own config copies: theirs is what T5's attention layers read.
+    implementations = {encoder.config._attn_implementation, decoder.config._attn_implementation}
+    if implementations != {"sdpa"}:
+        return f"the T5 attention implementation is {'/'.join(sorted(implementations))} (the fused path is SDPA)"
+    if language_model.training and not assume_eval_mode:
+        return "the model is in training mode"
+    if language_model.dtype == torch.float16:
+        return "the model is in float16 (transformers' T5 clamps infinities in float16; this path does not)"
+    modules = list(language_model.modules())
+    if any(hasattr(module, "_hf_hook") for module in modules):
+        return "the model is dispatched with accelerate hooks (device_map / offloading)"
+    if len({param.device for param in language_model.parameters()}) != 1:
+        return "the T5 parameters are on several devices"
+    return None
+
+
+def _rms_norm(norm: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """T5LayerNorm: fp32 statistics, cast back to the weight's dtype before scaling (as transformers does)."""
+    squares = torch.linalg.vector_norm(hidden, dim=-1, keepdim=True, dtype=torch.float32).square_()
+    scale = torch.rsqrt(squares.div_(hidden.shape[-1]).add_(norm.variance_epsilon))
+    if hidden.dtype == torch.float32 and norm.weight.dtype == torch.float32:
+        return torch.mul(hidden, scale).mul_(norm.weight)
+    normed = hidden * scale
+    if norm.weight.dtype in (torch.float16, torch.bfloat16):
+        normed = normed.to(norm.weight.dtype)
+    return norm.weight * normed
+
+
+def _activation(dense: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    # transformers' NewGELUActivation ("gelu_new", FlanT5's) is the tanh approximation written as 7 kernels.
+    if type(dense.act).__name__ == "NewGELUActivation":
+        return functional.gelu(hidden, approximate="tanh")
+    return dense.act(hidden)
+
+
+def _feed_forward(layer: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """T5LayerFF (gated or not), added in place to `hidden`."""
+    dense = layer.DenseReluDense
+    normed = _rms_norm(layer.layer_norm, hidden)
+    if hasattr(dense, "wi_0"):
+        inner = _activation(dense, dense.wi_0(normed)).mul_(dense.wi_1(normed))
+    else:
+        inner = _activation(dense, dense.wi(normed))
+    if inner.dtype != dense.wo.weight.dtype and dense.wo.weight.dtype != torch.int8:
+        inner = inner.to(dense.wo.weight.dtype)
+    return hidden.add_(dense.wo(inner))
+
+
+def _heads(linear: nn.Module, hidden: torch.Tensor, head_dim: int) -> torch.Tensor:
+    batch, length = hidden.shape[:2]
+    return linear(hidden).view(batch, length, -1, head_dim).transpose(1, 2)
+
+
+def _attention(
+    attention: nn.Module,
+    hidden: torch.Tensor,
+    mask: torch.Tensor,
+    keys: torch.Tensor | None = None,
+    values: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """T5Attention (no scaling of q.k); `mask` is additive (bias included) or boolean. Self-attention when `keys` is
+    None."""
+    head_dim = attention.key_value_proj_dim
+    query = _heads(attention.q, hidden, head_dim)
+    if keys is None:
+        keys, values = _heads(attention.k, hidden, head_dim), _heads(attention.v, hidden, head_dim)
+    output = functional.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=1.0)
+    return attention.o(output.transpose(1, 2).reshape(*hidden.shape[:2], -1))
+
+
+def _bias_mask(attention: nn.Module, allowed: torch.Tensor, query_length: int, key_length: int) -> torch.Tensor:
+    """The relative position bias where `allowed` (broadcastable boolean, `(batch, 1, query, key)`), the dtype's
+    minimum elsewhere (what transformers' SDPA path computes in every layer), contiguous (SDPA would copy it)."""
+    bias = attention.compute_bias(query_length, key_length)
+    # compute_bias returns a permuted view; `where` would give its output that layout, which SDPA then copies.
+    bias = bias.to(attention.o.weight.dtype).contiguous()
+    return torch.where(allowed, bias, torch.finfo(bias.dtype).min).contiguous()
+
+
+def encode(encoder: nn.Module, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """`encoder(inputs_embeds=..., attention_mask=...).last_hidden_state` of a T5 encoder stack, in eval mode.
+    `attention_mask` is `(batch, length)`, 1 on tokens and 0 on padding."""
+    length = inputs_embeds.shape[1]
+    blocks = encoder.block
+    keys_allowed = attention_mask.bool()[:, None, None, :]
+    mask = _bias_mask(blocks[0].layer[0].SelfAttention, keys_allowed, length, length)
+    hidden = inputs_embeds.clone()  # added to in place below
+    for block in blocks:
+        self_attention = block.layer[0]
+        hidden.add_(_attention(self_attention.SelfAttention, _rms_norm(self_attention.layer_norm, hidden), mask))
+        hidden = _feed_forward(block.layer[-1], hidden)
+    return _rms_norm(encoder.final_layer_norm, hidden)
+
+
+def _cross_attention_folded(
+    attention: nn.Module, hidden: torch.Tensor, encoder_hidden_states: torch.Tensor, additive_mask: torch.Tensor
+) -> torch.Tensor:
+    """Cross-attention of a few decoder positions without projecting the encoder output to keys and values, by
+    associativity, per head: q.(x W_k)^T = (q W_k).x^T and P.(x W_v) = (P.x).W_v. For T queries and L encoder
+    positions of width d this costs about 4.T.L.d multiply-adds per head instead of 2.L.d.d_kv: 10-20x less for
+    VQAScore's 2-3 answer tokens (d_kv = 64). `additive_mask` is `(batch, 1, L)`."""
+    heads, head_dim = attention.n_heads, attention.key_value_proj_dim
+    batch, length, width = *hidden.shape[:2], encoder_hidden_states.shape[-1]
+
+    def by_head(tensor: torch.Tensor) -> torch.Tensor:  # (batch, length, heads * k) -> (heads, batch * length, k)
+        return tensor.view(batch * length, heads, -1).transpose(0, 1)
+
+    query = by_head(attention.q(hidden))
+    folded_query = torch.bmm(query, attention.k.weight.view(heads, head_dim, width))  # (heads, batch * T, d)
+    folded_query = folded_query.view(heads, batch, length, width).transpose(0, 1).reshape(batch, -1, width)
+    scores = torch.baddbmm(additive_mask, folded_query, encoder_hidden_states.transpose(1, 2))  # (batch, heads*T, L)
+    probabilities = torch.softmax(scores, dim=-1, dtype=torch.float32).to(hidden.dtype)
+    mixed = torch.bmm(probabilities, encoder_hidden_states)  # (batch, heads * T, d)
+    mixed = mixed.view(batch, heads, length, width).transpose(0, 1).reshape(heads, batch * length, width)
+    output = torch.bmm(mixed, attention.v.weight.view(heads, head_dim, width).transpose(1, 2))  # (heads, batch*T, k)
+    return attention.o(output.transpose(0, 1).reshape(batch, length, heads * head_dim))
+
+
+def _can_fold(attention: nn.Module, query_length: int) -> bool:
+    # Plain linears only (their weights are read directly), and only while it saves work (T < d_kv).
+    plain = all(type(getattr(attention, name)) is nn.Linear for name in ("q", "k", "v"))
+    return plain and query_length < attention.key_value_proj_dim
+
+
+def decode(
+    decoder: nn.Module,
+    decoder_input_ids: torch.Tensor,
+    decoder_attention_mask: torch.Tensor,
+    encoder_hidden_states: torch.Tensor,
+    encoder_attention_mask: torch.Tensor,
+) -> torch.Tensor:
+    """`decoder(...).last_hidden_state` of a T5 decoder stack without a cache (teacher forcing), in eval mode."""
+    length = decoder_input_ids.shape[1]
+    blocks = decoder.block
+    causal = torch.ones(length, length, dtype=torch.bool, device=decoder_input_ids.device).tril_()
+    allowed = causal[None, None] & decoder_attention_mask.bool()[:, None, None, :]
+    self_mask = _bias_mask(blocks[0].layer[0].SelfAttention, allowed, length, length)
+    cross_mask = encoder_attention_mask.bool()[:, None, None, :]
+    dtype = blocks[0].layer[1].EncDecAttention.o.weight.dtype
+    additive_cross_mask = torch.zeros(
+        cross_mask.shape[0], 1, cross_mask.shape[-1], dtype=dtype, device=cross_mask.device
+    )
+    additive_cross_mask.masked_fill_(~cross_mask[:, 0], torch.finfo(dtype).min)
+    hidden = decoder.embed_tokens(decoder_input_ids)
+    for block in blocks:
+        self_attention, cross_attention = block.layer[0], block.layer[1]
+        hidden = hidden + _attention(
+            self_attention.SelfAttention, _rms_norm(self_attention.layer_norm, hidden), self_mask
+        )
+        attention = cross_attention.EncDecAttention
+        normed = _rms_norm(cross_attention.layer_norm, hidden)
+        if _can_fold(attention, length):
+            hidden.add_(_cross_attention_folded(attention, normed, encoder_hidden_states, additive_cross_mask))
+        else:
+            keys = _heads(attention.k, encoder_hidden_states, attention.key_value_proj_dim)
+            values = _heads(attention.v, encoder_hidden_states, attention.key_value_proj_dim)
+            hidden.add_(_attention(attention, normed, cross_mask, keys, values))
+        hidden = _feed_forward(block.layer[-1], hidden)
+    return _rms_norm(decoder.final_layer_norm, hidden)
+
+
+class ScoringForward:
+    """The image-feature and T5 functions a VQAScore calls: this module's fused T5 where it applies (`fused=None`),
+    must apply (`True`) or not at all (`False`); compiled on first use (dynamic shapes) when `compile` is True or
+    a dict of `torch.compile` options."""
+
+    def __init__(self, model: nn.Module, fused: bool | None = None, compile: bool | dict = False):
+        self.model, self.fused, self.compile = model, fused, compile
+        self._compiled: dict[str, Callable] = {}
+        self.use_fused(assume_eval_mode=True)  # fused=True that cannot be met fails at construction
+
+    def use_fused(self, assume_eval_mode: bool = False) -> bool:
+        """Whether the T5 runs through `encode`/`decode`; raises if `fused=True` cannot be met."""
+        if self.fused is False:
+            return False
+        reason = fused_t5_unsupported_reason(self.model, assume_eval_mode)
+        if reason is not None and self.fused:
+            raise ValueError(f"fused=True, but the fused T5 path does not apply: {reason}; pass fused=None or False.")
+        return reason is None
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self._function("image_features")(pixel_values)
+
+    def decoder_states(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        decoder_input_ids: torch.Tensor,
+        decoder_attention_mask: torch.Tensor,
+        image_embeds: torch.Tensor,
+        fused: bool,
+    ) -> torch.Tensor:
+        """The decoder's last hidden states for teacher-forced `decoder_input_ids` (no cache). `encode`/`decode` work
+        in place, without autograd: where gradients are recorded, transformers' forward runs."""
+        if not fused or torch.is_grad_enabled():
+            return self._function("model")(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                decoder_input_ids=decoder_input_ids,
+                decoder_attention_mask=decoder_attention_mask,
+                image_embeds=image_embeds,
+                use_cache=False,
+            ).last_hidden_state
+        language_model = self.model.model.language_model
+        inputs_embeds, _ = self.model.model.embed_inputs(input_ids=input_ids, image_embeds=image_embeds)
+        encoded = self._function("encode")(language_model.encoder, inputs_embeds, attention_mask)
+        return self._function("decode")(
+            language_model.decoder, decoder_input_ids, decoder_attention_mask, encoded, attention_mask
+        )
+
+    def _projected_image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.model.get_image_features(pixel_values, return_dict=True).pooler_output
+
+    def _function(self, name: str) -> Callable:
+        # Module functions looked up at call time (tests may wrap them).
+        functions = {
+            "image_features": self._projected_image_features,
+            "model": self.model.model,
+            "encode": encode,
+            "decode": decode,
+        }
+        if not self.compile:
+            return functions[name]
+        if name not in self._compiled:
+            options = self.compile if isinstance(self.compile, dict) else {}
+            self._compiled[name] = torch.compile(functions[name], **{"dynamic": True, **options})
+        return self._compiled[name]

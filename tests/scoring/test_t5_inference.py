@@ -1,0 +1,104 @@
+"""The fused T5 inference path (t5_inference) against transformers' T5 stacks, and VQAScore's use of it."""
+
+import pytest
+import torch
+
+from tests.support.images import make_images
+from transformers_clipflant5 import VQAScore
+from transformers_clipflant5.scoring import t5_inference
+from transformers_clipflant5.scoring.t5_inference import decode, encode, fused_t5_unsupported_reason
+from transformers_clipflant5.testing.tiny import build_tiny_model
+
+
+TEXTS = ["a red circle", "a blue square on the left next to a green cross and a yellow triangle", "x"]
+
+
+@pytest.fixture(scope="module")
+def images():
+    return make_images([(20, 40), (50, 30), (33, 33)], seed=3)
+
+
+def padded_batch(model, lengths, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    width = max(lengths)
+    embeds = torch.randn(len(lengths), width, model.config.text_config.d_model, generator=generator)
+    mask = (torch.arange(width)[None] < torch.tensor(lengths)[:, None]).long()
+    return embeds, mask
+
+
+# 3 decoder positions take the folded cross-attention (fewer than d_kv = 8), 9 the projected keys and values.
+@pytest.mark.parametrize("dtype,target_length", [(torch.float32, 3), (torch.bfloat16, 3), (torch.float32, 9)])
+def test_encode_and_decode_equal_the_t5_stacks(tiny, dtype, target_length):
+    model = tiny[0]
+    if dtype != torch.float32:
+        model = build_tiny_model(seed=1)[0].to(dtype).eval()
+    language_model = model.model.language_model
+    embeds, mask = padded_batch(model, [7, 12, 3, 12])
+    embeds = embeds.to(dtype)
+    labels = torch.tensor([[5, 9, 1], [7, 1, -100], [4, 1, -100], [3, 8, 1]])
+    labels = torch.cat([torch.full((4, target_length - 3), 6), labels], dim=1)
+    decoder_mask = labels.ne(-100)
+    decoder_input_ids = torch.cat([torch.zeros(4, 1, dtype=torch.long), labels[:, :-1].clamp(min=0)], dim=1)
+    with torch.inference_mode():
+        expected_encoded = language_model.encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        expected_decoded = language_model.decoder(
+            input_ids=decoder_input_ids,
+            attention_mask=decoder_mask,
+            encoder_hidden_states=expected_encoded,
+            encoder_attention_mask=mask,
+        ).last_hidden_state
+        encoded = encode(language_model.encoder, embeds, mask)
+        decoded = decode(language_model.decoder, decoder_input_ids, decoder_mask, encoded, mask)
+    # Padded positions are free to differ: nothing downstream reads them.
+    tolerance = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(encoded[mask.bool()], expected_encoded[mask.bool()], **tolerance)
+    torch.testing.assert_close(decoded[decoder_mask], expected_decoded[decoder_mask], **tolerance)
+    assert encoded.dtype == dtype and decoded.dtype == dtype
+    # The input embeddings are not modified in place.
+    torch.testing.assert_close(embeds, padded_batch(model, [7, 12, 3, 12])[0].to(dtype), rtol=0, atol=0)
+
+
+def test_scorer_uses_the_fused_path_with_equal_scores(tiny, images, monkeypatch):
+    model, processor = tiny
+    fused, reference = VQAScore(model, processor, fused=True), VQAScore(model, processor, fused=False)
+    calls = []
+    monkeypatch.setattr(t5_inference, "encode", lambda *args: calls.append(1) or encode(*args))
+    scores = fused.score_matrix(images, TEXTS, batch_size=4)
+    assert len(calls) == 3  # 9 pairs, batches of 4
+    calls.clear()
+    expected = reference.score_matrix(images, TEXTS, batch_size=4)
+    assert not calls
+    torch.testing.assert_close(scores, expected, rtol=1e-5, atol=0)
+    # By default (fused=None) the fused path runs where it applies.
+    assert VQAScore(model, processor).forward.use_fused()
+
+
+def test_fused_path_only_where_it_applies(tiny, images):
+    model, processor = build_tiny_model(seed=2)
+    model.eval()
+    expected = VQAScore(model, processor, fused=True)(images, TEXTS)
+    model.model.language_model.set_attn_implementation("eager")
+    try:
+        assert "eager" in fused_t5_unsupported_reason(model)
+        with pytest.raises(ValueError, match="fused=True.*eager"):
+            VQAScore(model, processor, fused=True)
+        # fused=None scores through transformers' T5 instead: the same scores.
+        scorer = VQAScore(model, processor)
+        assert not scorer.forward.use_fused()
+        torch.testing.assert_close(scorer(images, TEXTS), expected, rtol=1e-5, atol=0)
+    finally:
+        model.model.language_model.set_attn_implementation("sdpa")
+    assert fused_t5_unsupported_reason(model.to(torch.float16)) is not None
+
+
+def test_compiled_scorer_gives_the_same_scores(tiny, images):
+    """compile=True's code path, traced by dynamo with dynamic shapes. The backend is aot_eager to keep the test short:
+    inductor's code generation takes minutes on a small CPU (benchmarks/bench_score.py --compile times it)."""
+    model, processor = tiny
+    compiled = VQAScore(model, processor, compile={"backend": "aot_eager"})
+    # One batch of 4 pairs with prompts of different lengths: each function is traced once (a batch of 1 would be
+    # traced again, as dynamic shapes specialise sizes 0 and 1).
+    expected = VQAScore(model, processor, fused=False).score_matrix(images[:2], TEXTS[:2], batch_size=4)
+    scores = compiled.score_matrix(images[:2], TEXTS[:2], batch_size=4)
+    torch.testing.assert_close(scores, expected, rtol=1e-5, atol=0)
+    assert set(compiled.forward._compiled) == {"image_features", "encode", "decode"}
