@@ -14,7 +14,7 @@ if [ ! -f "$stamp" ]; then
     # torch first, pinned, so that nothing later resolves a (multi-GB) CUDA build. On this project's machines the
     # pinned CPU wheel is on local disk; elsewhere point TORCH_INDEX_URL at PyTorch's CPU wheel index.
     .venv/bin/python -m pip install --quiet "torch==${TORCH_VERSION:-2.13.0}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
-    .venv/bin/python -m pip install --quiet -e ".[train,dev]"
+    .venv/bin/python -m pip install --quiet -e ".[train,dev,quant]"
     rm -f .venv/.installed-*
     touch "$stamp"
 fi

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from .configuration_clip_flant5 import HUB_KWARGS
 from .modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration, shift_tokens_right
+from .precision import build_quantization_config, check_finite_scores
 from .processing_clip_flant5 import SYSTEM_MESSAGE, CLIPFlanT5Processor, ImageInput, load_image
 
 
@@ -175,6 +176,7 @@ class VQAScore:
         dtype: str | torch.dtype = "auto",
         device: str | torch.device | None = None,
         attn_implementation: str | None = None,
+        quantization: str | None = None,
         **kwargs,
     ) -> "VQAScore":
         """
@@ -184,6 +186,9 @@ class VQAScore:
             dtype: `"auto"` (bf16 on CUDA, fp32 on CPU), a torch dtype or its name (`"float32"`, `"bfloat16"`).
             device: where to run; defaults to CUDA when available, else CPU. Ignored with `device_map=...`.
             attn_implementation: `"sdpa"`, `"eager"`, ...; None lets transformers choose (SDPA where supported).
+            quantization: `"int8"` (torchao int8 weights, CPU or CUDA) or `"int4"` (CUDA, bf16); the T5 linears are
+                quantized as they load, straight onto `device` (see `transformers_clipflant5.precision`). Needs the
+                `quant` extra. Any other transformers `quantization_config` can be passed in `kwargs` instead.
             kwargs: passed to the model's `from_pretrained` (`revision`, `cache_dir`, `device_map`, ...); the Hub
                 arguments among them also reach the processor. `question_template`, `answer_template` and
                 `batch_size` set the scorer's defaults.
@@ -193,10 +198,18 @@ class VQAScore:
         }
         device = resolve_device(device)
         model_kwargs = dict(kwargs, dtype=resolve_dtype(dtype, device))
+        if quantization is not None:
+            if kwargs.get("quantization_config") is not None:
+                raise ValueError("Pass quantization or quantization_config, not both.")
+            model_kwargs["quantization_config"] = build_quantization_config(
+                quantization, device, model_kwargs["dtype"]
+            )
+            # Quantize each weight as it loads, on the device it runs on, rather than a full-precision copy first.
+            model_kwargs.setdefault("device_map", {"": str(device)})
         if attn_implementation is not None:
             model_kwargs["attn_implementation"] = attn_implementation
         model = CLIPFlanT5ForConditionalGeneration.from_pretrained(pretrained_model_name_or_path, **model_kwargs)
-        if kwargs.get("device_map") is None:
+        if model_kwargs.get("device_map") is None:
             model.to(device)
         model.eval()
         hub_kwargs = {name: kwargs[name] for name in HUB_KWARGS if kwargs.get(name) is not None}
@@ -205,7 +218,8 @@ class VQAScore:
 
     @property
     def device(self) -> torch.device:
-        return self.model.get_input_embeddings().weight.device
+        """Where the inputs go: the input embedding's device (its execution device when offloaded)."""
+        return execution_device(self.model.get_input_embeddings(), self.model)
 
     # ----------------------------------------------------------------------------------------------------------------
     # Scoring
@@ -416,12 +430,14 @@ class VQAScore:
         hidden = last_hidden_state[label_mask.to(last_hidden_state.device)]
         if config.text_config.scale_decoder_outputs:
             hidden = hidden * (config.text_config.d_model**-0.5)
-        logits = self.model.lm_head(hidden.to(self.model.lm_head.weight.device)).float()
+        logits = self.model.lm_head(hidden.to(execution_device(self.model.lm_head, self.model))).float()
         label_mask = label_mask.to(logits.device)
         token_loss = nn.functional.cross_entropy(logits, labels.to(logits.device)[label_mask], reduction="none")
         row_of_token = torch.arange(len(rows), device=logits.device).unsqueeze(1).expand_as(label_mask)[label_mask]
         loss_sum = torch.zeros(len(rows), device=logits.device).index_add_(0, row_of_token, token_loss)
-        return torch.exp(-loss_sum / label_mask.sum(dim=1)).cpu()
+        scores = torch.exp(-loss_sum / label_mask.sum(dim=1)).cpu()
+        check_finite_scores(scores, self.model)
+        return scores
 
     # ----------------------------------------------------------------------------------------------------------------
     # Generation
@@ -515,6 +531,20 @@ class VQAScore:
         finally:
             self.model.train(was_training)
         return answers
+
+
+def execution_device(module: nn.Module, model: nn.Module) -> torch.device:
+    """The device `module` computes on. With a `device_map` that offloads it to CPU RAM or disk its weights sit on the
+    meta device between calls and accelerate's hook moves them in, to the hook's execution device (the main device)."""
+    weight = next(module.parameters())
+    if weight.device.type != "meta":
+        return weight.device
+    hook = getattr(module, "_hf_hook", None)
+    for candidate in getattr(hook, "hooks", [hook]):
+        if getattr(candidate, "execution_device", None) is not None:
+            return torch.device(candidate.execution_device)
+    devices = [device for device in getattr(model, "hf_device_map", {}).values() if device not in ("cpu", "disk")]
+    return torch.device(devices[0] if devices else "cpu")
 
 
 def _check_batch_size(batch_size: int) -> None:

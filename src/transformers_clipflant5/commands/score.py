@@ -79,6 +79,16 @@ def register(subparsers) -> None:
         "--device", help="cuda, cuda:1, cpu, ... (default: CUDA if available; per process under accelerate)"
     )
     parser.add_argument("--attn-implementation", help="sdpa, eager, ... (default: transformers' choice)")
+    parser.add_argument(
+        "--quantization",
+        choices=("int8", "int4"),
+        help='quantize the T5 weights as they load: int8 (CPU or CUDA) or int4 (CUDA); needs pip install -e ".[quant]"',
+    )
+    parser.add_argument(
+        "--offload-folder",
+        type=Path,
+        help="load with device_map='auto', spilling what does not fit on the GPU/in RAM to this folder on disk",
+    )
     parser.add_argument("--revision", help="Hub revision of --model")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -129,6 +139,10 @@ def load_scorer(args: argparse.Namespace, device=None):
     from transformers_clipflant5.vqascore import VQAScore
 
     kwargs = {"revision": args.revision} if args.revision else {}
+    if args.quantization is not None:
+        kwargs["quantization"] = args.quantization
+    if args.offload_folder is not None:
+        kwargs.update(device_map="auto", offload_folder=str(args.offload_folder))
     try:
         return VQAScore.from_pretrained(
             args.model,
@@ -139,7 +153,8 @@ def load_scorer(args: argparse.Namespace, device=None):
             **_template_kwargs(args),
             **kwargs,
         )
-    except OSError as error:
+    except (OSError, ImportError, ValueError) as error:
+        # ImportError: a --quantization backend not installed; ValueError: e.g. int4 on a CPU, an unknown --dtype.
         raise OSError(f"Cannot load --model {args.model!r}: {error}") from error
 
 
