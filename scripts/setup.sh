@@ -25,8 +25,8 @@ if [ ! -f "$stamp" ]; then
     echo "setup: [2/3] installing torch==$TORCH_VERSION from ${TORCH_INDEX_URL:-the index pip is configured with} (the largest download)"
     .venv/bin/python -m pip install --progress-bar on "torch==$TORCH_VERSION" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} \
         | grep -E --line-buffered "^(Collecting|Downloading|Installing|Successfully)" || true
-    echo "setup: [3/3] installing transformers-clipflant5 with its train and dev extras (transformers, trl, deepspeed, ...)"
-    .venv/bin/python -m pip install -e ".[train,dev]" \
+    echo "setup: [3/3] installing transformers-clipflant5 with its train, dev and quant extras (transformers, trl, deepspeed, ...)"
+    .venv/bin/python -m pip install -e ".[train,dev,quant]" \
         | grep -E --line-buffered "^(Collecting|Installing|Successfully)" || true
     .venv/bin/python -c "import torch, transformers_clipflant5" \
         || { echo "setup: the installation failed; see the pip output above" >&2; exit 1; }

@@ -504,7 +504,8 @@ def _cross_attention_is_cached(cache: Cache | None) -> bool:
 
 def _to_module(tensor: torch.Tensor, module: nn.Module) -> torch.Tensor:
     """Cast to the module's dtype and move to its device (unless offloaded: accelerate's hooks move inputs then)."""
-    param = next(module.parameters())
+    # The first floating-point parameter: a quantized weight (e.g. bitsandbytes' packed uint8) is not the compute dtype.
+    param = next((p for p in module.parameters() if p.is_floating_point()), next(module.parameters()))
     if param.device.type == "meta":
         return tensor.to(dtype=param.dtype)
     return tensor.to(device=param.device, dtype=param.dtype)

@@ -91,6 +91,16 @@ def register(subparsers) -> None:
         "--device", help="cuda, cuda:1, cpu, ... (default: CUDA if available; per process under accelerate)"
     )
     parser.add_argument("--attn-implementation", help="sdpa, eager, ... (default: transformers' choice)")
+    parser.add_argument(
+        "--quantization",
+        choices=("int8", "int4"),
+        help='quantize the T5 weights as they load: int8 (CPU or CUDA) or int4 (CUDA); needs pip install -e ".[quant]"',
+    )
+    parser.add_argument(
+        "--offload-folder",
+        type=Path,
+        help="load with device_map='auto', spilling what does not fit on the GPU/in RAM to this folder on disk",
+    )
     parser.add_argument("--revision", help="Hub revision of --model")
     parser.add_argument(
         "--truncate-texts",

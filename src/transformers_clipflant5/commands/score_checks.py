@@ -70,6 +70,10 @@ def load_scorer(args: argparse.Namespace, device=None):
     from transformers_clipflant5.scoring.vqascore import VQAScore
 
     kwargs = {"revision": args.revision} if args.revision else {}
+    if args.quantization is not None:
+        kwargs["quantization"] = args.quantization
+    if args.offload_folder is not None:
+        kwargs.update(device_map="auto", offload_folder=str(args.offload_folder))
     try:
         return VQAScore.from_pretrained(
             args.model,

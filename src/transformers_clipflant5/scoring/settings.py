@@ -2,6 +2,7 @@
 """Where and how a scorer runs: its device, its dtype, its batch size."""
 
 import torch
+from torch import nn
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -29,6 +30,20 @@ def check_batch_size(batch_size: int) -> None:
     """Raise unless `batch_size` is a positive integer."""
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+
+
+def execution_device(module: nn.Module, model: nn.Module) -> torch.device:
+    """The device `module` computes on. With a `device_map` that offloads it to CPU RAM or disk its weights sit on the
+    meta device between calls and accelerate's hook moves them in, to the hook's execution device (the main device)."""
+    weight = next(module.parameters())
+    if weight.device.type != "meta":
+        return weight.device
+    hook = getattr(module, "_hf_hook", None)
+    for candidate in getattr(hook, "hooks", [hook]):
+        if getattr(candidate, "execution_device", None) is not None:
+            return torch.device(candidate.execution_device)
+    devices = [device for device in getattr(model, "hf_device_map", {}).values() if device not in ("cpu", "disk")]
+    return torch.device(devices[0] if devices else "cpu")
 
 
 __all__ = ["check_batch_size", "resolve_device", "resolve_dtype"]

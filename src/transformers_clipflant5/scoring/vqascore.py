@@ -39,6 +39,7 @@ from ..processing_clip_flant5 import CLIPFlanT5Processor
 from . import generation
 from . import pixels as pixel_scoring
 from .inputs import as_list, fit_text
+from .precision import build_quantization_config, check_finite_scores
 from .prompts import (
     DEFAULT_ANSWER_TEMPLATE,
     DEFAULT_QUESTION_TEMPLATE,
@@ -46,7 +47,7 @@ from .prompts import (
     check_question_template,
     check_text,
 )
-from .settings import check_batch_size, resolve_device, resolve_dtype
+from .settings import check_batch_size, execution_device, resolve_device, resolve_dtype
 from .t5_inference import ScoringForward
 
 
@@ -127,6 +128,7 @@ class VQAScore:
         dtype: str | torch.dtype = "auto",
         device: str | torch.device | None = None,
         attn_implementation: str | None = None,
+        quantization: str | None = None,
         **kwargs,
     ) -> "VQAScore":
         """
@@ -136,6 +138,9 @@ class VQAScore:
             dtype: `"auto"` (bf16 on CUDA, fp32 on CPU), a torch dtype or its name (`"float32"`, `"bfloat16"`).
             device: where to run; defaults to CUDA when available, else CPU. Ignored with `device_map=...`.
             attn_implementation: `"sdpa"`, `"eager"`, ...; None lets transformers choose (SDPA where supported).
+            quantization: `"int8"` (torchao int8 weights, CPU or CUDA) or `"int4"` (CUDA, bf16); the T5 linears are
+                quantized as they load, straight onto `device` (see `transformers_clipflant5.scoring.precision`). Needs the
+                `quant` extra. Any other transformers `quantization_config` can be passed in `kwargs` instead.
             kwargs: passed to the model's `from_pretrained` (`revision`, `cache_dir`, `device_map`, ...); the Hub
                 arguments among them also reach the processor. `question_template`, `answer_template`,
                 `batch_size`, `fused` and `compile` go to the scorer (see the class).
@@ -147,10 +152,18 @@ class VQAScore:
         }
         device = resolve_device(device)
         model_kwargs = dict(kwargs, dtype=resolve_dtype(dtype, device))
+        if quantization is not None:
+            if kwargs.get("quantization_config") is not None:
+                raise ValueError("Pass quantization or quantization_config, not both.")
+            model_kwargs["quantization_config"] = build_quantization_config(
+                quantization, device, model_kwargs["dtype"]
+            )
+            # Quantize each weight as it loads, on the device it runs on, rather than a full-precision copy first.
+            model_kwargs.setdefault("device_map", {"": str(device)})
         if attn_implementation is not None:
             model_kwargs["attn_implementation"] = attn_implementation
         model = CLIPFlanT5ForConditionalGeneration.from_pretrained(pretrained_model_name_or_path, **model_kwargs)
-        if kwargs.get("device_map") is None:
+        if model_kwargs.get("device_map") is None:
             model.to(device)
         model.eval()
         processor = CLIPFlanT5Processor.from_pretrained(pretrained_model_name_or_path, **hub_kwargs(kwargs))
@@ -158,7 +171,8 @@ class VQAScore:
 
     @property
     def device(self) -> torch.device:
-        return self.model.get_input_embeddings().weight.device
+        """Where the inputs go: the input embedding's device (its execution device when offloaded)."""
+        return execution_device(self.model.get_input_embeddings(), self.model)
 
     # ----------------------------------------------------------------------------------------------------------------
     # Scoring
@@ -390,7 +404,9 @@ class VQAScore:
     def _score_batch(
         self, features: torch.Tensor, image_slots: list[int], rows: list[_Row], fused: bool = False
     ) -> torch.Tensor:
-        return self._score_rows(features, image_slots, rows, fused).cpu()
+        scores = self._score_rows(features, image_slots, rows, fused).cpu()
+        check_finite_scores(scores, self.model)
+        return scores
 
     def _score_rows(
         self, features: torch.Tensor, image_slots: list[int], rows: list[_Row], fused: bool = False
@@ -414,7 +430,7 @@ class VQAScore:
         hidden = last_hidden_state[label_mask.to(last_hidden_state.device)]
         if config.text_config.scale_decoder_outputs:
             hidden = hidden * (config.text_config.d_model**-0.5)
-        logits = self.model.lm_head(hidden.to(self.model.lm_head.weight.device))
+        logits = self.model.lm_head(hidden.to(execution_device(self.model.lm_head, self.model)))
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # fp32 at least; fp64 stays fp64
         label_mask = label_mask.to(logits.device)
         token_loss = nn.functional.cross_entropy(logits, labels.to(logits.device)[label_mask], reduction="none")
