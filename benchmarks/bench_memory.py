@@ -50,7 +50,7 @@ from transformers_clipflant5.scoring.precision import (  # noqa: E402
     linear_weight_bytes,
     unquantized_modules,
 )
-from transformers_clipflant5.synthetic import roc_auc  # noqa: E402
+from transformers_clipflant5.testing.synthetic import roc_auc  # noqa: E402
 from transformers_clipflant5.testing.tiny import build_tiny_tokenizer, tiny_processor  # noqa: E402
 
 
