@@ -44,6 +44,7 @@ from bench_convert_memory import AnonymousPeak, status_bytes  # noqa: E402
 
 from transformers_clipflant5 import CLIPFlanT5Config, CLIPFlanT5ForConditionalGeneration, VQAScore  # noqa: E402
 from transformers_clipflant5.evaluation import winoground_metrics  # noqa: E402
+from transformers_clipflant5.original import config_from_original  # noqa: E402
 from transformers_clipflant5.scoring.precision import (  # noqa: E402
     INT4_GROUP_SIZE,
     build_quantization_config,
@@ -62,7 +63,7 @@ def build_config(size: str, layers: int | None = None, image_token_id: int = 321
     original = json.loads((FIXTURES / f"clip-flant5-{size}-config.json").read_text())
     if layers is not None:
         original.update(num_layers=layers, num_decoder_layers=layers)
-    return CLIPFlanT5Config.from_original_config(original, image_token_id=image_token_id)
+    return config_from_original(original, image_token_id=image_token_id)
 
 
 def is_quantized(name: str, module: torch.nn.Module, dtype: torch.dtype) -> bool:
