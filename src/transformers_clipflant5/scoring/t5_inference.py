@@ -154,8 +154,12 @@ def _cross_attention_folded(
 
 
 def _can_fold(attention: nn.Module, query_length: int) -> bool:
-    # Plain linears only (their weights are read directly), and only while it saves work (T < d_kv).
-    plain = all(type(getattr(attention, name)) is nn.Linear for name in ("q", "k", "v"))
+    # Plain linears with plain weights only (the weights are read directly; a quantized weight, a tensor subclass,
+    # supports only the linear itself), and only while it saves work (T < d_kv).
+    plain = all(
+        type(getattr(attention, name)) is nn.Linear and type(getattr(attention, name).weight.data) is torch.Tensor
+        for name in ("q", "k", "v")
+    )
     return plain and query_length < attention.key_value_proj_dim
 
 
