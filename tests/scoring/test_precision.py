@@ -195,4 +195,4 @@ def test_cli_quantization_and_offload_flags(folder, tmp_path, pair_images, refer
 
     monkeypatch.setitem(sys.modules, "torchao.quantization", None)
     code, _, err = run_cli([*base, "--quantization", "int8"], capsys)
-    assert code == 1 and ".[quant]" in err
+    assert code == 2 and ".[quant]" in err

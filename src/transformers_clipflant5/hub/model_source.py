@@ -16,7 +16,8 @@ from safetensors import SafetensorError, safe_open
 
 
 # What loading a model or processor raises for an unusable source (missing, unreachable, cut off, damaged).
-LOAD_ERRORS = (OSError, ValueError, RuntimeError, SafetensorError, pickle.UnpicklingError, EOFError)
+# ImportError: a backend the loading needs (a --quantization one) is not installed.
+LOAD_ERRORS = (OSError, ValueError, RuntimeError, ImportError, SafetensorError, pickle.UnpicklingError, EOFError)
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
 
 
