@@ -38,13 +38,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_convert_memory import AnonymousPeak, status_bytes  # noqa: E402
-from bench_score import _malloc_trim  # noqa: E402
 
 from transformers_clipflant5 import CLIPFlanT5Config, CLIPFlanT5ForConditionalGeneration, VQAScore  # noqa: E402
 from transformers_clipflant5.evaluation import winoground_metrics  # noqa: E402
@@ -167,6 +165,7 @@ def _reset_peak_rss() -> int:
 def peak_child(folder: str, mode: str) -> None:
     """Load and score in this (fresh) process; print peak resident memory (VmHWM: private memory plus the touched
     pages of the memory-mapped checkpoint) and peak private memory (RssAnon: copies), above the post-import level."""
+    from bench_score import _malloc_trim
     from PIL import Image
 
     quantization, dtype = PEAK_MODES[mode]
@@ -271,6 +270,7 @@ def accuracy_pairs(data: Path) -> tuple[list[str], list[str], list[tuple[int, in
 
 
 def accuracy_table(model: Path, data: Path) -> None:
+    from scipy.stats import spearmanr
     from torchao.quantization import Int8WeightOnlyConfig, IntxWeightOnlyConfig
     from torchao.quantization.granularity import PerGroup
     from transformers import TorchAoConfig
