@@ -8,11 +8,14 @@
    in the compute dtype follow `transformers_clipflant5.scoring.precision`; int8 = 1 byte per weight + an fp32 scale per
    output row, int4 = half a byte + a bf16 scale and zero point per group of 128. The formula is checked against
    the bytes torchao actually stores for a quantized model.
-2. Peak CPU memory, each mode in a fresh process, on the largest shapes this machine holds: the real ViT-L/14-336
+2. Peak CPU memory, each mode in a fresh process, at shapes a shared 24 GiB machine holds: the real ViT-L/14-336
    tower and projector, FlanT5-XL's width and vocabulary, `--peak-layers` encoder and decoder layers (random
-   weights, saved as safetensors). Reported: peak private memory (RssAnon, sampled every 5 ms) while loading and while
-   scoring 2 images x 4 texts. Full-depth figures are then estimated as the full model's weight bytes plus the
-   measured overhead above the weights (activations do not grow with depth: layers run one after the other).
+   weights, fp32 safetensors). Reported, above the level after the imports: the peak private memory while loading
+   (RssAnon sampled every 5 ms: the copies of the weights made; 1.0x = one copy), the peak resident set size
+   while loading (VmHWM: also the pages of the memory-mapped checkpoint read, page cache the kernel can drop) and
+   while scoring 2 images x 4 texts, and the private memory scoring allocates above the loaded model. The
+   full-depth scoring peak is estimated as the full model's weight bytes plus that (activations do not grow with
+   depth: layers run in turn).
 3. Accuracy against fp32 on a TRAINED model (`--model`, default the demo's `outputs/clip-flant5-demo`, trained by
    `python examples/run_stage2.py`), over the held-out images of its synthetic data (`<model>-data/eval.json`): each
    image with its caption, a mismatched caption and the caption of a partner image. Reported: Spearman rank
@@ -35,7 +38,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -164,6 +166,7 @@ def _reset_peak_rss() -> int:
 def peak_child(folder: str, mode: str) -> None:
     """Load and score in this (fresh) process; print peak resident memory (VmHWM: private memory plus the touched
     pages of the memory-mapped checkpoint) and peak private memory (RssAnon: copies), above the post-import level."""
+    from bench_score import _malloc_trim
     from PIL import Image
 
     quantization, dtype = PEAK_MODES[mode]
@@ -176,10 +179,26 @@ def peak_child(folder: str, mode: str) -> None:
     scorer = VQAScore.from_pretrained(folder, dtype=dtype, quantization=quantization, device="cpu", batch_size=8)
     load_anonymous = sampler.stop() - baseline_anonymous
     load_rss = status_bytes("VmHWM") - baseline
+    # Memory freed while loading (e.g. the fp32 tensors a quantization read) goes back to the OS before the reset,
+    # so that the scoring peak is scoring's own.
+    _malloc_trim()
     _reset_peak_rss()
+    loaded_anonymous = status_bytes("RssAnon")
+    sampler = AnonymousPeak()
+    sampler.start()
     scorer.score_matrix(images, texts)
+    score_anonymous = sampler.stop() - loaded_anonymous
     score_rss = status_bytes("VmHWM") - baseline
-    print(json.dumps({"load_rss": load_rss, "load_anonymous": load_anonymous, "score_rss": score_rss}))
+    print(
+        json.dumps(
+            {
+                "load_rss": load_rss,
+                "load_anonymous": load_anonymous,
+                "score_rss": score_rss,
+                "score_anonymous": score_anonymous,
+            }
+        )
+    )
 
 
 def peak_table(layers: int) -> None:
@@ -194,9 +213,10 @@ def peak_table(layers: int) -> None:
             full = CLIPFlanT5ForConditionalGeneration(build_config("xl"))
         del model
         print(
-            "| mode | weights at this depth | load: peak RSS (private) | scoring: peak RSS | overhead | est. full XL |"
+            "| mode | weights at this depth | load: private peak (x weights) | load: peak RSS | scoring: peak RSS "
+            "| scoring: private peak above the loaded model | est. full-XL scoring peak (weights + that) |"
         )
-        print("|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|")
         for mode, (quantization, dtype) in PEAK_MODES.items():
             output = subprocess.run(
                 [sys.executable, __file__, "--peak-child", folder, mode], capture_output=True, text=True, check=False
@@ -208,12 +228,15 @@ def peak_table(layers: int) -> None:
             with torch.device("meta"):
                 shaped = CLIPFlanT5ForConditionalGeneration(config)
             weights = weight_bytes(shaped, quantization, getattr(torch, dtype))["all"]
-            overhead = max(result["load_rss"], result["score_rss"]) - weights
+            # What scoring allocates above the loaded model (activations, image features: private memory) does not
+            # grow with depth. (Its RSS also counts the checkpoint pages a quantization read, which stay mapped while
+            # the unquantized fp32 weights still live in that mapping: page cache, not a requirement.)
+            overhead = result["score_anonymous"]
             estimate = weight_bytes(full, quantization, getattr(torch, dtype))["all"] + max(overhead, 0)
             print(
-                f"| {mode} | {weights / GB:.2f} GB | {result['load_rss'] / GB:.2f} GB "
-                f"({result['load_anonymous'] / GB:.2f} GB) | {result['score_rss'] / GB:.2f} GB | "
-                f"{overhead / GB:+.2f} GB | {estimate / GB:.1f} GB |"
+                f"| {mode} | {weights / GB:.2f} GB | {result['load_anonymous'] / GB:.2f} GB "
+                f"({result['load_anonymous'] / weights:.2f}x) | {result['load_rss'] / GB:.2f} GB | "
+                f"{result['score_rss'] / GB:.2f} GB | {overhead / GB:+.2f} GB | {estimate / GB:.1f} GB |"
             )
 
 
@@ -248,6 +271,7 @@ def accuracy_pairs(data: Path) -> tuple[list[str], list[str], list[tuple[int, in
 
 
 def accuracy_table(model: Path, data: Path) -> None:
+    from scipy.stats import spearmanr
     from torchao.quantization import Int8WeightOnlyConfig, IntxWeightOnlyConfig
     from torchao.quantization.granularity import PerGroup
     from transformers import TorchAoConfig
