@@ -32,6 +32,7 @@ from tests.support.paths import REPO_ROOT
 from transformers_clipflant5 import VQAScore
 from transformers_clipflant5.testing.demo import build_demo_model
 from transformers_clipflant5.testing.synthetic import render
+from transformers_clipflant5.training.stages import parse_stage_arguments
 
 
 BIN = Path(sys.executable).parent
@@ -158,7 +159,7 @@ def stage2_setup(tmp_path_factory):
     data = mixed_rows(root / "data")
     single = root / "single"
     run_stage2 = load_example("run_stage2")
-    run_stage2.main(*run_stage2.parse_args(stage2_args(start, data, single, per_device_batch=4)))
+    run_stage2.main(*parse_stage_arguments(stage2_args(start, data, single, per_device_batch=4)))
     return start, data, single
 
 
@@ -406,7 +407,7 @@ def test_training_sbatch_launch_line_on_every_node(
         assert (REPO_ROOT / accelerate_env["ACCELERATE_DEEPSPEED_CONFIG_FILE"]).is_file()
         script_path, *script_args = worker_args[worker_args.index("-u") + 1 :]
         assert script_path == f"examples/{example.__name__}.py"
-        _, training_args, _, demo = example.parse_args(script_args)
+        _, training_args, _, demo = parse_stage_arguments(script_args)
         assert not demo and training_args.output_dir == str(output_dir)
         assert training_args.resume_from_checkpoint == str(output_dir / "checkpoint-1000")
         assert (training_args.per_device_train_batch_size, training_args.gradient_accumulation_steps) == (
