@@ -359,20 +359,11 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
         self.lm_head = nn.Linear(config.text_config.d_model, config.text_config.vocab_size, bias=False)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Module:
-        return self.model.get_input_embeddings()
-
-    def set_input_embeddings(self, value: nn.Module) -> None:
-        self.model.set_input_embeddings(value)
-
     def get_output_embeddings(self) -> nn.Module:
         return self.lm_head
 
     def set_output_embeddings(self, value: nn.Module) -> None:
         self.lm_head = value
-
-    def get_encoder(self, modality: str | None = None):
-        return self.model.get_encoder(modality=modality)
 
     def get_decoder(self):
         return self.model.language_model.get_decoder()
@@ -451,18 +442,9 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
                 shift_labels=labels.to(logits.device),
                 num_items_in_batch=num_items_in_batch,
             )
-        return CLIPFlanT5Seq2SeqLMOutput(
-            loss=loss,
-            logits=logits,
-            cache=outputs.cache,
-            decoder_hidden_states=outputs.decoder_hidden_states,
-            decoder_attentions=outputs.decoder_attentions,
-            cross_attentions=outputs.cross_attentions,
-            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
-            encoder_hidden_states=outputs.encoder_hidden_states,
-            encoder_attentions=outputs.encoder_attentions,
-            image_hidden_states=outputs.image_hidden_states,
-        )
+        # Everything the base model returned but its last hidden state, which the head turned into logits.
+        rest = {name: value for name, value in outputs.items() if name != "last_hidden_state"}
+        return CLIPFlanT5Seq2SeqLMOutput(loss=loss, logits=logits, **rest)
 
     def _maybe_prepare_encoder_kwargs_for_generation(
         self,

@@ -1,5 +1,6 @@
 """Model cards: metadata round trips through `ModelCard.load`, and the cards' code examples run."""
 
+import ast
 import re
 from pathlib import Path
 
@@ -212,16 +213,18 @@ def test_card_code_examples_run(tiny, original_folder, tmp_path, monkeypatch, ca
     training_cards = [render_training_card(stage, *bases, None, {}, repo_id=str(repo)) for stage in (2, 1)]
     projector_card = render_projector_card(repo_id=str(projector_repo), vision_hidden_size=1, text_hidden_size=1)
     blocks = [block for card in (stage2_card, *training_cards, projector_card) for block in python_blocks(card.text)]
-    assert len(blocks) == 2 + 2 + 2 + 1
+    assert len(blocks) == 3 + 2 + 2 + 1
     fresh = type(model)(model.config).eval()
     torch.set_printoptions(precision=10)  # so that the printed tensors can be compared closely
+    printed = []
     try:
         for block in blocks:
             # Each example runs on its own; `model` is only used by the projector examples, which expect one.
             exec(compile(block, "<model card>", "exec"), {"model": fresh})
+            printed.append(capsys.readouterr().out)
     finally:
         torch.set_printoptions(profile="default")
-    out = capsys.readouterr().out
+    out = "".join(printed)
     # The two transformers-only examples and the two VQAScore examples print the same score.
     transformers_scores = [float(value) for value in re.findall(r"VQAScore: ([0-9.e+-]+)", out)]
     api_scores = [float(value) for value in re.findall(r"tensor\(\[([0-9.e+-]+)\]\)", out)]
@@ -234,6 +237,10 @@ def test_card_code_examples_run(tiny, original_folder, tmp_path, monkeypatch, ca
         and transformers_scores[0] == transformers_scores[1]
     )
     assert all(abs(score - transformers_scores[0]) <= 1e-6 for score in api_scores)
+    # The stage-2 card's image-text-to-text pipeline answers what its generate() answers on the chat template's
+    # inputs (blocks 2 and 3 of that card).
+    generated = ast.literal_eval(printed[1].strip().splitlines()[-1])
+    assert printed[2].strip() == generated[0].strip() != ""
     # The projector examples loaded the tiny projector into the fresh model.
     loaded = fresh.model.multi_modal_projector.linear_1.weight
     assert torch.equal(loaded, model.model.multi_modal_projector.linear_1.weight)
