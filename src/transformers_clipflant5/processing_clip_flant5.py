@@ -33,7 +33,8 @@ CLIP_IMAGE_MEAN = list(OPENAI_CLIP_MEAN)
 CLIP_IMAGE_STD = list(OPENAI_CLIP_STD)
 
 # Stage-2 ("t5_v1") prompt: "SYSTEM USER: <image>\nquestion ASSISTANT: ". A leading system message replaces the
-# default one; images of a message are put first, each followed by a newline, as the original training data did.
+# default one; images of a message are put first, each followed by a newline, as the original training data did; as
+# LLaVA's conversation format did, a message with an image is stripped, and an empty message is "ROLE:" alone.
 CHAT_TEMPLATE = (
     "{%- set system = '" + SYSTEM_MESSAGE.replace("'", "\\'") + "' -%}"
     "{%- if messages and messages[0]['role'] == 'system' -%}"
@@ -50,8 +51,10 @@ CHAT_TEMPLATE = (
     "{%- set text = message['content'] | selectattr('type', 'equalto', 'text') | map(attribute='text') | join(' ') -%}"
     "{%- set n_images = message['content'] | selectattr('type', 'equalto', 'image') | list | length -%}"
     "{%- endif -%}"
-    "{{- ('USER' if message['role'] == 'user' else 'ASSISTANT') + ': ' + '<image>\\n' * n_images"
-    " + (text | trim if n_images else text) + ' ' -}}"
+    "{%- set body = '<image>\\n' * n_images + (text | trim if n_images else text) -%}"
+    "{%- set body = body | trim if n_images else body -%}"
+    "{%- set role = 'USER' if message['role'] == 'user' else 'ASSISTANT' -%}"
+    "{{- role + ': ' + body + ' ' if body else role + ':' -}}"
     "{%- endfor -%}"
     "{%- if add_generation_prompt -%}{{- 'ASSISTANT: ' -}}{%- endif -%}"
 )

@@ -42,11 +42,6 @@ def test_t5_v1_multi_turn_and_text_only(tiny):
         build_prompt_and_target([human("Q"), gpt("A")], "t5_v1", False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LLaVA's conversation writes an empty message as 'ROLE:' with no separator, and an image with no text as "
-    "'<image>' alone; the chat template (processing_clip_flant5.CHAT_TEMPLATE) writes 'ROLE:  ' and '<image>\\n '",
-)
 def test_t5_v1_empty_messages_are_written_as_the_original_did(tiny):
     _, processor = tiny
     conversation = [human("Q"), gpt(""), human("Q2"), gpt("A")]
