@@ -78,28 +78,24 @@ from transformers_clipflant5.testing.tiny import (  # noqa: E402
 )
 
 
+def _vit(width: int, layers: int, image_size: int, projection_dim: int) -> dict:
+    """A CLIP ViT/14 vision config of `width` (64-wide heads, 4x MLP), otherwise as CLIP ViT-L/14-336."""
+    return dict(
+        CLIP_VIT_L_14_336_VISION_CONFIG,
+        hidden_size=width,
+        intermediate_size=4 * width,
+        num_hidden_layers=layers,
+        num_attention_heads=width // 64,
+        patch_size=14,
+        image_size=image_size,
+        projection_dim=projection_dim,
+    )
+
+
 VISION_SIZES = {
-    "small": dict(
-        CLIP_VIT_L_14_336_VISION_CONFIG,
-        hidden_size=384,
-        intermediate_size=1536,
-        num_hidden_layers=6,
-        num_attention_heads=6,
-        patch_size=14,
-        image_size=224,
-        projection_dim=384,
-    ),
+    "small": _vit(384, 6, 224, 384),
     "large": CLIP_VIT_L_14_336_VISION_CONFIG,
-    "base": dict(
-        CLIP_VIT_L_14_336_VISION_CONFIG,
-        hidden_size=768,
-        intermediate_size=3072,
-        num_hidden_layers=12,
-        num_attention_heads=12,
-        patch_size=14,
-        image_size=336,
-        projection_dim=512,
-    ),
+    "base": _vit(768, 12, 336, 512),
 }
 TEXT_SIZES = {
     "small": dict(d_model=512, d_ff=1024, d_kv=64, num_heads=6, num_layers=8, num_decoder_layers=8),

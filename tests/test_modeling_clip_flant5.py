@@ -13,16 +13,9 @@ import warnings
 
 import pytest
 import torch
-from transformers import (
-    AutoConfig,
-    AutoImageProcessor,
-    AutoModel,
-    AutoModelForImageTextToText,
-    AutoModelForSeq2SeqLM,
-    AutoProcessor,
-    set_seed,
-)
+from transformers import AutoModelForImageTextToText, AutoModelForSeq2SeqLM, set_seed
 from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.models.auto import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
 
 from tests.support.hub import hub_cache
 from tests.support.images import make_images

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from tests.support.cli import run_cli
 from tests.support.images import make_images
+from tests.support.models import save_model_folder
 from transformers_clipflant5.commands.score import read_pairs
 
 
@@ -20,9 +21,7 @@ from transformers_clipflant5.commands.score import read_pairs
 def folder(tiny, tmp_path_factory):
     """A model folder, a copy with a cut-off config.json, one with a damaged model.safetensors, and an image."""
     root = tmp_path_factory.mktemp("score-errors")
-    model, processor = tiny
-    model.save_pretrained(root / "model")
-    processor.save_pretrained(root / "model")
+    save_model_folder(tiny, root / "model")
     shutil.copytree(root / "model", root / "cut-config")
     config = (root / "model" / "config.json").read_text()
     (root / "cut-config" / "config.json").write_text(config[: len(config) // 2])

@@ -11,3 +11,10 @@ def randomize(model: torch.nn.Module, std: float = 0.4, seed: int = 0) -> torch.
         for param in model.parameters():
             param.copy_(torch.randn(param.shape, generator=generator) * std)
     return model
+
+
+def save_model_folder(model_and_processor, folder) -> None:
+    """Write a model and its processor into one folder, as a Hub repo of ours holds them."""
+    model, processor = model_and_processor
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)

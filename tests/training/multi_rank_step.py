@@ -69,14 +69,8 @@ def main(data: str, image_folder: str, output: str) -> None:
         seed=4,
     )
     collator = RecordingCollator(processor, "t5_v1", image_folder, max_length=1024)
-    trainer = CLIPFlanT5SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        data_collator=collator,
-        processing_class=processor,
-        group_by_modality_length=True,
-    )
+    data = {"train_dataset": dataset, "data_collator": collator, "processing_class": processor}
+    trainer = CLIPFlanT5SFTTrainer(model=model, args=args, group_by_modality_length=True, **data)
     rank = trainer.args.process_index
     if rank == 0:
         torch.save(trainable_state(model), output / "initial.pt")
