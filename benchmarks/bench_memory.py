@@ -324,8 +324,10 @@ def accuracy_table(model: Path, data: Path) -> None:
 # GPU
 
 
-def gpu_table(device: torch.device, modes=("bf16", "int8", "int4"), layers: int | None = None) -> None:
-    """XXL-shaped (or `layers`-deep) scoring of 4 images x 16 texts per mode; see the module docstring."""
+def gpu_table(
+    device: torch.device, modes=("bf16", "int8", "int4"), layers: int | None = None, batch_size: int = 32
+) -> None:
+    """XXL-shaped (or `layers`-deep) scoring of 4 images x 16 texts per mode, `batch_size` pairs per forward."""
     from PIL import Image
 
     on_cuda = device.type == "cuda"
@@ -336,7 +338,10 @@ def gpu_table(device: torch.device, modes=("bf16", "int8", "int4"), layers: int 
     images = [Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)) for _ in range(4)]
     texts = [f"a photo of {index} red circles next to a blue square on the left" for index in range(16)]
     name = torch.cuda.get_device_name(device) if on_cuda else "CPU"
-    print(f"\n## XXL-shaped scoring on {name} ({len(images)} images x {len(texts)} texts, random weights)\n")
+    print(
+        f"\n## XXL-shaped scoring on {name} ({len(images)} images x {len(texts)} texts, batch {batch_size}, "
+        "random weights)\n"
+    )
     print("| mode | weights allocated | peak allocated while scoring | pairs/s |")
     print("|---|---|---|---|")
     for mode in modes:
@@ -352,7 +357,7 @@ def gpu_table(device: torch.device, modes=("bf16", "int8", "int4"), layers: int 
             if on_cuda:
                 torch.cuda.empty_cache()
             weights = torch.cuda.memory_allocated(device) if on_cuda else 0
-            scorer = VQAScore(model, processor, batch_size=32)
+            scorer = VQAScore(model, processor, batch_size=batch_size)
             scorer.score_matrix(images[:1], texts)  # warm-up
             if on_cuda:
                 torch.cuda.synchronize(device)
@@ -380,6 +385,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=REPO_ROOT / "outputs" / "clip-flant5-demo", help="trained model")
     parser.add_argument("--data", type=Path, help="its synthetic data folder (default: <model>-data)")
     parser.add_argument("--peak-layers", type=int, default=2, help="encoder/decoder layers of the peak-memory model")
+    parser.add_argument("--gpu-batch-sizes", type=int, nargs="+", default=[32], help="pairs per forward on the GPU")
+    parser.add_argument("--gpu-modes", nargs="+", default=["bf16", "int8", "int4"], choices=("bf16", "int8", "int4"))
     parser.add_argument("--skip", nargs="*", default=[], choices=("weights", "peak", "accuracy"))
     parser.add_argument("--peak-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -390,7 +397,8 @@ def main() -> None:
     if "weights" not in args.skip:
         weights_table()
     if args.device == "cuda":
-        gpu_table(torch.device("cuda"))
+        for batch_size in args.gpu_batch_sizes:
+            gpu_table(torch.device("cuda"), modes=args.gpu_modes, batch_size=batch_size)
         return
     if "weights" not in args.skip and args.model.is_dir():
         check_formula(args.model)
