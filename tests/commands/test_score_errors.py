@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tests.support.cli import run_cli
 from tests.support.images import make_images
 from tests.support.models import save_model_folder
-from transformers_clipflant5.commands.score import read_pairs
+from transformers_clipflant5.commands.pairs_file import read_pairs
 
 
 @pytest.fixture(scope="module")

@@ -33,11 +33,9 @@ launchers report any other status as a crash with a long traceback; the summary 
 """
 
 import argparse
-import csv
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +43,7 @@ from tqdm.auto import tqdm
 
 from ..json_rows import json_lines
 from . import add_command
+from .pairs_file import PairRow, read_pairs
 from .score_checks import ScoreFileError, check_output_path, load_processor, load_scorer, text_problem
 from .score_processes import main_process_answer, report_lost_rows
 
@@ -52,21 +51,6 @@ from .score_processes import main_process_answer, report_lost_rows
 PART_SUFFIX = ".part-"
 EXIT_ROWS_SKIPPED = 1
 EXIT_USAGE = 2
-
-
-@dataclass
-class PairRow:
-    """One row of a pairs file; `problem` says why it cannot be scored, if so."""
-
-    index: int
-    line: int
-    id: Any = None
-    image: str | None = None
-    text: str | None = None
-    problem: str | None = None
-
-    def record(self, score: float) -> dict[str, Any]:
-        return {"row": self.index, "id": self.id, "image": self.image, "text": self.text, "score": score}
 
 
 def register(subparsers) -> None:
@@ -180,72 +164,6 @@ def _row_error(message: str) -> int:
 
 # --------------------------------------------------------------------------------------------------------------------
 # Files
-
-
-def read_pairs(path: Path) -> list[PairRow]:
-    """The rows of a JSONL or CSV pairs file; rows that cannot be scored carry a `problem` instead of raising."""
-    if not path.is_file():
-        raise ScoreFileError(f"Pairs file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        rows = _read_jsonl_pairs(path)
-    elif suffix in (".csv", ".tsv"):
-        rows = _read_csv_pairs(path, delimiter="\t" if suffix == ".tsv" else ",")
-    else:
-        raise ScoreFileError(f"Unknown pairs file type {path.suffix!r} ({path}): use .jsonl or .csv.")
-    for row in rows:
-        if row.problem is None:
-            row.problem = _row_problem(row)
-    return rows
-
-
-def _read_jsonl_pairs(path: Path) -> list[PairRow]:
-    rows = []
-    with open(path, encoding="utf-8") as handle:
-        for line_number, data in json_lines(handle):
-            row = PairRow(index=len(rows), line=line_number)
-            if isinstance(data, json.JSONDecodeError):
-                row.problem = f"not valid JSON ({data})"
-            elif isinstance(data, dict):
-                row.id, row.image, row.text = data.get("id"), data.get("image"), data.get("text")
-            else:
-                row.problem = f"expected a JSON object with 'image' and 'text', got {type(data).__name__}"
-            rows.append(row)
-    return rows
-
-
-def _read_csv_pairs(path: Path, delimiter: str) -> list[PairRow]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        missing = {"image", "text"} - set(reader.fieldnames or [])
-        if missing:
-            raise ScoreFileError(
-                f"{path} has no column(s) {sorted(missing)} in its header {reader.fieldnames}; it needs 'image' and "
-                "'text' (and optionally 'id')."
-            )
-        rows = []
-        for record in reader:
-            # The reader's line_num is the line the record ended on (quoted fields may span lines).
-            row = PairRow(index=len(rows), line=reader.line_num, image=record["image"], text=record["text"])
-            row.id = record.get("id") or None
-            rows.append(row)
-    return rows
-
-
-def _row_problem(row: PairRow) -> str | None:
-    from ..scoring.prompts import check_text
-
-    if row.image is None:
-        return "no 'image' field: every row needs the path of its image"
-    if not isinstance(row.image, str) or not row.image.strip():
-        return f"'image' must be a non-empty path string, got {row.image!r}"
-    if row.text is None:
-        return "no 'text' field: every row needs the text to score its image with"
-    try:
-        check_text(row.text, "'text'")
-    except (TypeError, ValueError) as error:
-        return str(error)
-    return None
 
 
 def part_files(output: Path) -> list[Path]:
