@@ -207,10 +207,11 @@ for ((node = 0; node < SLURM_NNODES; node++)); do
     SLURM_NODEID=$node SLURM_PROCID=$node SLURM_LOCALID=0 "$@" &
     pids+=($!)
 done
-# As --kill-on-bad-exit: the first task to fail stops the others.
+# As --kill-on-bad-exit: a task that fails stops the others. Each task is waited for by its pid: `wait -n` answers 127
+# ("no unwaited-for child") when the tasks have all ended before it is called, which read as a failure.
 status=0
-for _ in "${pids[@]}"; do
-    if ! wait -n; then
+for pid in "${pids[@]}"; do
+    if ! wait "$pid"; then
         status=1
         kill "${pids[@]}" 2>/dev/null
     fi
