@@ -36,7 +36,7 @@ from transformers_clipflant5.training.stages import parse_stage_arguments
 
 
 BIN = Path(sys.executable).parent
-TIMEOUT = 300
+TIMEOUT = 1500  # only turns a hung rank into a failure (a slow, loaded machine stays well under it)
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
 # DeepSpeed compiles a shared-memory op on its first CPU run (minutes on 2 cores) and caches it under
 # ~/.cache/torch_extensions, where every other environment's build replaces it: keep one per environment.

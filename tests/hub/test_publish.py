@@ -167,7 +167,6 @@ def test_pushed_folder_loads_with_transformers_alone(original_folder, fake_hub, 
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]

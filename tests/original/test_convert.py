@@ -299,7 +299,6 @@ def test_convert_by_repo_id_from_the_hf_cache(original_folder, reference_logits,
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Converted zhiqiulin/clip-flant5-xl (model)" in result.stdout

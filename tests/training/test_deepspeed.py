@@ -27,7 +27,9 @@ from transformers_clipflant5.training.model import build_model_from_base_checkpo
 
 
 BIN = Path(sys.executable).parent
-TIMEOUT = 240
+# Turns a hung rank (a skipped gather waits forever) into a failure; far above a run on a loaded machine that first
+# compiles DeepSpeed's CPU op (minutes), so it never judges speed.
+TIMEOUT = 1500
 
 
 PORT_ATTEMPTS = 3
