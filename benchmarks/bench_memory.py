@@ -6,8 +6,8 @@
 1. Weight bytes of XL and XXL per dtype/quantization, computed from their parameter counts (the models built on the
    meta device from `tests/fixtures/clip-flant5-{xl,xxl}-config.json`): which linears are quantized and what stays
    in the compute dtype follow `transformers_clipflant5.scoring.precision`; int8 = 1 byte per weight + an fp32 scale per
-   output row, int4 = half a byte + a bf16 scale and zero point per group of 128. The formula is checked against
-   the bytes torchao actually stores for a quantized model.
+   output row, int4 (NF4) = half a byte + an 8-bit scale per block of 64 + an fp32 scale per 256 blocks. The formula
+   is checked against the bytes torchao and bitsandbytes actually store for a quantized model.
 2. Peak CPU memory, each mode in a fresh process, at shapes a shared 24 GiB machine holds: the real ViT-L/14-336
    tower and projector, FlanT5-XL's width and vocabulary, `--peak-layers` encoder and decoder layers (random
    weights, fp32 safetensors). Reported, above the level after the imports: the peak private memory while loading
@@ -23,9 +23,9 @@
    Winoground-style text/image/group accuracy over (image pair x caption pair) groups.
 
 With `--device cuda` (part 1 and then this): an XXL-shaped model (real shapes, random weights, bf16) built on the
-GPU, quantized in place with the same torchao configs and skipped modules as `from_pretrained(quantization=...)`,
+GPU, quantized in place with the same backends, settings and skipped modules as `from_pretrained(quantization=...)`,
 scores 4 images x 16 texts; reported per mode: weights allocated, peak allocated while scoring, pairs/s. Needs torchao
-for the int8/int4 rows (`pip install torchao`, or the package's `quant` extra); rows whose backend is missing say so.
+(int8) and bitsandbytes (int4): the package's `quant` extra; rows whose backend is missing say so.
 """
 
 import argparse
@@ -48,7 +48,6 @@ from transformers_clipflant5 import CLIPFlanT5Config, CLIPFlanT5ForConditionalGe
 from transformers_clipflant5.evaluation import winoground_metrics  # noqa: E402
 from transformers_clipflant5.original import config_from_original  # noqa: E402
 from transformers_clipflant5.scoring.precision import (  # noqa: E402
-    INT4_GROUP_SIZE,
     build_quantization_config,
     linear_weight_bytes,
     unquantized_modules,
@@ -68,11 +67,13 @@ def build_config(size: str, layers: int | None = None, image_token_id: int = 321
     return config_from_original(original, image_token_id=image_token_id)
 
 
-def is_quantized(name: str, module: torch.nn.Module, dtype: torch.dtype) -> bool:
+def is_quantized(name: str, module: torch.nn.Module, dtype: torch.dtype, quantization: str) -> bool:
     """Whether `from_pretrained(quantization=...)` quantizes this module (same matching rule as transformers)."""
     from transformers.quantizers.quantizers_utils import should_convert_module
 
-    return isinstance(module, torch.nn.Linear) and should_convert_module(name, unquantized_modules(dtype))
+    return isinstance(module, torch.nn.Linear) and should_convert_module(
+        name, unquantized_modules(dtype, quantization)
+    )
 
 
 def weight_bytes(model: torch.nn.Module, quantization: str | None, dtype: torch.dtype) -> dict[str, float]:
@@ -88,7 +89,7 @@ def weight_bytes(model: torch.nn.Module, quantization: str | None, dtype: torch.
         if not own:
             continue
         size = 4 if name in kept_fp32 else dtype.itemsize
-        if quantization is not None and is_quantized(name, module, dtype):
+        if quantization is not None and is_quantized(name, module, dtype, quantization):
             stored = linear_weight_bytes(module.in_features, module.out_features, quantization, size)
             stored += sum(param.numel() * size for key, param in own if key != "weight")
         else:
@@ -105,7 +106,8 @@ MODES = [
     ("fp16 (wo in fp32)", None, torch.float16),
     ("int8, rest fp32 (CPU default)", "int8", torch.float32),
     ("int8, rest bf16", "int8", torch.bfloat16),
-    ("int4, rest bf16 (CUDA)", "int4", torch.bfloat16),
+    ("int4 (NF4), rest fp32 (CPU)", "int4", torch.float32),
+    ("int4 (NF4), rest bf16", "int4", torch.bfloat16),
 ]
 
 
@@ -131,18 +133,31 @@ def weights_table() -> None:
     print(f"\nParameters: XL {counts['xl']:.2f} B, XXL {counts['xxl']:.2f} B (vision tower and projector included).")
 
 
-def check_formula(folder: Path) -> None:
-    """The bytes torchao stores for an int8-quantized model against `weight_bytes`' formula."""
-    scorer = VQAScore.from_pretrained(folder, quantization="int8", dtype="float32", device="cpu")
+def stored_bytes(model: torch.nn.Module) -> int:
+    """Bytes a loaded model's parameters take as stored: torchao's tensor subclasses by their inner tensors,
+    bitsandbytes' 4-bit weights with their block scales (`quant_state`)."""
     stored = 0
-    for param in scorer.model.parameters():
+    for param in model.parameters():
         names = getattr(param, "tensor_data_names", None)
         tensors = [getattr(param, name) for name in names] if names else [param]
+        state = getattr(param, "quant_state", None)
+        if state is not None:
+            tensors += [state.absmax, *([state.state2.absmax] if state.nested else [])]
         stored += sum(tensor.numel() * tensor.element_size() for tensor in tensors)
-    with torch.device("meta"):
-        model = CLIPFlanT5ForConditionalGeneration(scorer.model.config)
-    computed = weight_bytes(model, "int8", torch.float32)["all"]
-    print(f"\nFormula check (int8, {folder.name}): torchao stores {stored:,} bytes, the formula says {computed:,}.")
+    return stored
+
+
+def check_formula(folder: Path) -> None:
+    """The bytes torchao (int8) and bitsandbytes (int4) store for a quantized model against `weight_bytes`' formula."""
+    for quantization in ("int8", "int4"):
+        scorer = VQAScore.from_pretrained(folder, quantization=quantization, dtype="float32", device="cpu")
+        with torch.device("meta"):
+            model = CLIPFlanT5ForConditionalGeneration(scorer.model.config)
+        computed = weight_bytes(model, quantization, torch.float32)["all"]
+        print(
+            f"\nFormula check ({quantization}, {folder.name}): stored {stored_bytes(scorer.model):,} bytes, "
+            f"the formula says {computed:,}."
+        )
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -154,6 +169,7 @@ PEAK_MODES = {
     "bf16": (None, "bfloat16"),
     "int8": ("int8", "float32"),
     "int8+bf16": ("int8", "bfloat16"),
+    "int4": ("int4", "float32"),
 }
 
 
@@ -272,13 +288,10 @@ def accuracy_pairs(data: Path) -> tuple[list[str], list[str], list[tuple[int, in
 
 def accuracy_table(model: Path, data: Path) -> None:
     from scipy.stats import spearmanr
-    from torchao.quantization import Int8WeightOnlyConfig, IntxWeightOnlyConfig
-    from torchao.quantization.granularity import PerGroup
+    from torchao.quantization import Int8WeightOnlyConfig
     from transformers import TorchAoConfig
 
     images, texts, groups, match = accuracy_pairs(data)
-    d_model = CLIPFlanT5Config.from_pretrained(model).text_config.d_model
-    int4_group = min(INT4_GROUP_SIZE, d_model)
     modes = [
         ("fp32", {"dtype": "float32"}),
         ("bf16", {"dtype": "bfloat16"}),
@@ -289,15 +302,8 @@ def accuracy_table(model: Path, data: Path) -> None:
             "int8, vision tower + projector too",
             {"quantization_config": TorchAoConfig(Int8WeightOnlyConfig(), modules_to_not_convert=["lm_head"])},
         ),
-        (
-            f"int4 numerics (groups of {int4_group}, simulated on CPU)",
-            {
-                "quantization_config": TorchAoConfig(
-                    IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(int4_group)),
-                    modules_to_not_convert=unquantized_modules(torch.float32),
-                )
-            },
-        ),
+        ("int4 NF4 (rest fp32)", {"quantization": "int4", "dtype": "float32"}),
+        ("int4 NF4 (rest bf16)", {"quantization": "int4", "dtype": "bfloat16"}),
     ]
     print(f"\n## Accuracy against fp32: {model} ({len(images)} pairs, {len(groups)} Winoground-style groups)\n")
     print("| mode | Spearman | mean abs diff | max abs diff | ROC-AUC | Winoground text / image / group |")
@@ -322,6 +328,41 @@ def accuracy_table(model: Path, data: Path) -> None:
 
 # --------------------------------------------------------------------------------------------------------------------
 # GPU
+
+
+def quantize_in_place(model: torch.nn.Module, mode: str) -> None:
+    """Quantize the linears `from_pretrained(quantization=mode)` quantizes (bf16 compute), with the same backend and
+    settings: a random model built on the GPU is never written to disk and loaded."""
+    config = build_quantization_config(mode, torch.bfloat16)
+    if mode == "int8":
+        from torchao.quantization import quantize_
+
+        quantize_(
+            model, config.quant_type, filter_fn=lambda module, fqn: is_quantized(fqn, module, torch.bfloat16, mode)
+        )
+        return
+    import bitsandbytes
+
+    for name, module in list(model.named_modules()):
+        if not is_quantized(name, module, torch.bfloat16, mode):
+            continue
+        quantized = bitsandbytes.nn.Linear4bit(
+            module.in_features,
+            module.out_features,
+            bias=module.bias is not None,
+            compute_dtype=config.bnb_4bit_compute_dtype,
+            quant_type=config.bnb_4bit_quant_type,
+            compress_statistics=config.bnb_4bit_use_double_quant,
+            device="meta",
+        )
+        quantized.weight = bitsandbytes.nn.Params4bit(
+            module.weight.data,
+            requires_grad=False,
+            quant_type=config.bnb_4bit_quant_type,
+            compress_statistics=config.bnb_4bit_use_double_quant,
+        ).to(module.weight.device)  # quantizes
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, quantized)
 
 
 def gpu_table(
@@ -350,10 +391,7 @@ def gpu_table(
             with torch.device(device):
                 model = CLIPFlanT5ForConditionalGeneration._from_config(config, dtype=torch.bfloat16).eval()
             if mode != "bf16":
-                from torchao.quantization import quantize_
-
-                quant_type = build_quantization_config(mode, device, torch.bfloat16).quant_type
-                quantize_(model, quant_type, filter_fn=lambda module, fqn: is_quantized(fqn, module, torch.bfloat16))
+                quantize_in_place(model, mode)
             if on_cuda:
                 torch.cuda.empty_cache()
             weights = torch.cuda.memory_allocated(device) if on_cuda else 0

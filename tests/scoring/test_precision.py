@@ -1,26 +1,39 @@
-"""Lower-memory loading: int8 quantization on CPU (our format and the original layout), fp16 without overflow,
-device_map offload to CPU RAM and disk for scoring and generation, the CLI flags, and clear errors."""
+"""Lower-memory loading: int8 (torchao) and int4 (bitsandbytes NF4) quantization on CPU, in our format and the
+original layout, fp16 without overflow, device_map offload to CPU RAM and disk for scoring and generation, the CLI
+flags, and clear errors."""
 
 import importlib.util
 import sys
 
 import pytest
 import torch
+from transformers import T5Tokenizer
 
 from tests.support.images import make_images
+from tests.support.models import randomize
+from tests.support.original_reference import save_original_checkpoint
 from transformers_clipflant5 import VQAScore
 from transformers_clipflant5.cli import main
-from transformers_clipflant5.scoring.precision import QuantizationBackendMissing
+from transformers_clipflant5.scoring.precision import QuantizationBackendMissing, linear_weight_bytes
+from transformers_clipflant5.testing.tiny import build_tiny_model, train_tiny_sentencepiece
 
 
 needs_torchao = pytest.mark.skipif(
     importlib.util.find_spec("torchao") is None, reason='needs the quant extra: pip install -e ".[quant]"'
+)
+needs_bitsandbytes = pytest.mark.skipif(
+    importlib.util.find_spec("bitsandbytes") is None, reason='needs the quant extra: pip install -e ".[quant]"'
 )
 
 TEXTS = ["a red circle", "a blue square on the left", "green", "a yellow cross on the top"]
 # Measured on this tiny random model: int8 weights move scores by at most 1% (relative) in fp32 and bf16, fp16 (with
 # `wo` kept in fp32) by 0.2%; 5% leaves room for other CPUs' kernels while still catching a broken quantization.
 RELATIVE_TOLERANCE = 0.05
+# NF4 has 16 levels per block of 64 weights: on the tiny random model (scores around 0.002) it moved scores by 9%
+# (relative) in fp32 and 23% in bf16, with their correlation to fp32's 0.985 and 0.973. A broken 4-bit path (e.g.
+# T5's feed-forward casting its activations to a packed uint8 `wo`) gives scores unrelated to fp32's.
+INT4_RELATIVE_TOLERANCE = 0.35
+INT4_MIN_CORRELATION = 0.9
 
 
 @pytest.fixture(scope="module")
@@ -143,9 +156,70 @@ def test_device_map_offload_to_cpu_and_disk_scores_and_generates_the_same(folder
     assert scorer.generate(pair_images, TEXTS[:3], max_new_tokens=6) == reference[1]
 
 
-def test_int4_on_cpu_is_refused_with_the_reason(folder):
-    with pytest.raises(ValueError, match="CUDA"):
-        VQAScore.from_pretrained(folder, quantization="int4", device="cpu")
+@pytest.fixture(scope="module")
+def wide_folders(tmp_path_factory):
+    """A tiny model 64 wide, in our format and in the original layout: bitsandbytes' CPU 4-bit kernel needs whole
+    blocks of 64 input features (real FlanT5 widths are multiples of 64; the 32-wide test model is not)."""
+    model, processor = build_tiny_model(seed=0, d_model=64, num_heads=8)
+    randomize(model)
+    root = tmp_path_factory.mktemp("precision")
+    model.save_pretrained(root / "ours")
+    processor.save_pretrained(root / "ours")
+    save_original_checkpoint(model, train_tiny_sentencepiece(), root / "original", shards=2)
+    T5Tokenizer.from_pretrained(root / "original", extra_ids=100).save_pretrained(root / "original")
+    return {"ours": root / "ours", "original": root / "original"}
+
+
+@pytest.fixture(scope="module")
+def wide_folder(wide_folders):
+    return wide_folders["ours"]
+
+
+def correlation(scores: torch.Tensor, reference: torch.Tensor) -> float:
+    return float(torch.corrcoef(torch.stack([scores.flatten(), reference.flatten()]))[0, 1])
+
+
+@needs_bitsandbytes
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+@pytest.mark.parametrize("layout", ["ours", "original"])
+def test_int4_nf4_quantizes_the_t5_linears_on_cpu_and_scores_close_to_fp32(layout, dtype, wide_folders, pair_images):
+    import bitsandbytes
+
+    folder = wide_folders[layout]
+    reference = VQAScore.from_pretrained(folder, dtype="float32", device="cpu").score_matrix(pair_images, TEXTS)
+    scorer = VQAScore.from_pretrained(folder, quantization="int4", dtype=dtype, device="cpu")
+    for name in T5_LINEARS[:2]:
+        weight = linear(scorer, name).weight
+        assert isinstance(weight, bitsandbytes.nn.Params4bit) and weight.quant_state.quant_type == "nf4", name
+        assert weight.dtype == torch.uint8 and weight.quant_state.nested, name  # packed, scales double-quantized
+    # `wo` stays in the compute dtype (T5 casts its input to `wo`'s weight dtype), like the vision side and the head.
+    for name in [T5_LINEARS[2], *KEPT_LINEARS]:
+        weight = linear(scorer, name).weight
+        assert type(weight) is torch.nn.Parameter and weight.dtype == getattr(torch, dtype), name
+    scores = scorer.score_matrix(pair_images, TEXTS)
+    assert relative_difference(scores, reference) < INT4_RELATIVE_TOLERANCE
+    assert correlation(scores, reference) > INT4_MIN_CORRELATION
+    assert not torch.equal(scores, reference)
+    assert all(isinstance(answer, str) for answer in scorer.generate(pair_images, TEXTS[:3], max_new_tokens=6))
+
+
+@needs_bitsandbytes
+def test_int4_weights_take_about_an_eighth_of_fp32(wide_folder):
+    fp32 = VQAScore.from_pretrained(wide_folder, dtype="float32", device="cpu").model
+    int4 = VQAScore.from_pretrained(wide_folder, quantization="int4", dtype="float32", device="cpu").model
+    name = T5_LINEARS[0]
+    full, quantized = fp32.get_submodule(name).weight, int4.get_submodule(name).weight
+    state = quantized.quant_state
+    stored = sum(tensor.numel() * tensor.element_size() for tensor in (quantized, state.absmax, state.state2.absmax))
+    assert stored <= 0.15 * full.numel() * full.element_size()
+    assert stored == linear_weight_bytes(full.shape[1], full.shape[0], "int4", 4)
+
+
+@needs_bitsandbytes
+def test_fp16_with_int4_keeps_wo_in_fp32(wide_folder):
+    scorer = VQAScore.from_pretrained(wide_folder, quantization="int4", dtype="float16", device="cpu")
+    assert linear(scorer, T5_LINEARS[2]).weight.dtype == torch.float32
+    assert linear(scorer, T5_LINEARS[0]).weight.quant_state.dtype == torch.float16
 
 
 @needs_torchao
@@ -161,11 +235,15 @@ def test_unknown_or_doubled_quantization_is_refused(folder):
         )
 
 
-def test_missing_backend_names_the_extra(folder, monkeypatch):
-    # A None entry in sys.modules makes `import torchao...` raise ImportError, as on a machine without torchao.
-    monkeypatch.setitem(sys.modules, "torchao.quantization", None)
-    with pytest.raises(QuantizationBackendMissing, match=r'pip install -e "\.\[quant\]"'):
-        VQAScore.from_pretrained(folder, quantization="int8", device="cpu")
+@pytest.mark.parametrize(
+    ("quantization", "module", "package"),
+    [("int8", "torchao.quantization", "torchao"), ("int4", "bitsandbytes", "bitsandbytes")],
+)
+def test_missing_backend_names_the_extra(quantization, module, package, folder, monkeypatch):
+    # A None entry in sys.modules makes `import ...` raise ImportError, as on a machine without the package.
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(QuantizationBackendMissing, match=rf'needs {package}.*pip install -e "\.\[quant\]"'):
+        VQAScore.from_pretrained(folder, quantization=quantization, device="cpu")
 
 
 def run_cli(argv, capsys) -> tuple[int, str, str]:
@@ -190,9 +268,18 @@ def test_cli_quantization_and_offload_flags(folder, tmp_path, pair_images, refer
     code, out, _ = run_cli([*base, "--offload-folder", str(tmp_path / "offload")], capsys)
     assert code == 0 and float(out) == pytest.approx(float(expected), rel=1e-5)
 
-    code, _, err = run_cli([*base, "--quantization", "int4"], capsys)
-    assert code == 2 and "CUDA" in err  # nothing could be scored: exit 2, as in --pairs mode
-
     monkeypatch.setitem(sys.modules, "torchao.quantization", None)
     code, _, err = run_cli([*base, "--quantization", "int8"], capsys)
-    assert code == 2 and ".[quant]" in err
+    assert code == 2 and ".[quant]" in err  # nothing could be scored: exit 2, as in --pairs mode
+
+
+@needs_bitsandbytes
+def test_cli_int4(wide_folder, tmp_path, pair_images, capsys):
+    image = tmp_path / "image.png"
+    pair_images[1].save(image)
+    argv = ["score", "--model", str(wide_folder), "--image", str(image), "--text", TEXTS[0], "--device", "cpu"]
+    expected = VQAScore.from_pretrained(wide_folder, quantization="int4", device="cpu")([str(image)], [TEXTS[0]])
+    full = VQAScore.from_pretrained(wide_folder, device="cpu")([str(image)], [TEXTS[0]])
+    code, out, _ = run_cli([*argv, "--quantization", "int4"], capsys)
+    assert code == 0 and float(out) == pytest.approx(float(expected), rel=1e-5)
+    assert float(out) != pytest.approx(float(full), rel=1e-7)

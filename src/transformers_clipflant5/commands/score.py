@@ -78,7 +78,8 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--quantization",
         choices=("int8", "int4"),
-        help='quantize the T5 weights as they load: int8 (CPU or CUDA) or int4 (CUDA); needs pip install -e ".[quant]"',
+        help="quantize the T5 weights as they load: int8 (torchao) or int4 (bitsandbytes NF4), CPU or CUDA; needs "
+        'pip install -e ".[quant]"',
     )
     parser.add_argument(
         "--offload-folder",

@@ -1,23 +1,28 @@
 # Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
 """Lower-precision loading: `quantization="int8" | "int4"` as transformers quantization configs, and fp16's guard.
 
-Backend: torchao weight-only quantization, for both sizes.
+Backends, one per size, both running on CPU and CUDA:
 
-- int8 (`Int8WeightOnlyConfig`: one int8 per weight, one scale per output row) runs on CPU and CUDA alike, in pure
-  PyTorch, so the accuracy measured on a CPU is the accuracy a GPU gets. Activations stay in the compute dtype
-  (bf16/fp32): bitsandbytes' LLM.int8 casts them to fp16 (its `MatMul8bitLt` warns so), which is exactly where FlanT5
-  overflows and why transformers keeps T5's `wo` in fp32 for it; and bitsandbytes 0.50's CPU path fails on this model.
-- int4 (`Int4WeightOnlyConfig`, groups of 128 with a bf16 scale and zero point, PyTorch's own tinygemm CUDA kernel)
-  needs a CUDA GPU and bf16; torchao has no packed int4 kernel for x86 CPUs (its CPU int4 stores one value per byte,
-  no smaller than int8), so int4 on CPU is refused rather than silently taking int8's memory.
+- int8: torchao's `Int8WeightOnlyConfig` (one int8 per weight, one scale per output row), in pure PyTorch, so the
+  accuracy measured on a CPU is the accuracy a GPU gets. Activations stay in the compute dtype (bf16/fp32):
+  bitsandbytes' LLM.int8 casts them to fp16 (its `MatMul8bitLt` warns so), which is exactly where FlanT5 overflows
+  and why transformers keeps T5's `wo` in fp32 for it.
+- int4: bitsandbytes' NF4 (4-bit NormalFloat in blocks of 64 weights, the blocks' scales themselves quantized to
+  8 bits: about 0.52 bytes per weight), dequantized to the compute dtype for an ordinary matmul. VQAScore runs the
+  encoder over every pair's whole prompt (batch x ~700 tokens), and there dequantize-then-GEMM runs at the GEMM's
+  speed. torchao's int4 was tried first and dropped: its CUDA kernel (tinygemm) is built for a few rows at a time
+  (decoding) and on an H100 scored XXL 9x slower than bf16 while holding more memory than int8 (16.7 GB), and its
+  CPU format stores one value per byte, no smaller than int8.
 
-Any other transformers `quantization_config` (e.g. bitsandbytes' `BitsAndBytesConfig(load_in_4bit=True)` for NF4)
-can be passed through `from_pretrained(..., quantization_config=...)` instead.
+Any other transformers `quantization_config` can be passed through `from_pretrained(..., quantization_config=...)`.
 
 What stays unquantized, in the compute dtype: the CLIP vision tower and the projector (about 7% of XL's parameters
 and 3% of XXL's: little memory to win, and every image token passes through them), the token embedding (transformers
 never quantizes `nn.Embedding` here) and the LM head (transformers' default; scoring only evaluates it on the
-answer's tokens). Under fp16 T5's `wo` projections are also kept out, in fp32, as transformers keeps them for T5.
+answer's tokens). T5's `wo` projections are also kept out: under fp16 in fp32 (as transformers keeps them for T5),
+and always under int4, where transformers leaves them in the compute dtype for bitsandbytes (T5's feed-forward casts
+its input to `wo`'s weight dtype, which for a bitsandbytes 4-bit weight is the packed uint8: measured on the trained
+demo model, an NF4 `wo` turned the scores to noise, Spearman -0.03 against fp32).
 """
 
 import importlib
@@ -32,58 +37,58 @@ QUANT_EXTRA_INSTALL = 'pip install -e ".[quant]"'
 UNQUANTIZED_MODULES = ["model.vision_tower", "model.multi_modal_projector", "lm_head"]
 # T5's feed-forward output projections, which transformers keeps in fp32 under fp16 (`_keep_in_fp32_modules`).
 T5_WO_MODULES = r"model\.language_model\..*\.wo"
-INT4_GROUP_SIZE = 128
+# bitsandbytes' 4-bit layout: weights in blocks of 64, each block's fp32 scale quantized to 8 bits in blocks of 256
+# (double quantization) with one fp32 scale per 256 blocks.
+NF4_BLOCK_SIZE = 64
+NF4_SCALE_BLOCK_SIZE = 256
+BACKENDS = {"int8": ("torchao.quantization", "torchao"), "int4": ("bitsandbytes", "bitsandbytes")}
 
 
 class QuantizationBackendMissing(ImportError):
     """The package a quantization mode needs is not installed (the message names what to install)."""
 
 
-def _import_backend(module: str, quantization: str):
+def _import_backend(quantization: str):
+    module, package = BACKENDS[quantization]
     try:
         return importlib.import_module(module)
     except ImportError as error:
         raise QuantizationBackendMissing(
-            f"quantization={quantization!r} needs torchao, which is not installed ({error}). Install the "
-            f"quantization extra: {QUANT_EXTRA_INSTALL} (or `pip install torchao`)."
+            f"quantization={quantization!r} needs {package}, which is not installed ({error}). Install the "
+            f"quantization extra: {QUANT_EXTRA_INSTALL} (or `pip install {package}`)."
         ) from error
 
 
-def build_quantization_config(quantization: str, device: torch.device, dtype: torch.dtype):
+def build_quantization_config(quantization: str, dtype: torch.dtype):
     """
-    The transformers `TorchAoConfig` for `quantization` (`"int8"` or `"int4"`) on `device` with activations in `dtype`.
+    The transformers quantization config for `quantization` with activations in `dtype`: a `TorchAoConfig` for
+    `"int8"`, a `BitsAndBytesConfig` (NF4) for `"int4"`.
 
     Raises:
-        ValueError: an unknown mode, int4 off CUDA or outside bf16.
-        QuantizationBackendMissing: torchao is not installed.
+        ValueError: an unknown mode.
+        QuantizationBackendMissing: its backend (torchao for int8, bitsandbytes for int4) is not installed.
     """
     if quantization not in QUANTIZATION_CHOICES:
         raise ValueError(f"quantization must be one of {QUANTIZATION_CHOICES} or None, got {quantization!r}.")
-    if quantization == "int4":
-        if device.type != "cuda":
-            raise ValueError(
-                "quantization='int4' needs a CUDA GPU: torchao's packed int4 kernel (tinygemm) is CUDA-only, and its "
-                "CPU int4 format stores one value per byte, saving nothing over int8. On CPU use quantization='int8'."
-            )
-        if dtype != torch.bfloat16:
-            raise ValueError(
-                f"quantization='int4' computes in bfloat16; pass dtype='bfloat16' (or 'auto'), not {dtype}."
-            )
-    torchao_quantization = _import_backend("torchao.quantization", quantization)
-    from transformers import TorchAoConfig
-
+    backend = _import_backend(quantization)
     if quantization == "int8":
-        quant_type = torchao_quantization.Int8WeightOnlyConfig()
-    else:
-        quant_type = torchao_quantization.Int4WeightOnlyConfig(
-            group_size=INT4_GROUP_SIZE, int4_packing_format="tile_packed_to_4d"
-        )
-    return TorchAoConfig(quant_type, modules_to_not_convert=unquantized_modules(dtype))
+        from transformers import TorchAoConfig
+
+        return TorchAoConfig(backend.Int8WeightOnlyConfig(), modules_to_not_convert=unquantized_modules(dtype, "int8"))
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=dtype,
+        llm_int8_skip_modules=unquantized_modules(dtype, "int4"),
+    )
 
 
-def unquantized_modules(dtype: torch.dtype) -> list[str]:
+def unquantized_modules(dtype: torch.dtype, quantization: str = "int8") -> list[str]:
     """The modules a quantized model keeps in higher precision (see the module docstring for why)."""
-    if dtype == torch.float16:
+    if dtype == torch.float16 or quantization == "int4":
         return [*UNQUANTIZED_MODULES, T5_WO_MODULES]
     return list(UNQUANTIZED_MODULES)
 
@@ -103,17 +108,17 @@ def check_finite_scores(scores: torch.Tensor, model: torch.nn.Module) -> None:
     raise FloatingPointError(f"VQAScore produced NaN/inf with the model in {dtype}; its weights may be corrupt.")
 
 
-def linear_weight_bytes(
-    in_features: int, out_features: int, quantization: str | None, dtype_bytes: int, group_size: int = INT4_GROUP_SIZE
-) -> int:
+def linear_weight_bytes(in_features: int, out_features: int, quantization: str | None, dtype_bytes: int) -> int:
     """Bytes of an `nn.Linear` weight as stored: the raw weight in `dtype_bytes`, int8 with one fp32 scale per output
-    row, or int4 packed two per byte with a scale and a zero point (2 bytes each) per group of `group_size` inputs."""
+    row, or NF4 (int4) packed two per byte with one 8-bit scale per block of 64 weights and one fp32 scale per 256
+    blocks (bitsandbytes' double quantization; its few constant bytes per tensor are left out)."""
     if quantization is None:
         return in_features * out_features * dtype_bytes
     if quantization == "int8":
         return in_features * out_features + out_features * 4
     if quantization == "int4":
-        return in_features * out_features // 2 + out_features * math.ceil(in_features / group_size) * 2 * 2
+        blocks = math.ceil(in_features * out_features / NF4_BLOCK_SIZE)
+        return math.ceil(in_features * out_features / 2) + blocks + 4 * math.ceil(blocks / NF4_SCALE_BLOCK_SIZE)
     raise ValueError(f"Unknown quantization {quantization!r}.")
 
 

@@ -48,6 +48,10 @@ def fused_t5_unsupported_reason(model: nn.Module, assume_eval_mode: bool = False
         return "the model is dispatched with accelerate hooks (device_map / offloading)"
     if len({param.device for param in language_model.parameters()}) != 1:
         return "the T5 parameters are on several devices"
+    # bitsandbytes stores its 4-bit weights as packed uint8 and its 8-bit ones as int8 (torchao's tensor subclasses
+    # report the compute dtype): this path reads the compute dtype off the weights, so it leaves those to T5's own.
+    if any(not param.dtype.is_floating_point for param in language_model.parameters()):
+        return "the T5 weights are stored as integers (bitsandbytes quantization)"
     return None
 
 

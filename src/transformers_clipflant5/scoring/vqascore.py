@@ -138,7 +138,7 @@ class VQAScore:
             dtype: `"auto"` (bf16 on CUDA, fp32 on CPU), a torch dtype or its name (`"float32"`, `"bfloat16"`).
             device: where to run; defaults to CUDA when available, else CPU. Ignored with `device_map=...`.
             attn_implementation: `"sdpa"`, `"eager"`, ...; None lets transformers choose (SDPA where supported).
-            quantization: `"int8"` (torchao int8 weights, CPU or CUDA) or `"int4"` (CUDA, bf16); the T5 linears are
+            quantization: `"int8"` (torchao int8 weights) or `"int4"` (bitsandbytes NF4), CPU or CUDA; the T5 linears are
                 quantized as they load, straight onto `device` (see `transformers_clipflant5.scoring.precision`). Needs the
                 `quant` extra. Any other transformers `quantization_config` can be passed in `kwargs` instead.
             kwargs: passed to the model's `from_pretrained` (`revision`, `cache_dir`, `device_map`, ...); the Hub
@@ -155,9 +155,7 @@ class VQAScore:
         if quantization is not None:
             if kwargs.get("quantization_config") is not None:
                 raise ValueError("Pass quantization or quantization_config, not both.")
-            model_kwargs["quantization_config"] = build_quantization_config(
-                quantization, device, model_kwargs["dtype"]
-            )
+            model_kwargs["quantization_config"] = build_quantization_config(quantization, model_kwargs["dtype"])
             # Quantize each weight as it loads, on the device it runs on, rather than a full-precision copy first.
             model_kwargs.setdefault("device_map", {"": str(device)})
         if attn_implementation is not None:
