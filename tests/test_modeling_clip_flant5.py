@@ -6,6 +6,7 @@ import copy
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import textwrap
@@ -26,6 +27,7 @@ from transformers_clipflant5 import (
     CLIPFlanT5Model,
     CLIPFlanT5Processor,
 )
+from transformers_clipflant5.projector import save_projector
 
 
 PROMPTS = [vqa_prompt("a red circle"), vqa_prompt("a much longer caption about a purple star at the top"), "<image>"]
@@ -505,3 +507,20 @@ def test_model_errors_name_the_problem(tiny, batch):
         model(**{**batch, "pixel_values": batch["pixel_values"][0]})
     with pytest.raises(TypeError, match="integer"):
         model(**{**batch, "input_ids": batch["input_ids"].float()})
+
+
+# safetensors alone writes its files 0600; the folders we write are readable like the rest of the folder.
+def test_saved_weights_follow_the_umask(tiny, tmp_path):
+    model, processor = tiny
+    old_umask = os.umask(0o022)
+    try:
+        model.save_pretrained(tmp_path / "model")
+        save_projector(model, tmp_path / "projector")
+        os.umask(0o027)
+        model.save_pretrained(tmp_path / "group-only")
+    finally:
+        os.umask(old_umask)
+    for path in [tmp_path / "model" / "model.safetensors", tmp_path / "projector" / "projector.safetensors"]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+    assert stat.S_IMODE((tmp_path / "model" / "config.json").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "group-only" / "model.safetensors").stat().st_mode) == 0o640

@@ -10,8 +10,10 @@ This file imports only torch, transformers and its sibling configuration file so
 remote code.
 """
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,6 +32,20 @@ from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_clip_flant5 import CLIPFlanT5Config
+
+
+def fix_weight_permissions(folder: str | os.PathLike) -> None:
+    """
+    Give every `*.safetensors` file under `folder` the mode a newly created file gets (0666 minus the umask), as the
+    config and the other files there have: safetensors writes through a private temporary file, so its files would
+    otherwise stay readable by their owner only (0600), and a shared or served model folder could not be read.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    mode = 0o666 & ~umask
+    for path in Path(folder).rglob("*.safetensors"):
+        if path.is_file() and not path.is_symlink() and path.stat().st_mode & 0o777 != mode:
+            path.chmod(mode)
 
 
 @dataclass
@@ -104,7 +120,10 @@ class CLIPFlanT5PreTrainedModel(PreTrainedModel):
     def save_pretrained(self, save_directory, *args, **kwargs):
         if self._auto_class is not None:
             self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **self._remote_code_auto_map}
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            fix_weight_permissions(save_directory)
+        return result
 
     # Readers of checkpoint layouts other than ours, tried in order by `from_pretrained`: each is called as
     # `loader(cls, name_or_path, *model_args, **kwargs)` and returns the loaded model, or None when the checkpoint is

@@ -31,8 +31,7 @@ from transformers.utils.hub import convert_file_size_to_int
 from ..hub.arguments import hub_kwargs
 from ..hub.folder_checks import check_model_folder, check_projector_folder
 from ..hub.model_card import is_hub_id, render_model_card, render_projector_card
-from ..hub.permissions import fix_weight_permissions
-from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration
+from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration, fix_weight_permissions
 from ..processing_clip_flant5 import CLIPFlanT5Processor
 from ..projector import PROJECTOR_CONFIG_NAME, PROJECTOR_WEIGHTS_NAME, save_projector
 from .checkpoint import CLIP_VIT_L_14_336, ORIGINAL_PROJECTOR_NAME, read_original_projector

@@ -29,9 +29,8 @@ from transformers.trainer import TRAINING_ARGS_NAME
 from trl import SFTConfig, SFTTrainer
 
 from ..hub.model_card import render_training_card
-from ..hub.permissions import fix_weight_permissions
 from ..hub.publish import push_folder
-from ..modeling_clip_flant5 import CLIPFlanT5MultiModalProjector
+from ..modeling_clip_flant5 import CLIPFlanT5MultiModalProjector, fix_weight_permissions
 from ..projector import save_projector
 from .data import LENGTH_COLUMN
 from .sampler import ModalityGroupedSampler
