@@ -19,6 +19,7 @@ import torch
 
 from tests.support.hub import hub_cache
 from tests.support.images import make_images
+from transformers_clipflant5 import VQAScore
 from transformers_clipflant5.cli import COMMANDS, build_parser, main
 
 
@@ -105,7 +106,7 @@ def test_python_blocks_run(scratch):
     assert result.returncode == 0 and "ALL OK" in result.stdout, result.stdout[-2000:] + result.stderr[-4000:]
 
 
-def test_bash_blocks_run(scratch):
+def test_bash_blocks_run(scratch, original_folder):
     work, env = scratch
     blocks = [code for lang, code, reason in readme_blocks() if lang == "bash" and reason is None]
     assert len(blocks) >= 3
@@ -117,7 +118,12 @@ def test_bash_blocks_run(scratch):
             f"{code}\n--- stdout\n{result.stdout[-2000:]}\n--- stderr\n{result.stderr[-3000:]}"
         )
     scores = [json.loads(line) for line in (work / "scores.jsonl").read_text().splitlines()]
-    assert [row["id"] for row in scores] == [0, 1, 2] and all(0 < row["score"] < 1 for row in scores)
+    # `zhiqiulin/clip-flant5-xxl` in the scratch Hub cache is the tiny model in the original layout.
+    expected = VQAScore.from_pretrained(original_folder, dtype="float32", device="cpu")(
+        [work / "cat.png", work / "dog.png", work / "bird.png"], ["a cat", "a dog", "a bird"]
+    )
+    assert [row["id"] for row in scores] == [0, 1, 2]
+    assert [row["score"] for row in scores] == pytest.approx(expected.tolist(), rel=1e-5)
     assert (work / "clip-flant5-xl" / "model.safetensors").exists() or list(
         (work / "clip-flant5-xl").glob("model-*.safetensors")
     )
