@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from transformers_clipflant5.cli import main
+from clip_flant5_cli import main
 
 
 def test_cli_help_and_env(capsys):
