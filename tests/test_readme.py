@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from clip_flant5_cli import COMMANDS, build_parser, main
 from tests.support.hub import hub_cache
 from tests.support.images import make_images
 from transformers_clipflant5 import VQAScore
-from transformers_clipflant5.cli import COMMANDS, build_parser, main
 
 
 ROOT = Path(__file__).resolve().parent.parent

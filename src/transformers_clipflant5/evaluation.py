@@ -35,10 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from clip_flant5_cli.facts import EVAL_TASKS as TASKS
+
 from .json_rows import read_json_rows
-
-
-TASKS = ("winoground", "pairwise", "correlation")
 
 
 class BenchmarkError(ValueError):

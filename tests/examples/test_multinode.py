@@ -317,7 +317,7 @@ def test_score_sbatch_splits_over_two_nodes_and_resumes(score_setup, slurm, tmp_
 def test_score_with_an_output_folder_each_node_has_its_own_reports_the_lost_rows(
     score_setup, tmp_path, capsys, monkeypatch
 ):
-    from transformers_clipflant5.cli import main
+    from clip_flant5_cli import main
 
     root, rows, expected = score_setup
     folders = [tmp_path / "node0", tmp_path / "node1"]

@@ -9,11 +9,11 @@ import pytest
 import torch
 from transformers import T5Tokenizer
 
+from clip_flant5_cli import main
 from tests.support.images import make_images
 from tests.support.models import randomize
 from tests.support.original_reference import save_original_checkpoint
 from transformers_clipflant5 import VQAScore
-from transformers_clipflant5.cli import main
 from transformers_clipflant5.scoring.precision import QuantizationBackendMissing, linear_weight_bytes
 from transformers_clipflant5.testing.tiny import build_tiny_model, train_tiny_sentencepiece
 

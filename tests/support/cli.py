@@ -2,7 +2,7 @@
 
 import pytest
 
-from transformers_clipflant5.cli import main
+from clip_flant5_cli import main
 
 
 def run_command(argv: list[str]) -> int:

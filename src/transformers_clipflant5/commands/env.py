@@ -1,10 +1,8 @@
-"""`clip-flant5 env`: the Python, package versions, available devices and attention backends, for bug reports."""
+"""`clip-flant5 env`: collecting versions, devices and attention backends. Its help is `clip_flant5_cli.env`."""
 
 import argparse
 import importlib.metadata
 import platform
-
-from . import add_command
 
 
 PACKAGES = (
@@ -23,16 +21,6 @@ PACKAGES = (
     "sentencepiece",
     "pillow",
 )
-
-
-def register(subparsers) -> None:
-    add_command(
-        subparsers,
-        "env",
-        run,
-        help="print versions, devices and attention backends (paste this into bug reports)",
-        description=__doc__,
-    )
 
 
 def collect() -> dict[str, str]:

@@ -28,6 +28,8 @@ import torch
 from transformers.utils import cached_file
 from transformers.utils.hub import convert_file_size_to_int
 
+from clip_flant5_cli.facts import CONVERT_DTYPES
+
 from ..hub.arguments import hub_kwargs
 from ..hub.folder_checks import check_model_folder, check_projector_folder
 from ..hub.model_card import is_hub_id, render_model_card, render_projector_card
@@ -38,7 +40,7 @@ from .checkpoint import CLIP_VIT_L_14_336, ORIGINAL_PROJECTOR_NAME, read_origina
 from .release import OriginalCheckpoint, find_original_checkpoint
 
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {name: getattr(torch, name) for name in CONVERT_DTYPES}
 MODEL_WEIGHT_FILES = (
     "model.safetensors.index.json",
     "model.safetensors",

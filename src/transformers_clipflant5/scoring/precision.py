@@ -30,9 +30,9 @@ import math
 
 import torch
 
+from clip_flant5_cli.facts import QUANT_EXTRA_INSTALL, QUANTIZATION_CHOICES
 
-QUANTIZATION_CHOICES = ("int8", "int4")
-QUANT_EXTRA_INSTALL = 'pip install -e ".[quant]"'
+
 # Full module names (transformers matches them as prefixes at module boundaries, or as regexes).
 UNQUANTIZED_MODULES = ["model.vision_tower", "model.multi_modal_projector", "lm_head"]
 # T5's feed-forward output projections, which transformers keeps in fp32 under fp16 (`_keep_in_fp32_modules`).
