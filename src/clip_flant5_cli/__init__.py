@@ -21,10 +21,10 @@ DESCRIPTION = "CLIP-FlanT5 (the VQAScore model) for transformers: convert, score
 EPILOG = """\
 exit status (`clip-flant5 COMMAND --help` details its own):
   0  success
-  1  the command failed: convert (a conversion or push), flatten (INPUT or OUTPUT cannot be used), score (some
-     pairs could not be scored; the others were)
-  2  nothing was done: a bad command line (for every command; for convert also SRC/DST missing or given with
-     --all-original), or for eval and score an input or output file (or score's --model) that cannot be used"""
+  1  part of the work failed, the rest was done: score (some pairs could not be scored), convert --all-original
+     (some checkpoints could not be converted)
+  2  the command stopped: a bad command line, or an input, output or model that cannot be used (every command;
+     the error names it and what to do)"""
 
 
 def build_parser() -> argparse.ArgumentParser:

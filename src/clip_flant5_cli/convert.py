@@ -25,10 +25,11 @@ the weights in memory (about 23 GB in bfloat16).
 
 exit status:
   0  every conversion (and push) asked for was done, or printed with --dry-run
-  1  a conversion or push failed (the error names the file, folder or repo, and why); with --all-original, any
-     of the checkpoints, or a name in --only that the original release does not have
-  2  nothing was done: a bad command line, SRC or DST missing, or --all-original without --output-dir or with
-     SRC, DST or --push-to-hub"""
+  1  with --all-original: some checkpoints were converted (and pushed), others failed (each error names the
+     file, folder or repo, and why)
+  2  the conversion stopped: a bad command line, SRC or DST missing or unusable (a source that cannot be read, an
+     occupied DST), a failed push (the folder stays written), the error naming which and why; or --all-original
+     without --output-dir, with SRC, DST or --push-to-hub, or with a name in --only the original release lacks"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

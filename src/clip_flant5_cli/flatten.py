@@ -16,9 +16,8 @@ HELP = "split multi-turn LLaVA conversations into single-turn samples, as for th
 EPILOG = """\
 exit status:
   0  the samples were written
-  1  nothing was written: OUTPUT exists (pass --force), OUTPUT is INPUT, or INPUT cannot be read as LLaVA
-     conversations (the message names the row)
-  2  a bad command line"""
+  2  nothing was written: a bad command line, OUTPUT exists (pass --force), OUTPUT is INPUT, or INPUT cannot be
+     read as LLaVA conversations (the message names the row)"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

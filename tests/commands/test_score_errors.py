@@ -121,7 +121,7 @@ def test_help_documents_the_exit_status(capsys):
 
 def test_convert_of_a_missing_folder_fails_at_once(tmp_path, capsys):
     code, _, err = run_cli(["convert", str(tmp_path / "nowhere" / "model"), str(tmp_path / "out")], capsys)
-    assert code == 1
+    assert code == 2
     assert "there is no folder" in err and not (tmp_path / "out").exists()
 
 

@@ -181,10 +181,10 @@ def test_output_folder_safety(original_folder, converted, tmp_path, capsys):
     occupied = tmp_path / "occupied"
     occupied.mkdir()
     (occupied / "notes.txt").write_text("keep me")
-    assert run_convert([str(original_folder), str(occupied)]) == 1
+    assert run_convert([str(original_folder), str(occupied)]) == 2
     assert "not empty" in capsys.readouterr().err
     # --overwrite only ever deletes a previous conversion.
-    assert run_convert([str(original_folder), str(occupied), "--overwrite"]) == 1
+    assert run_convert([str(original_folder), str(occupied), "--overwrite"]) == 2
     assert "refusing to delete" in capsys.readouterr().err
     assert (occupied / "notes.txt").read_text() == "keep me"
     previous = tmp_path / "previous"
@@ -193,9 +193,9 @@ def test_output_folder_safety(original_folder, converted, tmp_path, capsys):
     assert run_convert([str(original_folder), str(previous), "--overwrite"]) == 0
     assert files_in(previous) == EXPECTED_FILES
     # Writing into, or around, the source folder is refused.
-    assert run_convert([str(original_folder), str(original_folder / "out")]) == 1
+    assert run_convert([str(original_folder), str(original_folder / "out")]) == 2
     assert "is inside the source" in capsys.readouterr().err
-    assert run_convert([str(original_folder), str(original_folder.parent), "--overwrite"]) == 1
+    assert run_convert([str(original_folder), str(original_folder.parent), "--overwrite"]) == 2
     assert "contains the source" in capsys.readouterr().err
     assert (original_folder / "config.json").is_file()
 
@@ -217,7 +217,7 @@ def test_overwrite_that_fails_midway_leaves_the_previous_conversion_intact(
 
     with monkeypatch.context() as patch:
         patch.setattr(CLIPFlanT5Processor, "save_pretrained", disk_full)
-        assert run_convert([str(original_folder), str(previous), "--overwrite"]) == 1
+        assert run_convert([str(original_folder), str(previous), "--overwrite"]) == 2
     assert "No space left on device" in capsys.readouterr().err
     assert folder_bytes(previous) == before
     assert sorted(path.name for path in tmp_path.iterdir()) == ["previous"], "no half-written folder left behind"
@@ -237,7 +237,7 @@ def test_an_incomplete_original_checkpoint_is_refused(tiny, tmp_path, capsys):
     state = torch.load(source / "pytorch_model.bin", weights_only=True)
     del state["encoder.block.0.layer.0.SelfAttention.q.weight"]
     torch.save(state, source / "pytorch_model.bin")
-    assert run_convert([str(source), str(tmp_path / "out")]) == 1
+    assert run_convert([str(source), str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err
     assert "model.language_model.encoder.block.0.layer.0.SelfAttention.q.weight" in error and "missing" in error
     assert not (tmp_path / "out").exists()
@@ -245,11 +245,11 @@ def test_an_incomplete_original_checkpoint_is_refused(tiny, tmp_path, capsys):
 
 def test_source_without_a_checkpoint_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
-    assert run_convert([str(tmp_path / "empty"), str(tmp_path / "out")]) == 1
+    assert run_convert([str(tmp_path / "empty"), str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err
     assert "holds no checkpoint" in error and "mm_projector.bin" in error
     assert not (tmp_path / "out").exists()
-    assert run_convert([str(tmp_path / "empty"), str(tmp_path / "out"), "--max-shard-size", "lots"]) == 1
+    assert run_convert([str(tmp_path / "empty"), str(tmp_path / "out"), "--max-shard-size", "lots"]) == 2
     assert run_convert([]) == 2
 
 

@@ -42,7 +42,7 @@ def test_flatten_reproduces_the_original_and_fixes_text_only_rows(tmp_path):
     source.write_text(json.dumps(samples))
     assert run_command(["flatten", str(source), str(output)]) == 0
     assert [json.loads(line) for line in output.read_text().splitlines()] == flattened
-    assert run_command(["flatten", str(source), str(output)]) == 1  # refuses to overwrite without --force
+    assert run_command(["flatten", str(source), str(output)]) == 2  # refuses to overwrite without --force
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         # a traceback.
         plain = isinstance(error, (OSError, ValueError)) and not isinstance(error, json.JSONDecodeError)
         print(f"error: {error if plain else explain_load_error(args.source, error, 'SRC')}", file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 

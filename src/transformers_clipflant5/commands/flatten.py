@@ -3,22 +3,23 @@
 
 import argparse
 import json
+import sys
 
 
 def run(args: argparse.Namespace) -> int:
     from ..training.data import DataValidationError, flatten_conversations, read_llava_json
 
     if args.output.exists() and not args.force:
-        print(f"error: {args.output} exists; pass --force to overwrite it.")
-        return 1
+        print(f"error: {args.output} exists; pass --force to overwrite it.", file=sys.stderr)
+        return 2
     if args.output.resolve() == args.input.resolve():
-        print("error: OUTPUT must differ from INPUT.")
-        return 1
+        print("error: OUTPUT must differ from INPUT.", file=sys.stderr)
+        return 2
     try:
         flattened, counts = flatten_conversations(read_llava_json(args.input))
     except (FileNotFoundError, DataValidationError) as error:
-        print(f"error: {error}")
-        return 1
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     args.output.parent.mkdir(parents=True, exist_ok=True)
     with open(args.output, "w", encoding="utf-8") as handle:
         if args.output.suffix == ".jsonl":
