@@ -27,8 +27,9 @@ def padded_batch(model, lengths, seed=0):
 
 
 # 3 decoder positions take the folded cross-attention (fewer than d_kv = 8), 9 the projected keys and values.
+@pytest.mark.parametrize("split_by_length", [True, False])
 @pytest.mark.parametrize("dtype,target_length", [(torch.float32, 3), (torch.bfloat16, 3), (torch.float32, 9)])
-def test_encode_and_decode_equal_the_t5_stacks(tiny, dtype, target_length):
+def test_encode_and_decode_equal_the_t5_stacks(tiny, dtype, target_length, split_by_length):
     model = tiny[0]
     if dtype != torch.float32:
         model = build_tiny_model(seed=1)[0].to(dtype).eval()
@@ -47,7 +48,7 @@ def test_encode_and_decode_equal_the_t5_stacks(tiny, dtype, target_length):
             encoder_hidden_states=expected_encoded,
             encoder_attention_mask=mask,
         ).last_hidden_state
-        encoded = encode(language_model.encoder, embeds, mask)
+        encoded = encode(language_model.encoder, embeds, mask, split_by_length=split_by_length)
         decoded = decode(language_model.decoder, decoder_input_ids, decoder_mask, encoded, mask)
     # Padded positions are free to differ: nothing downstream reads them.
     tolerance = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
@@ -62,7 +63,7 @@ def test_scorer_uses_the_fused_path_with_equal_scores(tiny, images, monkeypatch)
     model, processor = tiny
     fused, reference = VQAScore(model, processor, fused=True), VQAScore(model, processor, fused=False)
     calls = []
-    monkeypatch.setattr(t5_inference, "encode", lambda *args: calls.append(1) or encode(*args))
+    monkeypatch.setattr(t5_inference, "encode", lambda *args, **kwargs: calls.append(1) or encode(*args, **kwargs))
     scores = fused.score_matrix(images, TEXTS, batch_size=4)
     assert len(calls) == 3  # 9 pairs, batches of 4
     calls.clear()
@@ -102,3 +103,21 @@ def test_compiled_scorer_gives_the_same_scores(tiny, images):
     scores = compiled.score_matrix(images[:2], TEXTS[:2], batch_size=4)
     torch.testing.assert_close(scores, expected, rtol=1e-5, atol=0)
     assert set(compiled.forward._compiled) == {"image_features", "encode", "decode"}
+
+
+def test_length_runs_of_right_padded_rows_only():
+    right_padded = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 1], [1, 0, 0, 0]])
+    assert t5_inference._length_runs(right_padded) == [(0, 2, 3), (2, 3, 4), (3, 4, 1)]
+    # Left padding (or holes) is not split: the combined mask handles it.
+    assert t5_inference._length_runs(torch.tensor([[0, 1, 1], [1, 1, 1]])) is None
+    assert t5_inference._length_runs(torch.tensor([[1, 0, 1], [1, 1, 1]])) is None
+
+
+def test_encode_with_left_padding_equals_the_t5_stack(tiny):
+    language_model = tiny[0].model.language_model
+    embeds, mask = padded_batch(tiny[0], [7, 12, 3])
+    mask = mask.flip(-1)  # left-padded rows: tokens at the end
+    with torch.inference_mode():
+        expected = language_model.encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        encoded = encode(language_model.encoder, embeds, mask)
+    torch.testing.assert_close(encoded[mask.bool()], expected[mask.bool()], rtol=1e-5, atol=1e-5)
