@@ -170,6 +170,7 @@ PEAK_MODES = {
     "int8": ("int8", "float32"),
     "int8+bf16": ("int8", "bfloat16"),
     "int4": ("int4", "float32"),
+    "int4+bf16": ("int4", "bfloat16"),
 }
 
 
@@ -217,7 +218,7 @@ def peak_child(folder: str, mode: str) -> None:
     )
 
 
-def peak_table(layers: int) -> None:
+def peak_table(layers: int, modes: list[str]) -> None:
     print(f"\n## Peak CPU memory: ViT-L/14-336 + projector + FlanT5-XL width, {layers}+{layers} layers (random)\n")
     with tempfile.TemporaryDirectory() as folder:
         tokenizer = build_tiny_tokenizer()
@@ -233,7 +234,8 @@ def peak_table(layers: int) -> None:
             "| scoring: private peak above the loaded model | est. full-XL scoring peak (weights + that) |"
         )
         print("|---|---|---|---|---|---|---|")
-        for mode, (quantization, dtype) in PEAK_MODES.items():
+        for mode in modes:
+            quantization, dtype = PEAK_MODES[mode]
             output = subprocess.run(
                 [sys.executable, __file__, "--peak-child", folder, mode], capture_output=True, text=True, check=False
             )
@@ -423,6 +425,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=REPO_ROOT / "outputs" / "clip-flant5-demo", help="trained model")
     parser.add_argument("--data", type=Path, help="its synthetic data folder (default: <model>-data)")
     parser.add_argument("--peak-layers", type=int, default=2, help="encoder/decoder layers of the peak-memory model")
+    parser.add_argument("--peak-modes", nargs="+", default=list(PEAK_MODES), choices=list(PEAK_MODES))
     parser.add_argument("--gpu-batch-sizes", type=int, nargs="+", default=[32], help="pairs per forward on the GPU")
     parser.add_argument("--gpu-modes", nargs="+", default=["bf16", "int8", "int4"], choices=("bf16", "int8", "int4"))
     parser.add_argument("--skip", nargs="*", default=[], choices=("weights", "peak", "accuracy"))
@@ -441,7 +444,7 @@ def main() -> None:
     if "weights" not in args.skip and args.model.is_dir():
         check_formula(args.model)
     if "peak" not in args.skip:
-        peak_table(args.peak_layers)
+        peak_table(args.peak_layers, args.peak_modes)
     if "accuracy" not in args.skip:
         if not (args.model / "config.json").is_file():
             sys.exit(f"--model {args.model} is not a trained model folder: run `python examples/run_stage2.py` first.")

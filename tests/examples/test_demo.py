@@ -1,7 +1,7 @@
 """The README's main job: `python examples/run_stage2.py` with no arguments trains a tiny CLIP-FlanT5 from scratch on
 synthetic coloured shapes and must really learn: held-out VQAScore ROC-AUC near 0.5 before training, and after it
-clearly above chance (the bar, 0.8, sits below the 0.90-0.96 of the runs recorded in the README over seeds and
-thread counts), measured on the saved folder reloaded with VQAScore.from_pretrained. No time limit: the run takes
+at least 0.9 (the runs recorded in the README gave 0.93-0.96 over seeds 0-4 and one or two threads), measured on the
+saved folder reloaded with VQAScore.from_pretrained. No time limit: the run takes
 minutes on an idle machine and many more on a loaded one, and speed is not what this test checks."""
 
 import os
@@ -30,6 +30,6 @@ def test_demo_learns(tmp_path):
     before = float(re.search(r"ROC-AUC before training: ([0-9.]+)", result.stdout).group(1))
     after = float(re.search(r"ROC-AUC after training: ([0-9.]+)", result.stdout).group(1))
     assert abs(before - 0.5) < 0.15, result.stdout
-    assert after >= 0.8, result.stdout
+    assert after >= 0.9, result.stdout
     readme = (output / "README.md").read_text()
     assert "held-out ROC-AUC" in readme and f"{after:.3f}"[:4] in readme

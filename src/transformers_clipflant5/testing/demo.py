@@ -20,16 +20,18 @@ from .synthetic import write_synthetic_dataset
 from .tiny import build_tiny_tokenizer, tiny_config, tiny_processor
 
 
-# The demo model's `tiny_config` arguments. Attention as wide as the model (8 heads x 8 = d_model, as in FlanT5):
-# with 4 heads the tiny model learned to compare the caption with the image in only some seeds' runs; with 8 it did
-# in every seed tried (0-4).
-DEMO_MODEL = {"image_size": 32, "patch_size": 8, "vision_hidden": 64, "d_model": 64, "num_layers": 2, "num_heads": 8}
-# The demo's training settings: tiny model, CPU, fp32, about two and a half minutes on two cores. Learning to compare
-# a caption with the image from scratch takes the tiny model several hundred steps (colour first; shape and position
-# later); batches of 16 give it more updates per second than batches of 32.
+# The demo model's `tiny_config` arguments. Attention as wide as the model (16 heads x 8 = d_model, as in FlanT5).
+# Width is what made learning reliable: at d_model 64 the tiny model learned to compare the caption with the image
+# in some seeds' runs only (held-out AUC 0.63 for seed 2); at 128 it did in every seed and thread count tried.
+DEMO_MODEL = {"image_size": 32, "patch_size": 8, "vision_hidden": 64, "d_model": 128, "num_layers": 2, "num_heads": 16}
+# The demo's training settings: tiny model, CPU, fp32, two to three minutes on two cores. Learning to compare a
+# caption with the image from scratch takes the tiny model several hundred steps (colour first; shape and position
+# later); batches of 16 give it more updates per second than batches of 32, and 1,024 images seen 3 times generalise
+# better than 512 seen 6 times (the same number of steps).
 DEMO_ARGS = [
     "--output_dir", "outputs/clip-flant5-demo",
-    "--num_train_epochs", "6",
+    "--num_train_epochs", "3",
+    "--demo_train_images", "1024",
     "--per_device_train_batch_size", "16",
     "--learning_rate", "1e-3",
     "--lr_scheduler_type", "cosine",
@@ -61,7 +63,7 @@ def build_demo_tokenizer(seed: int = 0):
 
 
 def build_demo_model(seed: int = 0) -> tuple[CLIPFlanT5ForConditionalGeneration, CLIPFlanT5Processor]:
-    """The demo's tiny CLIP-FlanT5 (random weights, built in code): 32 px images, 16 image tokens, d_model 64."""
+    """The demo's tiny CLIP-FlanT5 (random weights, built in code): 32 px images, 16 image tokens, d_model 128."""
 
     tokenizer = build_demo_tokenizer(seed=seed)
     config = tiny_config(tokenizer, **DEMO_MODEL)
