@@ -49,8 +49,9 @@ from transformers_clipflant5.evaluation import winoground_metrics  # noqa: E402
 from transformers_clipflant5.original import config_from_original  # noqa: E402
 from transformers_clipflant5.scoring.precision import (  # noqa: E402
     build_quantization_config,
+    linear_quantization,
     linear_weight_bytes,
-    unquantized_modules,
+    quantize_int4_wo,
 )
 from transformers_clipflant5.testing.synthetic import roc_auc  # noqa: E402
 from transformers_clipflant5.testing.tiny import build_tiny_tokenizer, tiny_processor  # noqa: E402
@@ -67,15 +68,6 @@ def build_config(size: str, layers: int | None = None, image_token_id: int = 321
     return config_from_original(original, image_token_id=image_token_id)
 
 
-def is_quantized(name: str, module: torch.nn.Module, dtype: torch.dtype, quantization: str) -> bool:
-    """Whether `from_pretrained(quantization=...)` quantizes this module (same matching rule as transformers)."""
-    from transformers.quantizers.quantizers_utils import should_convert_module
-
-    return isinstance(module, torch.nn.Linear) and should_convert_module(
-        name, unquantized_modules(dtype, quantization)
-    )
-
-
 def weight_bytes(model: torch.nn.Module, quantization: str | None, dtype: torch.dtype) -> dict[str, float]:
     """Bytes of the whole model and of its T5 part, as stored under `quantization` with the rest in `dtype`."""
     kept_fp32 = set()
@@ -89,8 +81,9 @@ def weight_bytes(model: torch.nn.Module, quantization: str | None, dtype: torch.
         if not own:
             continue
         size = 4 if name in kept_fp32 else dtype.itemsize
-        if quantization is not None and is_quantized(name, module, dtype, quantization):
-            stored = linear_weight_bytes(module.in_features, module.out_features, quantization, size)
+        stored_as = linear_quantization(name, dtype, quantization) if isinstance(module, torch.nn.Linear) else None
+        if stored_as is not None:
+            stored = linear_weight_bytes(module.in_features, module.out_features, stored_as, size)
             stored += sum(param.numel() * size for key, param in own if key != "weight")
         else:
             stored = sum(param.numel() * size for _, param in own)
@@ -340,13 +333,17 @@ def quantize_in_place(model: torch.nn.Module, mode: str) -> None:
         from torchao.quantization import quantize_
 
         quantize_(
-            model, config.quant_type, filter_fn=lambda module, fqn: is_quantized(fqn, module, torch.bfloat16, mode)
+            model,
+            config.quant_type,
+            filter_fn=lambda module, fqn: (
+                type(module) is torch.nn.Linear and linear_quantization(fqn, torch.bfloat16, mode) == "int8"
+            ),
         )
         return
     import bitsandbytes
 
     for name, module in list(model.named_modules()):
-        if not is_quantized(name, module, torch.bfloat16, mode):
+        if not isinstance(module, torch.nn.Linear) or linear_quantization(name, torch.bfloat16, mode) != "int4":
             continue
         quantized = bitsandbytes.nn.Linear4bit(
             module.in_features,
@@ -365,6 +362,7 @@ def quantize_in_place(model: torch.nn.Module, mode: str) -> None:
         ).to(module.weight.device)  # quantizes
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent), child, quantized)
+    quantize_int4_wo(model, torch.bfloat16)
 
 
 def gpu_table(

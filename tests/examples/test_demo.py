@@ -31,5 +31,6 @@ def test_demo_learns(tmp_path):
     after = float(re.search(r"ROC-AUC after training: ([0-9.]+)", result.stdout).group(1))
     assert abs(before - 0.5) < 0.15, result.stdout
     assert after >= 0.9, result.stdout
-    readme = (output / "README.md").read_text()
-    assert "held-out ROC-AUC" in readme and f"{after:.3f}"[:4] in readme
+    # The model card records the AUC (to 4 decimals; the script prints 3).
+    card = re.search(r"\| held-out ROC-AUC \(synthetic shapes\) \| ([0-9.]+) \|", (output / "README.md").read_text())
+    assert card is not None and abs(float(card.group(1)) - after) <= 5e-4, result.stdout

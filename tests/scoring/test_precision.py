@@ -180,10 +180,12 @@ def correlation(scores: torch.Tensor, reference: torch.Tensor) -> float:
 
 
 @needs_bitsandbytes
+@needs_torchao
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("layout", ["ours", "original"])
 def test_int4_nf4_quantizes_the_t5_linears_on_cpu_and_scores_close_to_fp32(layout, dtype, wide_folders, pair_images):
     import bitsandbytes
+    from torchao.quantization import Int8Tensor
 
     folder = wide_folders[layout]
     reference = VQAScore.from_pretrained(folder, dtype="float32", device="cpu").score_matrix(pair_images, TEXTS)
@@ -192,8 +194,10 @@ def test_int4_nf4_quantizes_the_t5_linears_on_cpu_and_scores_close_to_fp32(layou
         weight = linear(scorer, name).weight
         assert isinstance(weight, bitsandbytes.nn.Params4bit) and weight.quant_state.quant_type == "nf4", name
         assert weight.dtype == torch.uint8 and weight.quant_state.nested, name  # packed, scales double-quantized
-    # `wo` stays in the compute dtype (T5 casts its input to `wo`'s weight dtype), like the vision side and the head.
-    for name in [T5_LINEARS[2], *KEPT_LINEARS]:
+    # `wo` is torchao int8 (T5 casts its input to `wo`'s weight dtype: a packed uint8 NF4 weight would corrupt it).
+    wo = linear(scorer, T5_LINEARS[2]).weight
+    assert isinstance(wo, Int8Tensor) and wo.dtype == getattr(torch, dtype)
+    for name in KEPT_LINEARS:
         weight = linear(scorer, name).weight
         assert type(weight) is torch.nn.Parameter and weight.dtype == getattr(torch, dtype), name
     scores = scorer.score_matrix(pair_images, TEXTS)
@@ -204,6 +208,7 @@ def test_int4_nf4_quantizes_the_t5_linears_on_cpu_and_scores_close_to_fp32(layou
 
 
 @needs_bitsandbytes
+@needs_torchao
 def test_int4_weights_take_about_an_eighth_of_fp32(wide_folder):
     fp32 = VQAScore.from_pretrained(wide_folder, dtype="float32", device="cpu").model
     int4 = VQAScore.from_pretrained(wide_folder, quantization="int4", dtype="float32", device="cpu").model
@@ -216,9 +221,11 @@ def test_int4_weights_take_about_an_eighth_of_fp32(wide_folder):
 
 
 @needs_bitsandbytes
+@needs_torchao
 def test_fp16_with_int4_keeps_wo_in_fp32(wide_folder):
     scorer = VQAScore.from_pretrained(wide_folder, quantization="int4", dtype="float16", device="cpu")
-    assert linear(scorer, T5_LINEARS[2]).weight.dtype == torch.float32
+    wo = linear(scorer, T5_LINEARS[2]).weight
+    assert type(wo) is torch.nn.Parameter and wo.dtype == torch.float32
     assert linear(scorer, T5_LINEARS[0]).weight.quant_state.dtype == torch.float16
 
 
@@ -237,7 +244,11 @@ def test_unknown_or_doubled_quantization_is_refused(folder):
 
 @pytest.mark.parametrize(
     ("quantization", "module", "package"),
-    [("int8", "torchao.quantization", "torchao"), ("int4", "bitsandbytes", "bitsandbytes")],
+    [
+        ("int8", "torchao.quantization", "torchao"),
+        ("int4", "bitsandbytes", "bitsandbytes"),
+        ("int4", "torchao.quantization", "torchao"),  # for T5's `wo`, checked before anything loads
+    ],
 )
 def test_missing_backend_names_the_extra(quantization, module, package, folder, monkeypatch):
     # A None entry in sys.modules makes `import ...` raise ImportError, as on a machine without the package.
@@ -274,6 +285,7 @@ def test_cli_quantization_and_offload_flags(folder, tmp_path, pair_images, refer
 
 
 @needs_bitsandbytes
+@needs_torchao
 def test_cli_int4(wide_folder, tmp_path, pair_images, capsys):
     image = tmp_path / "image.png"
     pair_images[1].save(image)

@@ -19,14 +19,16 @@ Any other transformers `quantization_config` can be passed through `from_pretrai
 What stays unquantized, in the compute dtype: the CLIP vision tower and the projector (about 7% of XL's parameters
 and 3% of XXL's: little memory to win, and every image token passes through them), the token embedding (transformers
 never quantizes `nn.Embedding` here) and the LM head (transformers' default; scoring only evaluates it on the
-answer's tokens). T5's `wo` projections are also kept out: under fp16 in fp32 (as transformers keeps them for T5),
-and always under int4, where transformers leaves them in the compute dtype for bitsandbytes (T5's feed-forward casts
-its input to `wo`'s weight dtype, which for a bitsandbytes 4-bit weight is the packed uint8: measured on the trained
-demo model, an NF4 `wo` turned the scores to noise, Spearman -0.03 against fp32).
+answer's tokens). Under fp16 T5's `wo` projections are also kept out, in fp32, as transformers keeps them for T5.
+Under int4 they cannot be NF4: T5's feed-forward casts its input to `wo`'s weight dtype, which for a bitsandbytes
+4-bit weight is the packed uint8 (measured on the trained demo model, an NF4 `wo` turned the scores to noise,
+Spearman -0.03 against fp32), so transformers loads them in the compute dtype and [`quantize_int4_wo`] then makes
+them torchao int8, whose weights report the compute dtype: 21% of XXL's T5 weights, 4.0 GB in bf16, 2.0 GB in int8.
 """
 
 import importlib
 import math
+import re
 
 import torch
 
@@ -41,7 +43,9 @@ T5_WO_MODULES = r"model\.language_model\..*\.wo"
 # (double quantization) with one fp32 scale per 256 blocks.
 NF4_BLOCK_SIZE = 64
 NF4_SCALE_BLOCK_SIZE = 256
-BACKENDS = {"int8": ("torchao.quantization", "torchao"), "int4": ("bitsandbytes", "bitsandbytes")}
+# The module each mode imports and the package it comes from; int4 also needs torchao for T5's `wo` (see above).
+TORCHAO, BITSANDBYTES = ("torchao.quantization", "torchao"), ("bitsandbytes", "bitsandbytes")
+BACKENDS = {"int8": [TORCHAO], "int4": [BITSANDBYTES, TORCHAO]}
 
 
 class QuantizationBackendMissing(ImportError):
@@ -49,14 +53,17 @@ class QuantizationBackendMissing(ImportError):
 
 
 def _import_backend(quantization: str):
-    module, package = BACKENDS[quantization]
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise QuantizationBackendMissing(
-            f"quantization={quantization!r} needs {package}, which is not installed ({error}). Install the "
-            f"quantization extra: {QUANT_EXTRA_INSTALL} (or `pip install {package}`)."
-        ) from error
+    """The first module `quantization` needs, once every module it needs imports."""
+    modules = []
+    for module, package in BACKENDS[quantization]:
+        try:
+            modules.append(importlib.import_module(module))
+        except ImportError as error:
+            raise QuantizationBackendMissing(
+                f"quantization={quantization!r} needs {package}, which is not installed ({error}). Install the "
+                f"quantization extra: {QUANT_EXTRA_INSTALL} (or `pip install {package}`)."
+            ) from error
+    return modules[0]
 
 
 def build_quantization_config(quantization: str, dtype: torch.dtype):
@@ -66,7 +73,7 @@ def build_quantization_config(quantization: str, dtype: torch.dtype):
 
     Raises:
         ValueError: an unknown mode.
-        QuantizationBackendMissing: its backend (torchao for int8, bitsandbytes for int4) is not installed.
+        QuantizationBackendMissing: a backend it needs (torchao; for int4 also bitsandbytes) is not installed.
     """
     if quantization not in QUANTIZATION_CHOICES:
         raise ValueError(f"quantization must be one of {QUANTIZATION_CHOICES} or None, got {quantization!r}.")
@@ -91,6 +98,34 @@ def unquantized_modules(dtype: torch.dtype, quantization: str = "int8") -> list[
     if dtype == torch.float16 or quantization == "int4":
         return [*UNQUANTIZED_MODULES, T5_WO_MODULES]
     return list(UNQUANTIZED_MODULES)
+
+
+def linear_quantization(name: str, dtype: torch.dtype, quantization: str | None) -> str | None:
+    """How a model loaded with `quantization` and `dtype` stores the `nn.Linear` named `name`: `"int8"`, `"int4"`,
+    or None (unquantized, in the compute dtype or, for `wo` under fp16, fp32)."""
+    from transformers.quantizers.quantizers_utils import should_convert_module
+
+    if quantization is None:
+        return None
+    if should_convert_module(name, unquantized_modules(dtype, quantization)):
+        return quantization
+    if quantization == "int4" and dtype != torch.float16 and re.fullmatch(T5_WO_MODULES, name):
+        return "int8"
+    return None
+
+
+def quantize_int4_wo(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """After an int4 load, make T5's `wo` projections (loaded in the compute dtype, see the module docstring) torchao
+    int8 weight-only, as `quantization="int8"` stores them. Not under fp16, where they stay in fp32."""
+    if dtype == torch.float16:
+        return
+    torchao_quantization = _import_backend("int8")
+
+    def is_plain_wo(module: torch.nn.Module, name: str) -> bool:
+        # bitsandbytes' Linear4bit subclasses nn.Linear: only the plain linears left in the compute dtype qualify.
+        return type(module) is torch.nn.Linear and linear_quantization(name, dtype, "int4") == "int8"
+
+    torchao_quantization.quantize_(model, torchao_quantization.Int8WeightOnlyConfig(), filter_fn=is_plain_wo)
 
 
 def check_finite_scores(scores: torch.Tensor, model: torch.nn.Module) -> None:
@@ -127,6 +162,8 @@ __all__ = [
     "QuantizationBackendMissing",
     "build_quantization_config",
     "check_finite_scores",
+    "linear_quantization",
     "linear_weight_bytes",
+    "quantize_int4_wo",
     "unquantized_modules",
 ]

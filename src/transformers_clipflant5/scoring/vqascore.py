@@ -39,7 +39,7 @@ from ..processing_clip_flant5 import CLIPFlanT5Processor
 from . import generation
 from . import pixels as pixel_scoring
 from .inputs import as_list, fit_text
-from .precision import build_quantization_config, check_finite_scores
+from .precision import build_quantization_config, check_finite_scores, quantize_int4_wo
 from .prompts import (
     DEFAULT_ANSWER_TEMPLATE,
     DEFAULT_QUESTION_TEMPLATE,
@@ -161,6 +161,8 @@ class VQAScore:
         if attn_implementation is not None:
             model_kwargs["attn_implementation"] = attn_implementation
         model = CLIPFlanT5ForConditionalGeneration.from_pretrained(pretrained_model_name_or_path, **model_kwargs)
+        if quantization == "int4":
+            quantize_int4_wo(model, model_kwargs["dtype"])
         if model_kwargs.get("device_map") is None:
             model.to(device)
         model.eval()
