@@ -96,16 +96,6 @@ def test_int8_quantizes_the_t5_linears_on_cpu_and_scores_close_to_fp32(
     assert all(isinstance(answer, str) for answer in scorer.generate(pair_images, TEXTS[:3], max_new_tokens=6))
 
 
-@needs_torchao
-def test_int8_weights_take_about_a_quarter_of_fp32(folder):
-    fp32 = VQAScore.from_pretrained(folder, dtype="float32", device="cpu").model
-    int8 = VQAScore.from_pretrained(folder, quantization="int8", dtype="float32", device="cpu").model
-    name = T5_LINEARS[2]
-    full, quantized = fp32.get_submodule(name).weight, int8.get_submodule(name).weight
-    stored = quantized.qdata.numel() * quantized.qdata.element_size() + quantized.scale.numel() * 4
-    assert stored <= 0.3 * full.numel() * full.element_size()
-
-
 def test_fp16_keeps_wo_in_fp32_and_survives_flant5_sized_activations(tiny, tmp_path, pair_images):
     """FlanT5's feed-forward outputs exceed fp16's range; transformers keeps T5's `wo` (and so the residual stream)
     in fp32 under fp16, which our composite model inherits. A model cast wholesale to fp16 overflows, and scoring then
@@ -207,17 +197,31 @@ def test_int4_nf4_quantizes_the_t5_linears_on_cpu_and_scores_close_to_fp32(layou
     assert all(isinstance(answer, str) for answer in scorer.generate(pair_images, TEXTS[:3], max_new_tokens=6))
 
 
+def stored_bytes(weight: torch.Tensor) -> int:
+    """Bytes a quantized weight holds: torchao's int8 values and scales, or bitsandbytes' packed 4-bit values and
+    their (double-quantized) block scales."""
+    if hasattr(weight, "quant_state"):
+        state = weight.quant_state
+        tensors = [weight, state.absmax, state.state2.absmax]
+    else:
+        tensors = [weight.qdata, weight.scale]
+    return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
+
+
 @needs_bitsandbytes
 @needs_torchao
-def test_int4_weights_take_about_an_eighth_of_fp32(wide_folder):
-    fp32 = VQAScore.from_pretrained(wide_folder, dtype="float32", device="cpu").model
-    int4 = VQAScore.from_pretrained(wide_folder, quantization="int4", dtype="float32", device="cpu").model
-    name = T5_LINEARS[0]
-    full, quantized = fp32.get_submodule(name).weight, int4.get_submodule(name).weight
-    state = quantized.quant_state
-    stored = sum(tensor.numel() * tensor.element_size() for tensor in (quantized, state.absmax, state.state2.absmax))
-    assert stored <= 0.15 * full.numel() * full.element_size()
-    assert stored == linear_weight_bytes(full.shape[1], full.shape[0], "int4", 4)
+@pytest.mark.parametrize(
+    ("quantization", "folder_fixture", "name", "share"),
+    [("int8", "folder", T5_LINEARS[2], 0.3), ("int4", "wide_folder", T5_LINEARS[0], 0.15)],
+)
+def test_quantized_weights_take_their_share_of_fp32(quantization, folder_fixture, name, share, request):
+    folder = request.getfixturevalue(folder_fixture)
+    fp32 = VQAScore.from_pretrained(folder, dtype="float32", device="cpu").model
+    quantized = VQAScore.from_pretrained(folder, quantization=quantization, dtype="float32", device="cpu").model
+    full = fp32.get_submodule(name).weight
+    stored = stored_bytes(quantized.get_submodule(name).weight)
+    assert stored <= share * full.numel() * full.element_size()
+    assert stored == linear_weight_bytes(full.shape[1], full.shape[0], quantization, 4)
 
 
 @needs_bitsandbytes
