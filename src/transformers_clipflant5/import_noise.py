@@ -1,0 +1,43 @@
+# Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
+"""Log lines that importing transformers printed although nothing was wrong, filtered at their loggers.
+
+transformers imports torchao whenever it is installed (its quantizer registry), and torchao 0.18 then logs, on every
+import of this package:
+
+- "Failed to load .../torchao/_C_mxfp8...so" and "..._C_cutlass_90a.abi3.so": CUDA-only kernels (MX fp8, SM90
+  CUTLASS) that a CPU-only torch, or a torch they were not built for, cannot load. `quantization="int8"` runs plain
+  PyTorch ops and `"int4"` runs bitsandbytes: neither uses them.
+- "<enum 'KernelPreference'> is an Enum subclass and is now natively supported by torch.compile ...": torch's
+  deprecation notice for a registration torchao makes.
+
+Only these messages are dropped; anything else those loggers say still shows.
+"""
+
+import logging
+
+
+DROPPED = {
+    "torchao": ("_C_mxfp8", "_C_cutlass"),
+    "torch.utils._pytree": ("is an Enum subclass and is now natively supported by torch.compile",),
+}
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, fragments: tuple[str, ...]):
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(fragment in message for fragment in self.fragments)
+
+
+def quiet_torchao_import() -> None:
+    """Install the filters (once); call before transformers is imported."""
+    for name, fragments in DROPPED.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(existing, _DropMessages) for existing in logger.filters):
+            logger.addFilter(_DropMessages(fragments))
+
+
+__all__ = ["quiet_torchao_import"]

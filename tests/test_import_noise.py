@@ -1,0 +1,36 @@
+"""Importing the package prints none of torchao's import-time log lines about kernels it does not use, and the
+filters drop only those."""
+
+import logging
+import subprocess
+import sys
+
+from transformers_clipflant5.import_noise import quiet_torchao_import
+
+
+def test_import_prints_no_torchao_kernel_noise():
+    result = subprocess.run(
+        [sys.executable, "-c", "import transformers_clipflant5, transformers.modeling_utils"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    for noise in ("_C_mxfp8", "_C_cutlass", "is an Enum subclass"):
+        assert noise not in result.stderr, result.stderr
+
+
+def test_filters_drop_only_the_known_messages(caplog):
+    quiet_torchao_import()
+    quiet_torchao_import()  # installing twice adds nothing
+    assert len(logging.getLogger("torchao").filters) == 1
+    with caplog.at_level(logging.WARNING):
+        logging.getLogger("torchao").warning("Failed to load /x/torchao/_C_mxfp8.so: could not load")
+        logging.getLogger("torch.utils._pytree").warning(
+            "<enum 'A'> is an Enum subclass and is now natively supported by torch.compile as an opaque value type."
+        )
+        logging.getLogger("torchao").warning("Failed to load /x/torchao/_C_other.so: a kernel we might need")
+        logging.getLogger("torch.utils._pytree").warning("another pytree warning")
+    assert [record.getMessage() for record in caplog.records] == [
+        "Failed to load /x/torchao/_C_other.so: a kernel we might need",
+        "another pytree warning",
+    ]
