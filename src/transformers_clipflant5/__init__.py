@@ -6,10 +6,10 @@ processor classes for auto-class export so that every `save_pretrained` folder c
 `from_pretrained` read the original release's checkpoints (`zhiqiulin/clip-flant5-xxl`, ...) as they are.
 """
 
-from .import_noise import quiet_torchao_import
+from .import_noise import quiet_backend_import_logs
 
 
-quiet_torchao_import()  # before transformers imports torchao
+quiet_backend_import_logs()  # before transformers imports torchao
 
 from transformers import (
     AutoConfig,

@@ -1,5 +1,5 @@
 # Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
-"""Log lines that importing transformers printed although nothing was wrong, filtered at their loggers.
+"""Log lines the quantization backends printed on import although nothing was wrong, filtered at their loggers.
 
 transformers imports torchao whenever it is installed (its quantizer registry), and torchao 0.18 then logs, on every
 import of this package:
@@ -10,6 +10,12 @@ import of this package:
 - "<enum 'KernelPreference'> is an Enum subclass and is now natively supported by torch.compile ...": torch's
   deprecation notice for a registration torchao makes.
 
+And bitsandbytes, on its first use for `quantization="int4"` on a CPU with AVX512-BF16:
+
+- "Failed to load CPU gemm_4bit_forward from kernels-community ...": an optional kernel downloaded from the Hub
+  through the `kernels` package, for one-row (decoding) products; scoring multiplies whole prompts, which bitsandbytes
+  does by dequantizing the weight for an ordinary matmul either way.
+
 Only these messages are dropped; anything else those loggers say still shows.
 """
 
@@ -19,6 +25,7 @@ import logging
 DROPPED = {
     "torchao": ("_C_mxfp8", "_C_cutlass"),
     "torch.utils._pytree": ("is an Enum subclass and is now natively supported by torch.compile",),
+    "bitsandbytes.backends.cpu.ops": ("Failed to load CPU gemm_4bit_forward from kernels-community",),
 }
 
 
@@ -32,12 +39,12 @@ class _DropMessages(logging.Filter):
         return not any(fragment in message for fragment in self.fragments)
 
 
-def quiet_torchao_import() -> None:
-    """Install the filters (once); call before transformers is imported."""
+def quiet_backend_import_logs() -> None:
+    """Install the filters (once); call before transformers (and so torchao) is imported."""
     for name, fragments in DROPPED.items():
         logger = logging.getLogger(name)
         if not any(isinstance(existing, _DropMessages) for existing in logger.filters):
             logger.addFilter(_DropMessages(fragments))
 
 
-__all__ = ["quiet_torchao_import"]
+__all__ = ["quiet_backend_import_logs"]
