@@ -1,7 +1,7 @@
 # Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
 """Lower-precision loading: `quantization="int8" | "int4"` as transformers quantization configs, and fp16's guard.
 
-Backends, one per size, both running on CPU and CUDA:
+Backends (both run on CPU and CUDA):
 
 - int8: torchao's `Int8WeightOnlyConfig` (one int8 per weight, one scale per output row), in pure PyTorch, so the
   accuracy measured on a CPU is the accuracy a GPU gets. Activations stay in the compute dtype (bf16/fp32):
