@@ -33,7 +33,7 @@ from clip_flant5_cli.facts import CONVERT_DTYPES
 from ..hub.arguments import hub_kwargs
 from ..hub.folder_checks import check_model_folder, check_projector_folder
 from ..hub.model_card import is_hub_id, render_model_card, render_projector_card
-from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration, fix_weight_permissions
+from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration
 from ..processing_clip_flant5 import CLIPFlanT5Processor
 from ..projector import PROJECTOR_CONFIG_NAME, PROJECTOR_WEIGHTS_NAME, save_projector
 from .checkpoint import CLIP_VIT_L_14_336, ORIGINAL_PROJECTOR_NAME, read_original_projector
@@ -176,7 +176,6 @@ def convert_model(
     # save_original_format=False: write our key names whatever the checkpoint was loaded from.
     model.save_pretrained(output_dir, max_shard_size=max_shard_size, save_original_format=False)
     processor.save_pretrained(output_dir)
-    fix_weight_permissions(output_dir)
     card = render_model_card(
         model.config,
         repo_id=settings.card_repo_id(output_dir),

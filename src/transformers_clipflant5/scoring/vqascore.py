@@ -138,9 +138,9 @@ class VQAScore:
             dtype: `"auto"` (bf16 on CUDA, fp32 on CPU), a torch dtype or its name (`"float32"`, `"bfloat16"`).
             device: where to run; defaults to CUDA when available, else CPU. Ignored with `device_map=...`.
             attn_implementation: `"sdpa"`, `"eager"`, ...; None lets transformers choose (SDPA where supported).
-            quantization: `"int8"` (torchao int8 weights) or `"int4"` (bitsandbytes NF4), CPU or CUDA; the T5 linears are
-                quantized as they load, straight onto `device` (see `transformers_clipflant5.scoring.precision`). Needs the
-                `quant` extra. Any other transformers `quantization_config` can be passed in `kwargs` instead.
+            quantization: `"int8"` (torchao int8 weights) or `"int4"` (bitsandbytes NF4), CPU or CUDA; the T5
+                linears are quantized as they load, straight onto `device` (see `transformers_clipflant5.scoring.
+                precision`). Needs the `quant` extra. Any other transformers `quantization_config` can be passed in `kwargs` instead.
             kwargs: passed to the model's `from_pretrained` (`revision`, `cache_dir`, `device_map`, ...); the Hub
                 arguments among them also reach the processor. `question_template`, `answer_template`,
                 `batch_size`, `fused` and `compile` go to the scorer (see the class).

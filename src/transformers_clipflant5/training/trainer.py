@@ -188,6 +188,7 @@ class CLIPFlanT5SFTTrainer(SFTTrainer):
         if not self.args.should_save:
             return
         output_dir = output_dir if output_dir is not None else self.args.output_dir
+        # The model's own save_pretrained fixes its weights; PEFT's adapter files are written by PEFT.
         fix_weight_permissions(output_dir)
         # Trainer pickles the arguments into training_args.bin, which its Hub push would upload and which nobody
         # should ever unpickle: keep them as JSON instead (resuming does not read either).
