@@ -52,6 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch.autograd import DeviceType
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import CLIPVisionConfig
 
@@ -235,6 +236,33 @@ def gemm_tflops(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> f
     return 2 * size**3 / best / 1e12
 
 
+def profile(function, device: torch.device, folder: Path) -> None:
+    """One call of `function` under torch.profiler: the operators by own device (CUDA) or CPU time, how busy the
+    device was (kernel time over wall time: what is left is the host's work or waiting), and a Chrome trace."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    synchronize(device)
+    start = time.perf_counter()
+    with torch.profiler.profile(activities=activities) as profiler:
+        function()
+        synchronize(device)
+    wall = time.perf_counter() - start
+    averages = profiler.key_averages()
+    own_time = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    table = averages.table(sort_by=own_time, row_limit=30, max_name_column_width=60)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "profile.txt").write_text(table)
+    profiler.export_chrome_trace(str(folder / "trace.json"))
+    print(table)
+    if device.type == "cuda":
+        # As the profiler's own table totals it: the kernel events, not the CPU operators that launched them.
+        kernels = sum(e.self_device_time_total for e in averages if e.device_type == DeviceType.CUDA) / 1e6
+        print(
+            f"profiled run: {wall:.3f} s wall (under the profiler), device kernels {kernels:.3f} s = {100 * kernels / wall:.0f}% busy"
+        )
+
+
 def count_flops(function) -> tuple[float, torch.Tensor]:
     with FlopCounterMode(display=False) as counter:
         result = function()
@@ -278,6 +306,7 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true", help="time our scorer only (no original procedure)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--peak-tflops", type=float, help="the device's datasheet peak TFLOP/s in --dtype")
+    parser.add_argument("--profile", type=Path, help="profile one run of `ours` (largest batch) into this folder")
     args = parser.parse_args()
 
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
@@ -415,6 +444,11 @@ def main() -> None:
         print(f"model FLOPs per pair (formula, image shared by {args.texts} texts): {model_flops / 1e9:.2f} GFLOP")
         print(f"memory measured as: {PeakMemory(device).method}{_malloc_trim() if device.type == 'cpu' else ''}")
         print(f"load average (1 min) before / after the timed runs: {load_before:.2f} / {load_after:.2f}")
+        if args.profile:
+            # Our fused scorer at the largest batch size (the methods are in batch-size order).
+            profiled = [name for name in methods if name == "ours" or name.startswith("ours [")][-1]
+            print(f"profile of {profiled} ({args.profile}):")
+            profile(methods[profiled], device, args.profile)
 
 
 if __name__ == "__main__":
