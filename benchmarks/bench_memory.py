@@ -29,6 +29,7 @@ scores 4 images x 16 texts; reported per mode: weights allocated, peak allocated
 """
 
 import argparse
+import gc
 import json
 import subprocess
 import sys
@@ -387,6 +388,11 @@ def gpu_table(
     print("|---|---|---|---|")
     for mode in modes:
         model = scorer = None
+        gc.collect()
+        if on_cuda:
+            torch.cuda.empty_cache()
+        # What earlier rows left allocated (a backend's cache, say) is not this mode's: weights are counted above it.
+        left = torch.cuda.memory_allocated(device) if on_cuda else 0
         try:
             with torch.device(device):
                 model = CLIPFlanT5ForConditionalGeneration._from_config(config, dtype=torch.bfloat16).eval()
@@ -394,7 +400,7 @@ def gpu_table(
                 quantize_in_place(model, mode)
             if on_cuda:
                 torch.cuda.empty_cache()
-            weights = torch.cuda.memory_allocated(device) if on_cuda else 0
+            weights = torch.cuda.memory_allocated(device) - left if on_cuda else 0
             scorer = VQAScore(model, processor, batch_size=batch_size)
             scorer.score_matrix(images[:1], texts)  # warm-up
             if on_cuda:
@@ -405,10 +411,11 @@ def gpu_table(
             if on_cuda:
                 torch.cuda.synchronize(device)
             seconds = time.perf_counter() - start
-            peak = torch.cuda.max_memory_allocated(device) if on_cuda else 0
+            peak = torch.cuda.max_memory_allocated(device) - left if on_cuda else 0
             if not bool(torch.isfinite(scores).all()):
                 raise FloatingPointError(f"non-finite scores in {mode}")
-            print(f"| {mode} | {weights / GB:.2f} GB | {peak / GB:.2f} GB | {scores.numel() / seconds:.1f} |")
+            note = f" ({left / GB:.2f} GB left allocated by earlier rows, not counted)" if left > GB / 100 else ""
+            print(f"| {mode} | {weights / GB:.2f} GB | {peak / GB:.2f} GB{note} | {scores.numel() / seconds:.1f} |")
         except Exception as error:  # a missing backend or an unsupported kernel: the row says so, the others run
             print(f"| {mode} | not run: {type(error).__name__}: {str(error)[:200]} | | |")
         finally:

@@ -63,12 +63,13 @@ def _rms_norm(norm: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """T5LayerNorm: fp32 statistics, cast back to the weight's dtype before scaling (as transformers does)."""
     squares = torch.linalg.vector_norm(hidden, dim=-1, keepdim=True, dtype=torch.float32).square_()
     scale = torch.rsqrt(squares.div_(hidden.shape[-1]).add_(norm.variance_epsilon))
-    if hidden.dtype == torch.float32 and norm.weight.dtype == torch.float32:
-        return torch.mul(hidden, scale).mul_(norm.weight)
-    normed = hidden * scale
     if norm.weight.dtype in (torch.float16, torch.bfloat16):
-        normed = normed.to(norm.weight.dtype)
-    return norm.weight * normed
+        # The product is computed in fp32 (type promotion) and rounded to the weight's dtype as it is stored: what
+        # transformers' `(hidden * scale).to(dtype)` does in two kernels and an fp32 intermediate, in one.
+        normed = torch.mul(hidden, scale, out=torch.empty_like(hidden, dtype=norm.weight.dtype))
+    else:
+        normed = torch.mul(hidden, scale)
+    return normed.mul_(norm.weight)
 
 
 def _activation(dense: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
@@ -145,7 +146,7 @@ def _self_attention_by_length(
     cross-attention masks them)."""
     head_dim = attention.key_value_proj_dim
     query, keys, values = (_heads(linear, hidden, head_dim) for linear in (attention.q, attention.k, attention.v))
-    output = hidden.new_zeros(*hidden.shape[:2], query.shape[1] * head_dim)
+    output = hidden.new_zeros(*hidden.shape[:2], query.shape[1], head_dim)  # (batch, length, heads, head_dim)
     for start, end, tokens in runs:
         part = functional.scaled_dot_product_attention(
             query[start:end, :, :tokens],
@@ -154,8 +155,8 @@ def _self_attention_by_length(
             attn_mask=biases[tokens],
             scale=1.0,
         )
-        output[start:end, :tokens] = part.transpose(1, 2).reshape(end - start, tokens, -1)
-    return attention.o(output)
+        output[start:end, :tokens] = part.transpose(1, 2)  # one strided copy, whatever layout SDPA returned
+    return attention.o(output.flatten(2))
 
 
 def encode(

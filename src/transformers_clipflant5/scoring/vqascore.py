@@ -25,6 +25,7 @@ Example:
 
 import os
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import torch
@@ -32,12 +33,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..hub.arguments import hub_kwargs
-from ..image_processing_clip_flant5 import ImageInput, load_image
+from ..image_processing_clip_flant5 import ImageInput
 from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration, shift_tokens_right
 from ..padding import pad_right
 from ..processing_clip_flant5 import CLIPFlanT5Processor
 from . import generation
 from . import pixels as pixel_scoring
+from .image_reading import ImageReader
 from .inputs import as_list, fit_text
 from .precision import build_quantization_config, check_finite_scores, quantize_int4_wo
 from .prompts import (
@@ -312,19 +314,25 @@ class VQAScore:
             # images the call has.
             image_ids = list(rows_by_image)
             images_per_chunk = max(batch_size, 32)
-            for start in range(0, len(image_ids), images_per_chunk):
-                chunk = image_ids[start : start + images_per_chunk]
-                features, readable = self._encode_images(
-                    [distinct_images[i] for i in chunk], batch_size, chunk, rows_by_image, on_image_error, bar
-                )
-                position = {image_id: slot for slot, image_id in enumerate(readable)}
-                chunk_rows = [row for image_id in readable for row in rows_by_image[image_id]]
-                # Longest prompts first: padding stays small, and an out-of-memory error shows up at once.
-                chunk_rows.sort(key=lambda row: (len(row.prompt_ids), len(row.target_ids)), reverse=True)
-                for batch_start in range(0, len(chunk_rows), batch_size):
-                    batch = chunk_rows[batch_start : batch_start + batch_size]
-                    yield features, [position[row.image] for row in batch], batch
-                    bar.update(len(batch))
+            chunks = [
+                image_ids[start : start + images_per_chunk] for start in range(0, len(image_ids), images_per_chunk)
+            ]
+            # On an accelerator the next chunk's images are read while this chunk is scored (see image_reading).
+            read_ahead = self.device.type != "cpu"
+            with ImageReader(self.processor.image_processor) as reader:
+                chunk_images = [[distinct_images[i] for i in chunk] for chunk in chunks]
+                for chunk, pending in zip(chunks, reader.read_chunks(chunk_images, read_ahead)):
+                    features, readable = self._encode_images(
+                        pending, chunk, batch_size, rows_by_image, on_image_error, bar
+                    )
+                    position = {image_id: slot for slot, image_id in enumerate(readable)}
+                    chunk_rows = [row for image_id in readable for row in rows_by_image[image_id]]
+                    # Longest prompts first: padding stays small, and an out-of-memory error shows up at once.
+                    chunk_rows.sort(key=lambda row: (len(row.prompt_ids), len(row.target_ids)), reverse=True)
+                    for batch_start in range(0, len(chunk_rows), batch_size):
+                        batch = chunk_rows[batch_start : batch_start + batch_size]
+                        yield features, [position[row.image] for row in batch], batch
+                        bar.update(len(batch))
         finally:
             bar.close()
             self.model.train(was_training)
@@ -370,18 +378,19 @@ class VQAScore:
     @torch.inference_mode()
     def _encode_images(
         self,
-        images: list[ImageInput],
-        batch_size: int,
+        pending: list[Future],
         image_ids: list[int],
+        batch_size: int,
         rows_by_image: dict[int, list[_Row]],
         on_image_error: ImageErrorHandler | None,
         bar,
     ) -> tuple[torch.Tensor | None, list[int]]:
-        """Projected features of the readable images, and the ids of those images (in order)."""
-        loaded, readable = [], []
-        for image, image_id in zip(images, image_ids):
+        """Projected features of the readable images (`pending`: their pixel values being read, in `image_ids`'
+        order), and the ids of those images (in order)."""
+        pixels, readable = [], []
+        for future, image_id in zip(pending, image_ids):
             try:
-                loaded.append(load_image(image, self.processor.image_processor.max_image_pixels))
+                pixels.append(future.result())
                 readable.append(image_id)
             except (OSError, ValueError, TypeError) as error:
                 first_row = rows_by_image[image_id][0].index
@@ -391,12 +400,11 @@ class VQAScore:
                 for row in rows_by_image[image_id]:
                     on_image_error(row.index, error)
                 bar.update(len(rows_by_image[image_id]))
-        if not loaded:
+        if not pixels:
             return None, []
         features = []
-        for start in range(0, len(loaded), batch_size):
-            images = loaded[start : start + batch_size]
-            pixel_values = self.processor.image_processor(images, return_tensors="pt")["pixel_values"]
+        for start in range(0, len(pixels), batch_size):
+            pixel_values = torch.cat(pixels[start : start + batch_size])
             features.append(self.forward.image_features(pixel_values.to(self.device)))
         return torch.cat(features), readable
 
