@@ -2,11 +2,12 @@
 
 import pytest
 import torch
+from transformers.models.t5.modeling_t5 import T5LayerNorm
 
 from tests.support.images import make_images
 from transformers_clipflant5 import VQAScore
 from transformers_clipflant5.scoring import t5_inference
-from transformers_clipflant5.scoring.t5_inference import decode, encode, fused_t5_unsupported_reason
+from transformers_clipflant5.scoring.t5_inference import _rms_norm_kernel, decode, encode, fused_t5_unsupported_reason
 from transformers_clipflant5.testing.tiny import build_tiny_model
 
 
@@ -121,3 +122,13 @@ def test_encode_with_left_padding_equals_the_t5_stack(tiny):
         expected = language_model.encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
         encoded = encode(language_model.encoder, embeds, mask)
     torch.testing.assert_close(encoded[mask.bool()], expected[mask.bool()], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_cuda_rms_norm_kernel_rounds_as_t5_layer_norm(dtype):
+    # The kernel path runs on CUDA only; its arithmetic (rms_norm without a weight, then the weight) is the same on CPU.
+    norm = T5LayerNorm(64).to(dtype)
+    with torch.no_grad():
+        norm.weight.copy_(torch.linspace(0.3, 2.0, 64))
+    hidden = (torch.randn(3, 11, 64, generator=torch.Generator().manual_seed(0)) * 5).to(dtype)
+    assert torch.equal(_rms_norm_kernel(norm, hidden), norm(hidden))

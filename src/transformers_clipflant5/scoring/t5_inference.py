@@ -61,6 +61,8 @@ def fused_t5_unsupported_reason(model: nn.Module, assume_eval_mode: bool = False
 
 def _rms_norm(norm: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """T5LayerNorm: fp32 statistics, cast back to the weight's dtype before scaling (as transformers does)."""
+    if hidden.is_cuda and hidden.dtype == norm.weight.dtype:
+        return _rms_norm_kernel(norm, hidden)
     squares = torch.linalg.vector_norm(hidden, dim=-1, keepdim=True, dtype=torch.float32).square_()
     scale = torch.rsqrt(squares.div_(hidden.shape[-1]).add_(norm.variance_epsilon))
     if norm.weight.dtype in (torch.float16, torch.bfloat16):
@@ -70,6 +72,15 @@ def _rms_norm(norm: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     else:
         normed = torch.mul(hidden, scale)
     return normed.mul_(norm.weight)
+
+
+def _rms_norm_kernel(norm: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """T5LayerNorm through `rms_norm`, one fused kernel on CUDA (6x faster than the kernels above at XXL's shapes, in
+    bf16 on an H200; on CPU it is composed of slower ones). It computes the statistics and the product in fp32 and
+    rounds once to the input's dtype: without a weight that is transformers' `(hidden * scale).to(weight dtype)` for
+    an input in the weight's dtype; the weight is applied after that rounding, as transformers does (with the weight
+    inside, a quarter of bf16 outputs would differ by one unit in the last place)."""
+    return functional.rms_norm(hidden, hidden.shape[-1:], None, norm.variance_epsilon).mul_(norm.weight)
 
 
 def _activation(dense: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
