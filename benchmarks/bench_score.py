@@ -32,10 +32,14 @@ elsewhere `resource.getrusage` max RSS, which cannot be reset) minus the residen
 the memory the method needed on top of the loaded weights; on CUDA, `torch.cuda.max_memory_allocated`.
 
 On a shared CPU, `--threads 1` avoids OpenMP threads waiting on each other while the scheduler runs other processes
-(the "x orig. CPU" column, from process CPU time, is the least load-sensitive ratio). GPU (H100 SXM, bf16 dense
-peak 989 TFLOP/s; the variant that fails its warm-up, e.g. flex attention, is reported and left out):
+(the "x orig. CPU" column, from process CPU time, is the least load-sensitive ratio). GPU (H100/H200 SXM, bf16 dense
+peak 989 TFLOP/s; the variant that fails its warm-up, e.g. flex attention, is reported and left out; MFU counts the
+FLOPs each method executes, not the formula's):
     HF_HUB_OFFLINE=1 python benchmarks/bench_score.py --device cuda --dtype bfloat16 --preset xxl \
-        --batch-sizes 1,16 --attn sdpa,eager,flex_attention --peak-tflops 989
+        --batch-sizes 1,16 --attn sdpa,eager,flex_attention --peak-tflops 989 --profile prof
+
+`--profile DIR` then runs ours once more (largest batch) under torch.profiler: the operators by own device (or CPU)
+time, the share of the call the GPU was busy, and a Chrome trace (DIR/trace.json).
 """
 
 import argparse

@@ -30,14 +30,14 @@ class RecordingReader(ImageReader):
 @pytest.mark.parametrize("read_ahead", [True, False])
 def test_the_next_chunk_is_read_ahead_only_when_asked(tiny, images, read_ahead):
     _, processor = tiny
-    chunks = [images[:2], images[2:4], images[4:]]
+    chunks = [[0, 1], [2, 3], [4]]
     with RecordingReader(processor.image_processor) as reader:
-        handed_out = reader.read_chunks(chunks, read_ahead)
+        handed_out = reader.read_chunks(images, chunks, read_ahead)
         first = next(handed_out)
         assert len(reader.requested) == (2 if read_ahead else 1)
         assert [future.result().shape[0] for future in first] == [1, 1]
         rest = list(handed_out)
-    assert reader.requested == chunks
+    assert reader.requested == [images[:2], images[2:4], images[4:]]
     assert [len(futures) for futures in rest] == [2, 1]
 
 

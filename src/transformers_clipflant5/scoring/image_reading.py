@@ -41,18 +41,24 @@ class ImageReader:
     def read(self, images: Sequence[ImageInput]) -> list[Future]:
         return [self.pool.submit(self._pixel_values, image) for image in images]
 
-    def read_chunks(self, chunks: Sequence[Sequence[ImageInput]], read_ahead: bool) -> Iterator[list[Future]]:
-        """`read` of each chunk in turn. With `read_ahead`, the next chunk is queued (behind this one's images) as
-        this one is handed out, so that it is read while the caller works on this one; without, once the caller
-        asks for it."""
-        pending = self.read(chunks[0]) if chunks else []
+    def read_chunks(
+        self, images: Sequence[ImageInput], chunks: Sequence[Sequence[int]], read_ahead: bool
+    ) -> Iterator[list[Future]]:
+        """`read` of each chunk of `images` (`chunks`: lists of positions in `images`) in turn. With `read_ahead`, the
+        next chunk is queued (behind this one's images) as this one is handed out, so that it is read while the
+        caller works on this one; without, once the caller asks for it."""
+
+        def read(number: int) -> list[Future]:
+            return self.read([images[position] for position in chunks[number]])
+
+        pending = read(0) if chunks else []
         for number in range(len(chunks)):
-            current, following = pending, chunks[number + 1] if number + 1 < len(chunks) else None
-            if read_ahead and following:
-                pending = self.read(following)
+            current, has_next = pending, number + 1 < len(chunks)
+            if read_ahead and has_next:
+                pending = read(number + 1)
             yield current
-            if not read_ahead and following:
-                pending = self.read(following)
+            if not read_ahead and has_next:
+                pending = read(number + 1)
 
     def _pixel_values(self, image: ImageInput) -> torch.Tensor:
         loaded = load_image(image, self.image_processor.max_image_pixels)

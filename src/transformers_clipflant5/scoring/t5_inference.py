@@ -19,10 +19,11 @@ What transformers' T5 does per layer and this does once per batch or not at all:
 - The decoder's cross-attention for a few answer tokens skips projecting the whole encoder output to keys and values
   in every layer (`_cross_attention_folded`): the same products, associated the other way round.
 
-Linear layers are called as modules (so quantised or hooked linears keep working), except the cross-attention's
-q/k/v weights, read directly when they are plain `nn.Linear`s; the layer-norm weights and the relative-attention
-embedding are read directly too. Use `fused_t5_unsupported_reason` to check a model
-first: the transformers path is the reference, and stays in use where this one does not apply.
+Linear layers are called as modules (so torchao-, bitsandbytes-quantized or hooked linears keep working), except the
+cross-attention's q/k/v weights, read directly when they are plain `nn.Linear`s; the layer-norm weights and the
+relative-attention embedding are read directly too. Masks and biases take the activations' dtype (bitsandbytes
+stores its weights as integers). Use `fused_t5_unsupported_reason` to check a model first: the transformers path is
+the reference, and stays in use where this one does not apply.
 """
 
 from collections.abc import Callable
@@ -52,10 +53,6 @@ def fused_t5_unsupported_reason(model: nn.Module, assume_eval_mode: bool = False
         return "the model is dispatched with accelerate hooks (device_map / offloading)"
     if len({param.device for param in language_model.parameters()}) != 1:
         return "the T5 parameters are on several devices"
-    # bitsandbytes stores its 4-bit weights as packed uint8 and its 8-bit ones as int8 (torchao's tensor subclasses
-    # report the compute dtype): this path reads the compute dtype off the weights, so it leaves those to T5's own.
-    if any(not param.dtype.is_floating_point for param in language_model.parameters()):
-        return "the T5 weights are stored as integers (bitsandbytes quantization)"
     return None
 
 
@@ -125,12 +122,15 @@ def _attention(
     return attention.o(output.transpose(1, 2).reshape(*hidden.shape[:2], -1))
 
 
-def _bias_mask(attention: nn.Module, allowed: torch.Tensor, query_length: int, key_length: int) -> torch.Tensor:
-    """The relative position bias where `allowed` (broadcastable boolean, `(batch, 1, query, key)`), the dtype's
-    minimum elsewhere (what transformers' SDPA path computes in every layer), contiguous (SDPA would copy it)."""
+def _bias_mask(
+    attention: nn.Module, allowed: torch.Tensor, query_length: int, key_length: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """The relative position bias in `dtype` (the activations') where `allowed` (broadcastable boolean, `(batch, 1,
+    query, key)`), the dtype's minimum elsewhere (what transformers' SDPA path computes in every layer), contiguous
+    (SDPA would copy it)."""
     bias = attention.compute_bias(query_length, key_length)
     # compute_bias returns a permuted view; `where` would give its output that layout, which SDPA then copies.
-    bias = bias.to(attention.o.weight.dtype).contiguous()
+    bias = bias.to(dtype).contiguous()
     return torch.where(allowed, bias, torch.finfo(bias.dtype).min).contiguous()
 
 
@@ -181,9 +181,10 @@ def encode(
     first_attention = blocks[0].layer[0].SelfAttention
     runs = _length_runs(attention_mask) if split_by_length else None
     if runs is None:
-        mask = _bias_mask(first_attention, attention_mask.bool()[:, None, None, :], length, length)
+        allowed = attention_mask.bool()[:, None, None, :]
+        mask = _bias_mask(first_attention, allowed, length, length, inputs_embeds.dtype)
     else:
-        bias = first_attention.compute_bias(length, length).to(first_attention.o.weight.dtype)
+        bias = first_attention.compute_bias(length, length).to(inputs_embeds.dtype)
         biases = {tokens: bias[:, :, :tokens, :tokens].contiguous() for _, _, tokens in runs}
     hidden = inputs_embeds.clone()  # added to in place below
     for block in blocks:
@@ -243,9 +244,9 @@ def decode(
     blocks = decoder.block
     causal = torch.ones(length, length, dtype=torch.bool, device=decoder_input_ids.device).tril_()
     allowed = causal[None, None] & decoder_attention_mask.bool()[:, None, None, :]
-    self_mask = _bias_mask(blocks[0].layer[0].SelfAttention, allowed, length, length)
+    dtype = encoder_hidden_states.dtype
+    self_mask = _bias_mask(blocks[0].layer[0].SelfAttention, allowed, length, length, dtype)
     cross_mask = encoder_attention_mask.bool()[:, None, None, :]
-    dtype = blocks[0].layer[1].EncDecAttention.o.weight.dtype
     additive_cross_mask = torch.zeros(
         cross_mask.shape[0], 1, cross_mask.shape[-1], dtype=dtype, device=cross_mask.device
     )

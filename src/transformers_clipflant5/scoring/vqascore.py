@@ -176,9 +176,6 @@ class VQAScore:
         """Where the inputs go: the input embedding's device (its execution device when offloaded)."""
         return execution_device(self.model.get_input_embeddings(), self.model)
 
-    # ----------------------------------------------------------------------------------------------------------------
-    # Scoring
-
     def __call__(
         self,
         images: Sequence[ImageInput],
@@ -312,16 +309,12 @@ class VQAScore:
                 rows_by_image.setdefault(row.image, []).append(row)
             # All rows of an image are done while its features are held, and memory stays bounded however many
             # images the call has.
-            image_ids = list(rows_by_image)
-            images_per_chunk = max(batch_size, 32)
-            chunks = [
-                image_ids[start : start + images_per_chunk] for start in range(0, len(image_ids), images_per_chunk)
-            ]
-            # On an accelerator the next chunk's images are read while this chunk is scored (see image_reading).
-            read_ahead = self.device.type != "cpu"
+            image_ids, size = list(rows_by_image), max(batch_size, 32)
+            chunks = [image_ids[start : start + size] for start in range(0, len(image_ids), size)]
             with ImageReader(self.processor.image_processor) as reader:
-                chunk_images = [[distinct_images[i] for i in chunk] for chunk in chunks]
-                for chunk, pending in zip(chunks, reader.read_chunks(chunk_images, read_ahead)):
+                # On an accelerator the next chunk's images are read while this chunk is scored (see image_reading).
+                pending_chunks = reader.read_chunks(distinct_images, chunks, read_ahead=self.device.type != "cpu")
+                for chunk, pending in zip(chunks, pending_chunks):
                     features, readable = self._encode_images(
                         pending, chunk, batch_size, rows_by_image, on_image_error, bar
                     )
