@@ -8,6 +8,7 @@ question in the stage-2 chat format, exactly as the original evaluation code com
 - each distinct image goes through the vision tower and projector once per call, however many texts it is paired
   with (the projected features are passed to the model as `image_embeds`);
 - rows are sorted by prompt length before batching, so that batches carry little padding;
+- images are read and preprocessed on a pool of threads, on a GPU the next chunk while this one is scored;
 - the LM head runs only on the answer positions, the decoder only on the answer's length;
 - everything runs under `torch.inference_mode()`, by default in bf16 on CUDA (fp32 on CPU) with the attention
   implementation transformers picks (SDPA where supported).
@@ -378,8 +379,8 @@ class VQAScore:
         on_image_error: ImageErrorHandler | None,
         bar,
     ) -> tuple[torch.Tensor | None, list[int]]:
-        """Projected features of the readable images (`pending`: their pixel values being read, in `image_ids`'
-        order), and the ids of those images (in order)."""
+        """Projected features of the readable images (`pending`: their pixel values, read in `image_ids`' order) and
+        the ids of those images."""
         pixels, readable = [], []
         for future, image_id in zip(pending, image_ids):
             try:
