@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set everything up, lint, then run the whole test suite (offline, CPU, 7.5 to 9 minutes on 2 cores, more when busy).
+# Set everything up, lint, then run the whole test suite (offline, CPU, 7.5 to 13 minutes on 2 cores: the shared host's speed varies).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
