@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set everything up, lint, then run the whole test suite (offline, CPU, 7.5 to 13 minutes on 2 cores: the shared host's speed varies).
+# Set everything up, lint, then run the whole test suite (offline, CPU, 7.5-13 min on 2 cores: host speed varies).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
