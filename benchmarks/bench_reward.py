@@ -20,7 +20,8 @@ import time
 import warnings
 
 import torch
-from bench_score import TEXT_SIZES, VISION_SIZES, PeakMemory, build_config, synchronize
+from bench_score import TEXT_SIZES, VISION_SIZES, build_config
+from measuring import PeakMemory, synchronize
 
 from transformers_clipflant5 import CLIPFlanT5ForConditionalGeneration, VQAScore
 from transformers_clipflant5.testing.tiny import COLORS, POSITIONS, SHAPES, build_tiny_tokenizer, tiny_processor

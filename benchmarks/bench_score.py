@@ -43,11 +43,7 @@ time, the share of the call the GPU was busy, and a Chrome trace (DIR/trace.json
 """
 
 import argparse
-import ctypes
-import ctypes.util
-import gc
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -56,13 +52,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch.autograd import DeviceType
-from torch.utils.flop_counter import FlopCounterMode
 from transformers import CLIPVisionConfig
 
 
 # The naive original procedure lives with the parity tests; the benchmark reuses it rather than copying it.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from measuring import PeakMemory, count_flops, gemm_tflops, malloc_trim_note, measure, profile  # noqa: E402
+
 from tests.support.original_reference import (  # noqa: E402
     NaiveOriginal,
     original_state_dict,
@@ -134,75 +130,6 @@ def make_inputs(folder: Path, num_images: int, num_texts: int, seed: int = 0) ->
     return paths, texts
 
 
-def _malloc_trim() -> str:
-    """Give memory that glibc's malloc keeps after frees back to the OS, so that a later peak is the block's own."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        libc.malloc_trim(0)
-        return "; glibc malloc_trim(0) before each method"
-    except (OSError, AttributeError, TypeError):
-        return ""
-
-
-class PeakMemory:
-    """Extra peak memory of a block in MiB, on top of what was allocated when it started (see the module docstring)."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.resettable = Path("/proc/self/clear_refs").exists() and Path("/proc/self/status").exists()
-        if device.type == "cuda":
-            self.method = "torch.cuda.max_memory_allocated"
-        elif self.resettable:
-            self.method = "peak RSS (VmHWM) reset before each method"
-        else:
-            self.method = "getrusage max RSS (cannot be reset: a later method may show 0)"
-
-    @staticmethod
-    def _status_kib(field: str) -> int:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-        raise KeyError(field)
-
-    def __enter__(self):
-        gc.collect()
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.start = torch.cuda.memory_allocated(self.device)
-        elif self.resettable:
-            self.method = self.method.split(";")[0] + _malloc_trim()
-            Path("/proc/self/clear_refs").write_text("5")
-            self.start = self._status_kib("VmRSS") * 1024
-        else:
-            self.start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == "cuda":
-            peak = torch.cuda.max_memory_allocated(self.device)
-        elif self.resettable:
-            peak = self._status_kib("VmHWM") * 1024
-        else:
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        self.extra_mib = (peak - self.start) / 2**20
-
-
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def measure(function, device: torch.device) -> tuple[float, float, float]:
-    """(seconds, peak extra MiB, process CPU seconds) of one call."""
-    with PeakMemory(device) as memory:
-        synchronize(device)
-        start, cpu_start = time.perf_counter(), time.process_time()
-        function()
-        synchronize(device)
-        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    return seconds, memory.extra_mib, cpu_seconds
-
-
 def model_flops_per_pair(
     config: CLIPFlanT5Config, prompt_length: int, answer_length: int, texts_per_image: int
 ) -> float:
@@ -224,53 +151,6 @@ def model_flops_per_pair(
     image = vision.num_hidden_layers * (vision_layer * tokens + 2 * tokens**2 * vision.hidden_size)
     image += tokens * (vision.hidden_size * text.d_model + text.d_model**2)
     return 2 * (encoder + decoder + image / texts_per_image)
-
-
-def gemm_tflops(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> float:
-    """Best throughput of a square matmul in `dtype`: what this device achieves on the work models are made of."""
-    size = 2048 if device.type == "cpu" else 8192
-    a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
-    best = float("inf")
-    for _ in range(repeats + 1):
-        synchronize(device)
-        start = time.perf_counter()
-        torch.mm(a, b)
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e12
-
-
-def profile(function, device: torch.device, folder: Path) -> None:
-    """One call of `function` under torch.profiler: the operators by own device (CUDA) or CPU time, how busy the
-    device was (kernel time over wall time: what is left is the host's work or waiting), and a Chrome trace."""
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    if device.type == "cuda":
-        activities.append(torch.profiler.ProfilerActivity.CUDA)
-    synchronize(device)
-    start = time.perf_counter()
-    with torch.profiler.profile(activities=activities) as profiler:
-        function()
-        synchronize(device)
-    wall = time.perf_counter() - start
-    averages = profiler.key_averages()
-    own_time = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    table = averages.table(sort_by=own_time, row_limit=30, max_name_column_width=60)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "profile.txt").write_text(table)
-    profiler.export_chrome_trace(str(folder / "trace.json"))
-    print(table)
-    if device.type == "cuda":
-        # As the profiler's own table totals it: the kernel events, not the CPU operators that launched them.
-        kernels = sum(e.self_device_time_total for e in averages if e.device_type == DeviceType.CUDA) / 1e6
-        print(
-            f"profiled run: {wall:.3f} s wall (under the profiler), device kernels {kernels:.3f} s = {100 * kernels / wall:.0f}% busy"
-        )
-
-
-def count_flops(function) -> tuple[float, torch.Tensor]:
-    with FlopCounterMode(display=False) as counter:
-        result = function()
-    return counter.get_total_flops(), result
 
 
 def original_methods(naive, images, texts, batch_size: int) -> dict:
@@ -446,7 +326,7 @@ def main() -> None:
             )
         model_flops = model_flops_per_pair(config, prompt_length, len(processor.encode_target("Yes")), args.texts)
         print(f"model FLOPs per pair (formula, image shared by {args.texts} texts): {model_flops / 1e9:.2f} GFLOP")
-        print(f"memory measured as: {PeakMemory(device).method}{_malloc_trim() if device.type == 'cpu' else ''}")
+        print(f"memory measured as: {PeakMemory(device).method}{malloc_trim_note() if device.type == 'cpu' else ''}")
         print(f"load average (1 min) before / after the timed runs: {load_before:.2f} / {load_after:.2f}")
         if args.profile:
             # Our fused scorer at the largest batch size (the methods are in batch-size order).
