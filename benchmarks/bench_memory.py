@@ -44,6 +44,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_convert_memory import AnonymousPeak, status_bytes  # noqa: E402
+from measuring import malloc_trim  # noqa: E402
 
 from transformers_clipflant5 import CLIPFlanT5Config, CLIPFlanT5ForConditionalGeneration, VQAScore  # noqa: E402
 from transformers_clipflant5.evaluation import winoground_metrics  # noqa: E402
@@ -177,7 +178,6 @@ def _reset_peak_rss() -> int:
 def peak_child(folder: str, mode: str) -> None:
     """Load and score in this (fresh) process; print peak resident memory (VmHWM: private memory plus the touched
     pages of the memory-mapped checkpoint) and peak private memory (RssAnon: copies), above the post-import level."""
-    from bench_score import _malloc_trim
     from PIL import Image
 
     quantization, dtype = PEAK_MODES[mode]
@@ -192,7 +192,7 @@ def peak_child(folder: str, mode: str) -> None:
     load_rss = status_bytes("VmHWM") - baseline
     # Memory freed while loading (e.g. the fp32 tensors a quantization read) goes back to the OS before the reset,
     # so that the scoring peak is scoring's own.
-    _malloc_trim()
+    malloc_trim()
     _reset_peak_rss()
     loaded_anonymous = status_bytes("RssAnon")
     sampler = AnonymousPeak()

@@ -57,7 +57,7 @@ from transformers import CLIPVisionConfig
 
 # The naive original procedure lives with the parity tests; the benchmark reuses it rather than copying it.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from measuring import PeakMemory, count_flops, gemm_tflops, malloc_trim_note, measure, profile  # noqa: E402
+from measuring import PeakMemory, count_flops, gemm_tflops, malloc_trim, measure, profile  # noqa: E402
 
 from tests.support.original_reference import (  # noqa: E402
     NaiveOriginal,
@@ -326,7 +326,7 @@ def main() -> None:
             )
         model_flops = model_flops_per_pair(config, prompt_length, len(processor.encode_target("Yes")), args.texts)
         print(f"model FLOPs per pair (formula, image shared by {args.texts} texts): {model_flops / 1e9:.2f} GFLOP")
-        print(f"memory measured as: {PeakMemory(device).method}{malloc_trim_note() if device.type == 'cpu' else ''}")
+        print(f"memory measured as: {PeakMemory(device).method}{malloc_trim() if device.type == 'cpu' else ''}")
         print(f"load average (1 min) before / after the timed runs: {load_before:.2f} / {load_after:.2f}")
         if args.profile:
             # Our fused scorer at the largest batch size (the methods are in batch-size order).

@@ -13,8 +13,9 @@ from torch.autograd import DeviceType
 from torch.utils.flop_counter import FlopCounterMode
 
 
-def malloc_trim_note() -> str:
-    """Give memory that glibc's malloc keeps after frees back to the OS, so that a later peak is the block's own."""
+def malloc_trim() -> str:
+    """Give memory that glibc's malloc keeps after frees back to the OS, so that a later peak is the block's own; returns
+    a note for the report ("" where there is no glibc)."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"))
         libc.malloc_trim(0)
@@ -24,7 +25,9 @@ def malloc_trim_note() -> str:
 
 
 class PeakMemory:
-    """Extra peak memory of a block in MiB, on top of what was allocated when it started (see the module docstring)."""
+    """Extra peak memory of a block in MiB, on top of what was allocated when it started: on CUDA the allocator's
+    peak; on Linux the peak resident set size (VmHWM, reset through /proc/self/clear_refs after glibc has returned
+    freed memory to the OS); elsewhere getrusage's max RSS, which cannot be reset."""
 
     def __init__(self, device: torch.device):
         self.device = device
@@ -49,7 +52,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.start = torch.cuda.memory_allocated(self.device)
         elif self.resettable:
-            self.method = self.method.split(";")[0] + malloc_trim_note()
+            self.method = self.method.split(";")[0] + malloc_trim()
             Path("/proc/self/clear_refs").write_text("5")
             self.start = self._status_kib("VmRSS") * 1024
         else:
