@@ -57,6 +57,7 @@ from transformers import CLIPVisionConfig
 
 # The naive original procedure lives with the parity tests; the benchmark reuses it rather than copying it.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # measuring.py, also when imported from elsewhere
 from measuring import PeakMemory, count_flops, gemm_tflops, malloc_trim, measure, profile  # noqa: E402
 
 from tests.support.original_reference import (  # noqa: E402
