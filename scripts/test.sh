@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set everything up, lint, then run the whole test suite (offline, CPU, 7.5-13 min on 2 cores: host speed varies).
+# Set everything up, lint, then run the whole test suite (offline, CPU; ~7.5 min on 2 idle cores, 21 on a slow host).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
