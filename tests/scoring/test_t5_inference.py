@@ -28,9 +28,22 @@ def padded_batch(model, lengths, seed=0):
 
 
 # 3 decoder positions take the folded cross-attention (fewer than d_kv = 8), 9 the projected keys and values.
+# chunk_rows: the encoder's row-wise part in blocks of 5 of the 48 rows (the last one short), as on CPU at real sizes.
 @pytest.mark.parametrize("split_by_length", [True, False])
-@pytest.mark.parametrize("dtype,target_length", [(torch.float32, 3), (torch.bfloat16, 3), (torch.float32, 9)])
-def test_encode_and_decode_equal_the_t5_stacks(tiny, dtype, target_length, split_by_length):
+@pytest.mark.parametrize(
+    "dtype,target_length,chunk_rows",
+    [
+        (torch.float32, 3, None),
+        (torch.bfloat16, 3, None),
+        (torch.float32, 9, None),
+        (torch.float32, 3, 5),
+        (torch.bfloat16, 3, 5),
+    ],
+)
+def test_encode_and_decode_equal_the_t5_stacks(tiny, dtype, target_length, split_by_length, chunk_rows, monkeypatch):
+    if chunk_rows is not None:
+        monkeypatch.setattr(t5_inference, "CPU_CHUNK_BYTES", 0)
+        monkeypatch.setattr(t5_inference, "CPU_MIN_CHUNK_ROWS", chunk_rows)
     model = tiny[0]
     if dtype != torch.float32:
         model = build_tiny_model(seed=1)[0].to(dtype).eval()
@@ -104,6 +117,14 @@ def test_compiled_scorer_gives_the_same_scores(tiny, images):
     scores = compiled.score_matrix(images[:2], TEXTS[:2], batch_size=4)
     torch.testing.assert_close(scores, expected, rtol=1e-5, atol=0)
     assert set(compiled.forward._compiled) == {"image_features", "encode", "decode"}
+
+
+def test_rows_per_chunk_fill_the_cache_budget_on_cpu_only(tiny):
+    feed_forward = tiny[0].model.language_model.encoder.block[0].layer[-1]
+    hidden = torch.empty(16, 432, 8)
+    budget_rows = t5_inference.CPU_CHUNK_BYTES // (feed_forward.DenseReluDense.wi_0.out_features * 4)
+    assert t5_inference._rows_per_chunk(hidden, feed_forward) == max(budget_rows, t5_inference.CPU_MIN_CHUNK_ROWS)
+    assert t5_inference._rows_per_chunk(hidden.to("meta"), feed_forward) == 16 * 432  # off CPU: all rows at once
 
 
 def test_length_runs_of_right_padded_rows_only():

@@ -56,28 +56,28 @@ def fused_t5_unsupported_reason(model: nn.Module, assume_eval_mode: bool = False
     return None
 
 
-def _rms_norm(norm: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    """T5LayerNorm: fp32 statistics, cast back to the weight's dtype before scaling (as transformers does)."""
+def _rms_norm(norm: nn.Module, hidden: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """T5LayerNorm: fp32 statistics, cast back to the weight's dtype before scaling (as transformers does); into
+    `out` when given."""
     if hidden.is_cuda and hidden.dtype == norm.weight.dtype:
-        return _rms_norm_kernel(norm, hidden)
+        return _rms_norm_kernel(norm, hidden, out)
     squares = torch.linalg.vector_norm(hidden, dim=-1, keepdim=True, dtype=torch.float32).square_()
     scale = torch.rsqrt(squares.div_(hidden.shape[-1]).add_(norm.variance_epsilon))
-    if norm.weight.dtype in (torch.float16, torch.bfloat16):
+    if out is None and norm.weight.dtype in (torch.float16, torch.bfloat16):
         # The product is computed in fp32 (type promotion) and rounded to the weight's dtype as it is stored: what
         # transformers' `(hidden * scale).to(dtype)` does in two kernels and an fp32 intermediate, in one.
-        normed = torch.mul(hidden, scale, out=torch.empty_like(hidden, dtype=norm.weight.dtype))
-    else:
-        normed = torch.mul(hidden, scale)
-    return normed.mul_(norm.weight)
+        out = torch.empty_like(hidden, dtype=norm.weight.dtype)
+    return torch.mul(hidden, scale, out=out).mul_(norm.weight)
 
 
-def _rms_norm_kernel(norm: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+def _rms_norm_kernel(norm: nn.Module, hidden: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """T5LayerNorm through `rms_norm`, one fused kernel on CUDA (6x faster than the kernels above at XXL's shapes, in
     bf16 on an H200; on CPU it is composed of slower ones). It computes the statistics and the product in fp32 and
     rounds once to the input's dtype: without a weight that is transformers' `(hidden * scale).to(weight dtype)` for
     an input in the weight's dtype; the weight is applied after that rounding, as transformers does (with the weight
     inside, a quarter of bf16 outputs would differ by one unit in the last place)."""
-    return functional.rms_norm(hidden, hidden.shape[-1:], None, norm.variance_epsilon).mul_(norm.weight)
+    normed = functional.rms_norm(hidden, hidden.shape[-1:], None, norm.variance_epsilon)
+    return normed.mul_(norm.weight) if out is None else torch.mul(normed, norm.weight, out=out)
 
 
 def _activation(dense: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
@@ -100,6 +100,26 @@ def _feed_forward(layer: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     return hidden.add_(dense.wo(inner))
 
 
+# On CPU, the feed-forward's intermediates of a whole batch (rows x d_ff) are tens of MB: every pointwise kernel
+# between the matmuls (RMSNorm, GELU, gate, residual) then streams them from memory. A block of rows keeps them in
+# the core's cache; the matmuls keep their speed down to a few hundred rows. Measured (`benchmarks/bench_score.py
+# --shape t5-heavy`, 1 thread): the encoder's feed-forward 1.6x faster at 512-1024 rows than on the whole batch.
+CPU_CHUNK_BYTES = 4 * 2**20
+CPU_MIN_CHUNK_ROWS = 256
+
+
+def _rows_per_chunk(hidden: torch.Tensor, feed_forward: nn.Module) -> int:
+    """How many rows (tokens) of `hidden` the layer's row-wise part takes at a time: all of them off CPU (one kernel
+    each is fastest there) and when compiled, on CPU enough to fill `CPU_CHUNK_BYTES` with one d_ff-wide intermediate, at least
+    `CPU_MIN_CHUNK_ROWS`."""
+    rows = hidden.shape[0] * hidden.shape[1]
+    if hidden.device.type != "cpu" or torch.compiler.is_compiling():  # compiled, the pointwise chain is fused
+        return rows
+    dense = feed_forward.DenseReluDense
+    inner = getattr(dense, "wi_0", getattr(dense, "wi", None)).out_features
+    return max(CPU_MIN_CHUNK_ROWS, CPU_CHUNK_BYTES // (inner * hidden.element_size()))
+
+
 def _heads(linear: nn.Module, hidden: torch.Tensor, head_dim: int) -> torch.Tensor:
     batch, length = hidden.shape[:2]
     return linear(hidden).view(batch, length, -1, head_dim).transpose(1, 2)
@@ -111,15 +131,17 @@ def _attention(
     mask: torch.Tensor,
     keys: torch.Tensor | None = None,
     values: torch.Tensor | None = None,
+    project: bool = True,
 ) -> torch.Tensor:
     """T5Attention (no scaling of q.k); `mask` is additive (bias included) or boolean. Self-attention when `keys` is
-    None."""
+    None. `project=False` leaves out the output projection (the heads' outputs side by side)."""
     head_dim = attention.key_value_proj_dim
     query = _heads(attention.q, hidden, head_dim)
     if keys is None:
         keys, values = _heads(attention.k, hidden, head_dim), _heads(attention.v, hidden, head_dim)
     output = functional.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=1.0)
-    return attention.o(output.transpose(1, 2).reshape(*hidden.shape[:2], -1))
+    output = output.transpose(1, 2).reshape(*hidden.shape[:2], -1)
+    return attention.o(output) if project else output
 
 
 def _bias_mask(
@@ -153,8 +175,8 @@ def _self_attention_by_length(
     attention: nn.Module, hidden: torch.Tensor, biases: dict[int, torch.Tensor], runs: list[tuple[int, int, int]]
 ) -> torch.Tensor:
     """T5 self-attention over each run's tokens only (`biases[tokens]` is the `(1, heads, tokens, tokens)` position
-    bias); padded positions get zeros (nothing reads them: later keys stop at each row's tokens, and the decoder's
-    cross-attention masks them)."""
+    bias), without the output projection; padded positions get zeros (nothing reads them: later keys stop at each
+    row's tokens, and the decoder's cross-attention masks them)."""
     head_dim = attention.key_value_proj_dim
     query, keys, values = (_heads(linear, hidden, head_dim) for linear in (attention.q, attention.k, attention.v))
     output = hidden.new_zeros(*hidden.shape[:2], query.shape[1], head_dim)  # (batch, length, heads, head_dim)
@@ -167,7 +189,7 @@ def _self_attention_by_length(
             scale=1.0,
         )
         output[start:end, :tokens] = part.transpose(1, 2)  # one strided copy, whatever layout SDPA returned
-    return attention.o(output.flatten(2))
+    return output.flatten(2)
 
 
 def encode(
@@ -187,15 +209,24 @@ def encode(
         bias = first_attention.compute_bias(length, length).to(inputs_embeds.dtype)
         biases = {tokens: bias[:, :, :tokens, :tokens].contiguous() for _, _, tokens in runs}
     hidden = inputs_embeds.clone()  # added to in place below
-    for block in blocks:
-        self_attention = block.layer[0]
-        normed = _rms_norm(self_attention.layer_norm, hidden)
+    width = hidden.shape[-1]
+    rows = _rows_per_chunk(hidden, blocks[0].layer[-1])
+    normed = _rms_norm(blocks[0].layer[0].layer_norm, hidden)
+    for index, block in enumerate(blocks):
+        attention = block.layer[0].SelfAttention
         if runs is None:
-            hidden.add_(_attention(self_attention.SelfAttention, normed, mask))
+            mixed = _attention(attention, normed, mask, project=False)
         else:
-            hidden.add_(_self_attention_by_length(self_attention.SelfAttention, normed, biases, runs))
-        hidden = _feed_forward(block.layer[-1], hidden)
-    return _rms_norm(encoder.final_layer_norm, hidden)
+            mixed = _self_attention_by_length(attention, normed, biases, runs)
+        next_norm = blocks[index + 1].layer[0].layer_norm if index + 1 < len(blocks) else encoder.final_layer_norm
+        # The rest of the layer and the next one's RMSNorm are row-wise: a block of rows at a time (see
+        # `_rows_per_chunk`); the next RMSNorm overwrites `normed`, which the attention above was the last to read.
+        for start in range(0, hidden.shape[0] * hidden.shape[1], rows):
+            hidden_rows = hidden.view(-1, width)[start : start + rows]
+            hidden_rows.add_(attention.o(mixed.view(-1, mixed.shape[-1])[start : start + rows]))
+            _feed_forward(block.layer[-1], hidden_rows)
+            _rms_norm(next_norm, hidden_rows, out=normed.view(-1, width)[start : start + rows])
+    return normed
 
 
 def _cross_attention_folded(
