@@ -16,6 +16,9 @@ What transformers' T5 does per layer and this does once per batch or not at all:
 - The gated GELU's tanh approximation (`gelu_new`) runs as 7 pointwise kernels; here as PyTorch's fused
   `gelu(approximate="tanh")`, the same formula.
 - Residual additions and the gate product are done in place on tensors this code owns.
+- On CPU, everything in an encoder layer but the attention (output projection, residual, RMSNorm, feed-forward, the
+  next layer's query/key/value projections) runs a cache-sized block of rows at a time (`_rows_per_chunk`): the
+  pointwise kernels between the matmuls then read and write the core's cache instead of memory.
 - The decoder's cross-attention for a few answer tokens skips projecting the whole encoder output to keys and values
   in every layer (`_cross_attention_folded`): the same products, associated the other way round.
 
@@ -101,9 +104,10 @@ def _feed_forward(layer: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
 
 
 # On CPU, the feed-forward's intermediates of a whole batch (rows x d_ff) are tens of MB: every pointwise kernel
-# between the matmuls (RMSNorm, GELU, gate, residual) then streams them from memory. A block of rows keeps them in
-# the core's cache; the matmuls keep their speed down to a few hundred rows. Measured (`benchmarks/bench_score.py
-# --shape t5-heavy`, 1 thread): the encoder's feed-forward 1.6x faster at 512-1024 rows than on the whole batch.
+# between the matmuls (RMSNorm, GELU, gate, residual) then streams them from memory, and the q/k/v projections read
+# their input three times. A block of rows keeps them in the core's cache; the matmuls keep their speed down to a few
+# hundred rows. Measured on 1 core (2 MB L2) at bench_score.py's t5-heavy shape: its feed-forward 1.6x faster with
+# 256-1024 rows than on a batch's 6,912, bit for bit the same outputs; 4 MB and 1 MB blocks within noise end to end.
 CPU_CHUNK_BYTES = 4 * 2**20
 CPU_MIN_CHUNK_ROWS = 256
 
@@ -112,7 +116,7 @@ def _rows_per_chunk(hidden: torch.Tensor, feed_forward: nn.Module) -> int:
     """How many rows (tokens) of `hidden` the layer's row-wise part takes at a time: all of them off CPU (one kernel
     each is fastest there) and when compiled, on CPU enough to fill `CPU_CHUNK_BYTES` with one d_ff-wide intermediate, at least
     `CPU_MIN_CHUNK_ROWS`."""
-    rows = hidden.shape[0] * hidden.shape[1]
+    rows = hidden.shape[:-1].numel()
     if hidden.device.type != "cpu" or torch.compiler.is_compiling():  # compiled, the pointwise chain is fused
         return rows
     dense = feed_forward.DenseReluDense
@@ -131,17 +135,22 @@ def _attention(
     mask: torch.Tensor,
     keys: torch.Tensor | None = None,
     values: torch.Tensor | None = None,
-    project: bool = True,
 ) -> torch.Tensor:
     """T5Attention (no scaling of q.k); `mask` is additive (bias included) or boolean. Self-attention when `keys` is
-    None. `project=False` leaves out the output projection (the heads' outputs side by side)."""
+    None."""
     head_dim = attention.key_value_proj_dim
     query = _heads(attention.q, hidden, head_dim)
     if keys is None:
         keys, values = _heads(attention.k, hidden, head_dim), _heads(attention.v, hidden, head_dim)
     output = functional.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=1.0)
-    output = output.transpose(1, 2).reshape(*hidden.shape[:2], -1)
-    return attention.o(output) if project else output
+    return attention.o(output.transpose(1, 2).reshape(*hidden.shape[:2], -1))
+
+
+def _linear_into(linear: nn.Module, rows: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """`linear(rows)` written into `out` (rows of a larger buffer): directly for a plain bias-free `nn.Linear`."""
+    if type(linear) is nn.Linear and type(linear.weight.data) is torch.Tensor and linear.bias is None:
+        return torch.mm(rows, linear.weight.t(), out=out)
+    return out.copy_(linear(rows))
 
 
 def _bias_mask(
@@ -171,15 +180,26 @@ def _length_runs(attention_mask: torch.Tensor) -> list[tuple[int, int, int]] | N
     return runs
 
 
-def _self_attention_by_length(
-    attention: nn.Module, hidden: torch.Tensor, biases: dict[int, torch.Tensor], runs: list[tuple[int, int, int]]
+def _self_attention(
+    projections: list[torch.Tensor],
+    batch: int,
+    head_dim: int,
+    mask: torch.Tensor | None,
+    biases: dict[int, torch.Tensor] | None,
+    runs: list[tuple[int, int, int]] | None,
 ) -> torch.Tensor:
-    """T5 self-attention over each run's tokens only (`biases[tokens]` is the `(1, heads, tokens, tokens)` position
-    bias), without the output projection; padded positions get zeros (nothing reads them: later keys stop at each
-    row's tokens, and the decoder's cross-attention masks them)."""
-    head_dim = attention.key_value_proj_dim
-    query, keys, values = (_heads(linear, hidden, head_dim) for linear in (attention.q, attention.k, attention.v))
-    output = hidden.new_zeros(*hidden.shape[:2], query.shape[1], head_dim)  # (batch, length, heads, head_dim)
+    """T5 self-attention of the `(batch * length, inner)` query, key and value `projections`, without the output
+    projection: `(batch, length, inner)`. With `runs`, over each run's tokens only (`biases[tokens]` is the `(1,
+    heads, tokens, tokens)` position bias) and zeros on padded positions (nothing reads them: later keys stop at each
+    row's tokens, and the decoder's cross-attention masks them); otherwise over all positions with `mask`."""
+    query, keys, values = (
+        projection.view(batch, -1, projection.shape[-1] // head_dim, head_dim).transpose(1, 2)
+        for projection in projections
+    )
+    if runs is None:
+        output = functional.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=1.0)
+        return output.transpose(1, 2).flatten(2)
+    output = query.new_empty(batch, query.shape[2], query.shape[1], head_dim)  # (batch, length, heads, head_dim)
     for start, end, tokens in runs:
         part = functional.scaled_dot_product_attention(
             query[start:end, :, :tokens],
@@ -189,6 +209,7 @@ def _self_attention_by_length(
             scale=1.0,
         )
         output[start:end, :tokens] = part.transpose(1, 2)  # one strided copy, whatever layout SDPA returned
+        output[start:end, tokens:] = 0
     return output.flatten(2)
 
 
@@ -198,35 +219,44 @@ def encode(
     """`encoder(inputs_embeds=..., attention_mask=...).last_hidden_state` of a T5 encoder stack, in eval mode.
     `attention_mask` is `(batch, length)`, 1 on tokens and 0 on padding. `split_by_length`: attend per run of rows of
     equal length where the rows are right-padded (see the module docstring); False always uses the combined mask."""
-    length = inputs_embeds.shape[1]
+    batch, length, width = inputs_embeds.shape
     blocks = encoder.block
     first_attention = blocks[0].layer[0].SelfAttention
     runs = _length_runs(attention_mask) if split_by_length else None
+    mask = biases = None
     if runs is None:
         allowed = attention_mask.bool()[:, None, None, :]
         mask = _bias_mask(first_attention, allowed, length, length, inputs_embeds.dtype)
     else:
         bias = first_attention.compute_bias(length, length).to(inputs_embeds.dtype)
         biases = {tokens: bias[:, :, :tokens, :tokens].contiguous() for _, _, tokens in runs}
-    hidden = inputs_embeds.clone()  # added to in place below
-    width = hidden.shape[-1]
+    hidden = inputs_embeds.clone().view(-1, width)  # added to in place below
     rows = _rows_per_chunk(hidden, blocks[0].layer[-1])
-    normed = _rms_norm(blocks[0].layer[0].layer_norm, hidden)
-    for index, block in enumerate(blocks):
-        attention = block.layer[0].SelfAttention
-        if runs is None:
-            mixed = _attention(attention, normed, mask, project=False)
-        else:
-            mixed = _self_attention_by_length(attention, normed, biases, runs)
-        next_norm = blocks[index + 1].layer[0].layer_norm if index + 1 < len(blocks) else encoder.final_layer_norm
-        # The rest of the layer and the next one's RMSNorm are row-wise: a block of rows at a time (see
-        # `_rows_per_chunk`); the next RMSNorm overwrites `normed`, which the attention above was the last to read.
-        for start in range(0, hidden.shape[0] * hidden.shape[1], rows):
-            hidden_rows = hidden.view(-1, width)[start : start + rows]
-            hidden_rows.add_(attention.o(mixed.view(-1, mixed.shape[-1])[start : start + rows]))
-            _feed_forward(block.layer[-1], hidden_rows)
-            _rms_norm(next_norm, hidden_rows, out=normed.view(-1, width)[start : start + rows])
-    return normed
+    projections = [hidden.new_empty(hidden.shape[0], first_attention.inner_dim) for _ in range(3)]  # q, k, v
+    encoded = torch.empty_like(hidden, dtype=encoder.final_layer_norm.weight.dtype)
+    mixed = None  # the attention's output, before its output projection
+    for index in range(len(blocks) + 1):
+        # Everything but the attention is row-wise: done a block of rows at a time (see `_rows_per_chunk`), from the
+        # previous layer's output projection to this layer's query/key/value projections (or the final RMSNorm).
+        previous = blocks[index - 1] if index > 0 else None
+        for start in range(0, hidden.shape[0], rows):
+            hidden_rows = hidden[start : start + rows]
+            if previous is not None:
+                hidden_rows.add_(previous.layer[0].SelfAttention.o(mixed[start : start + rows]))
+                _feed_forward(previous.layer[-1], hidden_rows)
+            if index == len(blocks):
+                _rms_norm(encoder.final_layer_norm, hidden_rows, out=encoded[start : start + rows])
+                continue
+            self_attention = blocks[index].layer[0]
+            normed_rows = _rms_norm(self_attention.layer_norm, hidden_rows)
+            for name, projection in zip("qkv", projections):
+                _linear_into(
+                    getattr(self_attention.SelfAttention, name), normed_rows, projection[start : start + rows]
+                )
+        if index < len(blocks):
+            head_dim = blocks[index].layer[0].SelfAttention.key_value_proj_dim
+            mixed = _self_attention(projections, batch, head_dim, mask, biases, runs).reshape(hidden.shape[0], -1)
+    return encoded.view(batch, length, -1)
 
 
 def _cross_attention_folded(
