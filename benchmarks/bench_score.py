@@ -22,9 +22,11 @@ flex_attention) and per `--batch-sizes`.
 
 Each method first runs once under `torch.utils.flop_counter.FlopCounterMode` on all the pairs (the warm-up; a
 compiled method is counted on its uncompiled twin), then `--repeats` timed runs, interleaved across methods so that a
-load change on a shared machine hits all alike; the best time is reported. A square GEMM in `--dtype` is timed in the
-same run (best of several, before, between the rounds and after) as the hardware's achievable peak: each method's counted FLOPs per
-second are reported against it, and against `--peak-tflops` (the card's datasheet peak) when given.
+load change on a shared machine hits all alike; the best time is reported. A square GEMM in `--dtype` is timed in
+the same run (best of several, before, between the rounds and after) as the hardware's achievable peak: each
+method's counted FLOPs per second are reported against it, and against `--peak-tflops` (the card's datasheet peak)
+when given. Where the machine's speed drifts, best times can come from different moments: the report also gives the
+median over rounds of each round's ratio to the baseline and share of that round's GEMM rate.
 
 Peak memory is measured during the timed runs: on CPU, the process's peak resident set size (Linux VmHWM, reset
 through /proc/self/clear_refs before each method, after glibc's `malloc_trim(0)` has returned freed memory to the OS;
@@ -284,10 +286,12 @@ def main() -> None:
                 del methods[name]
         load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         results = {name: [] for name in methods}
+        round_peaks = []
         for _ in range(args.repeats):
             for name, method in methods.items():
                 results[name].append(measure(method, device))
-            peak = max(peak, gemm_tflops(device, dtype))  # each round: the best moment of a shared machine
+            round_peaks.append(gemm_tflops(device, dtype))
+            peak = max(peak, round_peaks[-1])  # each round: the best moment of a shared machine
         load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
         peak = max(peak, gemm_tflops(device, dtype))
 
@@ -321,6 +325,13 @@ def main() -> None:
         print(
             f"max rel. diff: max over pairs of |score - {reference_name}| / {reference_name}; mean score {reference.mean():.4e}"
         )
+        # On a shared machine whose speed drifts, best times can come from different moments; within a round the
+        # methods run back to back, so per-round ratios and efficiencies (against that round's GEMM) drift less.
+        print(f"median over the {args.repeats} rounds, each against the same round's baseline and GEMM:")
+        for name, runs in results.items():
+            ratios = [base[0] / run[0] for run, base in zip(runs, results[baseline])] if baseline else [float("nan")]
+            shares = [flops[name] / run[0] / (round_peak * 1e12) for run, round_peak in zip(runs, round_peaks)]
+            print(f"  {name:<44} x orig. {np.median(ratios):5.2f}   % GEMM {100 * np.median(shares):5.1f}")
         for name, seconds in warmup.items():
             print(
                 f"{name}: first call (compilation + one run) {seconds:.1f} s, then {min(r[0] for r in results[name]):.1f} s per run"
