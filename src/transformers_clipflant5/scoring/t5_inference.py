@@ -114,8 +114,8 @@ CPU_MIN_CHUNK_ROWS = 256
 
 def _rows_per_chunk(hidden: torch.Tensor, feed_forward: nn.Module) -> int:
     """How many rows (tokens) of `hidden` the layer's row-wise part takes at a time: all of them off CPU (one kernel
-    each is fastest there) and when compiled, on CPU enough to fill `CPU_CHUNK_BYTES` with one d_ff-wide intermediate, at least
-    `CPU_MIN_CHUNK_ROWS`."""
+    each is fastest there) and when compiled; on CPU enough to fill `CPU_CHUNK_BYTES` with one d_ff-wide
+    intermediate, at least `CPU_MIN_CHUNK_ROWS`."""
     rows = hidden.shape[:-1].numel()
     if hidden.device.type != "cpu" or torch.compiler.is_compiling():  # compiled, the pointwise chain is fused
         return rows
