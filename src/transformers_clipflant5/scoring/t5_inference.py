@@ -16,9 +16,9 @@ What transformers' T5 does per layer and this does once per batch or not at all:
 - The gated GELU's tanh approximation (`gelu_new`) runs as 7 pointwise kernels; here as PyTorch's fused
   `gelu(approximate="tanh")`, the same formula.
 - Residual additions and the gate product are done in place on tensors this code owns.
-- On CPU, everything in an encoder layer but the attention (output projection, residual, RMSNorm, feed-forward, the
-  next layer's query/key/value projections) runs a cache-sized block of rows at a time (`_rows_per_chunk`): the
-  pointwise kernels between the matmuls then read and write the core's cache instead of memory.
+- On CPU, the feed-forward and the next layer's RMSNorm and query/key/value projections run a cache-sized block of
+  rows at a time (`_rows_per_chunk`): the pointwise kernels between the matmuls then read and write the core's cache
+  instead of memory.
 - The decoder's cross-attention for a few answer tokens skips projecting the whole encoder output to keys and values
   in every layer (`_cross_attention_folded`): the same products, associated the other way round.
 
@@ -223,7 +223,7 @@ def encode(
     blocks = encoder.block
     first_attention = blocks[0].layer[0].SelfAttention
     runs = _length_runs(attention_mask) if split_by_length else None
-    mask = biases = None
+    mask = biases = encoded = None
     if runs is None:
         allowed = attention_mask.bool()[:, None, None, :]
         mask = _bias_mask(first_attention, allowed, length, length, inputs_embeds.dtype)
@@ -232,31 +232,42 @@ def encode(
         biases = {tokens: bias[:, :, :tokens, :tokens].contiguous() for _, _, tokens in runs}
     hidden = inputs_embeds.clone().view(-1, width)  # added to in place below
     rows = _rows_per_chunk(hidden, blocks[0].layer[-1])
-    projections = [hidden.new_empty(hidden.shape[0], first_attention.inner_dim) for _ in range(3)]  # q, k, v
-    encoded = torch.empty_like(hidden, dtype=encoder.final_layer_norm.weight.dtype)
-    mixed = None  # the attention's output, before its output projection
-    for index in range(len(blocks) + 1):
-        # Everything but the attention is row-wise: done a block of rows at a time (see `_rows_per_chunk`), from the
-        # previous layer's output projection to this layer's query/key/value projections (or the final RMSNorm).
-        previous = blocks[index - 1] if index > 0 else None
+    projections = _new_projections(hidden, first_attention)
+    for start in range(0, hidden.shape[0], rows):
+        _project_rows(blocks[0].layer[0], hidden[start : start + rows], projections, start)
+    for index, block in enumerate(blocks):
+        attention = block.layer[0].SelfAttention
+        mixed = _self_attention(projections, batch, attention.key_value_proj_dim, mask, biases, runs)
+        projections = None  # freed (as is `mixed` below) before the feed-forward's intermediates are allocated
+        hidden.add_(attention.o(mixed.view(hidden.shape[0], -1)))
+        del mixed
+        # The rest is row-wise: the feed-forward and the next layer's RMSNorm and q/k/v projections (or the final
+        # RMSNorm) a block of rows at a time (see `_rows_per_chunk`).
+        last = index + 1 == len(blocks)
         for start in range(0, hidden.shape[0], rows):
             hidden_rows = hidden[start : start + rows]
-            if previous is not None:
-                hidden_rows.add_(previous.layer[0].SelfAttention.o(mixed[start : start + rows]))
-                _feed_forward(previous.layer[-1], hidden_rows)
-            if index == len(blocks):
+            _feed_forward(block.layer[-1], hidden_rows)
+            if last:
+                if start == 0:
+                    encoded = torch.empty_like(hidden, dtype=encoder.final_layer_norm.weight.dtype)
                 _rms_norm(encoder.final_layer_norm, hidden_rows, out=encoded[start : start + rows])
-                continue
-            self_attention = blocks[index].layer[0]
-            normed_rows = _rms_norm(self_attention.layer_norm, hidden_rows)
-            for name, projection in zip("qkv", projections):
-                _linear_into(
-                    getattr(self_attention.SelfAttention, name), normed_rows, projection[start : start + rows]
-                )
-        if index < len(blocks):
-            head_dim = blocks[index].layer[0].SelfAttention.key_value_proj_dim
-            mixed = _self_attention(projections, batch, head_dim, mask, biases, runs).reshape(hidden.shape[0], -1)
+            else:
+                # Allocated after the first block's feed-forward: with one block (GPU), after its intermediates.
+                projections = _new_projections(hidden, attention) if start == 0 else projections
+                _project_rows(blocks[index + 1].layer[0], hidden_rows, projections, start)
     return encoded.view(batch, length, -1)
+
+
+def _new_projections(hidden: torch.Tensor, attention: nn.Module) -> list[torch.Tensor]:
+    """Buffers for the query, key and value projections of `hidden`'s rows."""
+    return [hidden.new_empty(hidden.shape[0], attention.inner_dim) for _ in range(3)]
+
+
+def _project_rows(layer: nn.Module, hidden_rows: torch.Tensor, projections: list[torch.Tensor], start: int) -> None:
+    """RMSNorm and the q/k/v projections of T5LayerSelfAttention `layer` for a block of rows starting at `start`."""
+    normed = _rms_norm(layer.layer_norm, hidden_rows)
+    for name, projection in zip("qkv", projections):
+        _linear_into(getattr(layer.SelfAttention, name), normed, projection[start : start + normed.shape[0]])
 
 
 def _cross_attention_folded(
