@@ -119,12 +119,31 @@ def test_compiled_scorer_gives_the_same_scores(tiny, images):
     assert set(compiled.forward._compiled) == {"image_features", "encode", "decode"}
 
 
-def test_rows_per_chunk_fill_the_cache_budget_on_cpu_only(tiny):
+def test_row_blocks_fill_the_cache_budget_on_cpu_only(tiny):
     feed_forward = tiny[0].model.language_model.encoder.block[0].layer[-1]
     hidden = torch.empty(16, 432, 8)
     budget_rows = t5_inference.CPU_CHUNK_BYTES // (feed_forward.DenseReluDense.wi_0.out_features * 4)
-    assert t5_inference._rows_per_chunk(hidden, feed_forward) == max(budget_rows, t5_inference.CPU_MIN_CHUNK_ROWS)
-    assert t5_inference._rows_per_chunk(hidden.to("meta"), feed_forward) == 16 * 432  # off CPU: all rows at once
+    rows = max(budget_rows, t5_inference.CPU_MIN_CHUNK_ROWS)
+    blocks = t5_inference._row_blocks(hidden, feed_forward)
+    assert [(block.start, block.stop) for block in blocks] == [
+        (start, start + rows) for start in range(0, 16 * 432, rows)
+    ]
+    assert t5_inference._row_blocks(hidden.to("meta"), feed_forward) == [slice(None)]  # off CPU: all rows at once
+
+
+def test_compiled_encode_is_traced_once_for_all_batch_shapes(tiny):
+    """Compiled, the encoder runs as one block: a loop over rows would recompile for every new number of rows."""
+    encoder = tiny[0].model.language_model.encoder
+    compiled = torch.compile(encode, backend="aot_eager", dynamic=True)
+    torch._dynamo.utils.counters.clear()
+    with torch.no_grad():
+        for batch, length in [(4, 13), (4, 17), (3, 21)]:
+            embeds, mask = padded_batch(tiny[0], [length] * batch)
+            torch.testing.assert_close(
+                compiled(encoder, embeds, mask, split_by_length=False),
+                encode(encoder, embeds, mask, split_by_length=False),
+            )
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
 
 
 def test_length_runs_of_right_padded_rows_only():

@@ -17,7 +17,7 @@ What transformers' T5 does per layer and this does once per batch or not at all:
   `gelu(approximate="tanh")`, the same formula.
 - Residual additions and the gate product are done in place on tensors this code owns.
 - On CPU, the feed-forward and the next layer's RMSNorm and query/key/value projections run a cache-sized block of
-  rows at a time (`_rows_per_chunk`): the pointwise kernels between the matmuls then read and write the core's cache
+  rows at a time (`_row_blocks`): the pointwise kernels between the matmuls then read and write the core's cache
   instead of memory.
 - The decoder's cross-attention for a few answer tokens skips projecting the whole encoder output to keys and values
   in every layer (`_cross_attention_folded`): the same products, associated the other way round.
@@ -112,16 +112,17 @@ CPU_CHUNK_BYTES = 4 * 2**20
 CPU_MIN_CHUNK_ROWS = 256
 
 
-def _rows_per_chunk(hidden: torch.Tensor, feed_forward: nn.Module) -> int:
-    """How many rows (tokens) of `hidden` the layer's row-wise part takes at a time: all of them off CPU (one kernel
-    each is fastest there) and when compiled; on CPU enough to fill `CPU_CHUNK_BYTES` with one d_ff-wide
-    intermediate, at least `CPU_MIN_CHUNK_ROWS`."""
-    rows = hidden.shape[:-1].numel()
-    if hidden.device.type != "cpu" or torch.compiler.is_compiling():  # compiled, the pointwise chain is fused
-        return rows
+def _row_blocks(hidden: torch.Tensor, feed_forward: nn.Module) -> list[slice]:
+    """The blocks of rows (tokens) of `hidden` that the layer's row-wise part takes at a time: all rows at once off
+    CPU (one kernel each is fastest there) and when compiled (the pointwise chain is fused; a loop over the rows
+    would make dynamo recompile for every new number of rows); on CPU enough rows to fill `CPU_CHUNK_BYTES` with one
+    d_ff-wide intermediate, at least `CPU_MIN_CHUNK_ROWS`."""
+    if hidden.device.type != "cpu" or torch.compiler.is_compiling():
+        return [slice(None)]
     dense = feed_forward.DenseReluDense
     inner = getattr(dense, "wi_0", getattr(dense, "wi", None)).out_features
-    return max(CPU_MIN_CHUNK_ROWS, CPU_CHUNK_BYTES // (inner * hidden.element_size()))
+    rows = max(CPU_MIN_CHUNK_ROWS, CPU_CHUNK_BYTES // (inner * hidden.element_size()))
+    return [slice(start, start + rows) for start in range(0, hidden.shape[:-1].numel(), rows)]
 
 
 def _heads(linear: nn.Module, hidden: torch.Tensor, head_dim: int) -> torch.Tensor:
@@ -231,10 +232,10 @@ def encode(
         bias = first_attention.compute_bias(length, length).to(inputs_embeds.dtype)
         biases = {tokens: bias[:, :, :tokens, :tokens].contiguous() for _, _, tokens in runs}
     hidden = inputs_embeds.clone().view(-1, width)  # added to in place below
-    rows = _rows_per_chunk(hidden, blocks[0].layer[-1])
+    row_blocks = _row_blocks(hidden, blocks[0].layer[-1])
     projections = _new_projections(hidden, first_attention)
-    for start in range(0, hidden.shape[0], rows):
-        _project_rows(blocks[0].layer[0], hidden[start : start + rows], projections, start)
+    for rows in row_blocks:
+        _project_rows(blocks[0].layer[0], hidden[rows], projections, rows)
     for index, block in enumerate(blocks):
         attention = block.layer[0].SelfAttention
         mixed = _self_attention(projections, batch, attention.key_value_proj_dim, mask, biases, runs)
@@ -242,19 +243,19 @@ def encode(
         hidden.add_(attention.o(mixed.view(hidden.shape[0], -1)))
         del mixed
         # The rest is row-wise: the feed-forward and the next layer's RMSNorm and q/k/v projections (or the final
-        # RMSNorm) a block of rows at a time (see `_rows_per_chunk`).
+        # RMSNorm) a block of rows at a time (see `_row_blocks`).
         last = index + 1 == len(blocks)
-        for start in range(0, hidden.shape[0], rows):
-            hidden_rows = hidden[start : start + rows]
+        for number, rows in enumerate(row_blocks):
+            hidden_rows = hidden[rows]
             _feed_forward(block.layer[-1], hidden_rows)
             if last:
-                if start == 0:
+                if number == 0:
                     encoded = torch.empty_like(hidden, dtype=encoder.final_layer_norm.weight.dtype)
-                _rms_norm(encoder.final_layer_norm, hidden_rows, out=encoded[start : start + rows])
+                _rms_norm(encoder.final_layer_norm, hidden_rows, out=encoded[rows])
             else:
                 # Allocated after the first block's feed-forward: with one block (GPU), after its intermediates.
-                projections = _new_projections(hidden, attention) if start == 0 else projections
-                _project_rows(blocks[index + 1].layer[0], hidden_rows, projections, start)
+                projections = _new_projections(hidden, attention) if number == 0 else projections
+                _project_rows(blocks[index + 1].layer[0], hidden_rows, projections, rows)
     return encoded.view(batch, length, -1)
 
 
@@ -263,11 +264,11 @@ def _new_projections(hidden: torch.Tensor, attention: nn.Module) -> list[torch.T
     return [hidden.new_empty(hidden.shape[0], attention.inner_dim) for _ in range(3)]
 
 
-def _project_rows(layer: nn.Module, hidden_rows: torch.Tensor, projections: list[torch.Tensor], start: int) -> None:
-    """RMSNorm and the q/k/v projections of T5LayerSelfAttention `layer` for a block of rows starting at `start`."""
+def _project_rows(layer: nn.Module, hidden_rows: torch.Tensor, projections: list[torch.Tensor], rows: slice) -> None:
+    """RMSNorm and the q/k/v projections of T5LayerSelfAttention `layer` for `hidden_rows`, the block `rows`."""
     normed = _rms_norm(layer.layer_norm, hidden_rows)
     for name, projection in zip("qkv", projections):
-        _linear_into(getattr(layer.SelfAttention, name), normed, projection[start : start + normed.shape[0]])
+        _linear_into(getattr(layer.SelfAttention, name), normed, projection[rows])
 
 
 def _cross_attention_folded(
