@@ -125,9 +125,13 @@ def _row_blocks(hidden: torch.Tensor, feed_forward: nn.Module) -> list[slice]:
     return [slice(start, start + rows) for start in range(0, hidden.shape[:-1].numel(), rows)]
 
 
+def _split_heads(projected: torch.Tensor, batch: int, head_dim: int) -> torch.Tensor:
+    """`(batch, length, heads * head_dim)` or `(batch * length, heads * head_dim)` -> `(batch, heads, length, head_dim)`."""
+    return projected.view(batch, -1, projected.shape[-1] // head_dim, head_dim).transpose(1, 2)
+
+
 def _heads(linear: nn.Module, hidden: torch.Tensor, head_dim: int) -> torch.Tensor:
-    batch, length = hidden.shape[:2]
-    return linear(hidden).view(batch, length, -1, head_dim).transpose(1, 2)
+    return _split_heads(linear(hidden), hidden.shape[0], head_dim)
 
 
 def _attention(
@@ -147,9 +151,14 @@ def _attention(
     return attention.o(output.transpose(1, 2).reshape(*hidden.shape[:2], -1))
 
 
+def _is_plain_linear(linear: nn.Module) -> bool:
+    # Its weight can be read directly: a quantized weight (a tensor subclass) supports only the linear itself.
+    return type(linear) is nn.Linear and type(linear.weight.data) is torch.Tensor
+
+
 def _linear_into(linear: nn.Module, rows: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """`linear(rows)` written into `out` (rows of a larger buffer): directly for a plain bias-free `nn.Linear`."""
-    if type(linear) is nn.Linear and type(linear.weight.data) is torch.Tensor and linear.bias is None:
+    if _is_plain_linear(linear) and linear.bias is None:
         return torch.mm(rows, linear.weight.t(), out=out)
     return out.copy_(linear(rows))
 
@@ -193,10 +202,7 @@ def _self_attention(
     projection: `(batch, length, inner)`. With `runs`, over each run's tokens only (`biases[tokens]` is the `(1,
     heads, tokens, tokens)` position bias) and zeros on padded positions (nothing reads them: later keys stop at each
     row's tokens, and the decoder's cross-attention masks them); otherwise over all positions with `mask`."""
-    query, keys, values = (
-        projection.view(batch, -1, projection.shape[-1] // head_dim, head_dim).transpose(1, 2)
-        for projection in projections
-    )
+    query, keys, values = (_split_heads(projection, batch, head_dim) for projection in projections)
     if runs is None:
         output = functional.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=1.0)
         return output.transpose(1, 2).flatten(2)
@@ -244,17 +250,17 @@ def encode(
         del mixed
         # The rest is row-wise: the feed-forward and the next layer's RMSNorm and q/k/v projections (or the final
         # RMSNorm) a block of rows at a time (see `_row_blocks`).
-        last = index + 1 == len(blocks)
-        for number, rows in enumerate(row_blocks):
+        # Outputs allocated after the first block's feed-forward: with one block (GPU), after its intermediates.
+        for rows in row_blocks:
             hidden_rows = hidden[rows]
             _feed_forward(block.layer[-1], hidden_rows)
-            if last:
-                if number == 0:
+            if index + 1 == len(blocks):
+                if encoded is None:
                     encoded = torch.empty_like(hidden, dtype=encoder.final_layer_norm.weight.dtype)
                 _rms_norm(encoder.final_layer_norm, hidden_rows, out=encoded[rows])
             else:
-                # Allocated after the first block's feed-forward: with one block (GPU), after its intermediates.
-                projections = _new_projections(hidden, attention) if number == 0 else projections
+                if projections is None:
+                    projections = _new_projections(hidden, attention)
                 _project_rows(blocks[index + 1].layer[0], hidden_rows, projections, rows)
     return encoded.view(batch, length, -1)
 
@@ -296,12 +302,8 @@ def _cross_attention_folded(
 
 
 def _can_fold(attention: nn.Module, query_length: int) -> bool:
-    # Plain linears with plain weights only (the weights are read directly; a quantized weight, a tensor subclass,
-    # supports only the linear itself), and only while it saves work (T < d_kv).
-    plain = all(
-        type(getattr(attention, name)) is nn.Linear and type(getattr(attention, name).weight.data) is torch.Tensor
-        for name in ("q", "k", "v")
-    )
+    # Plain linears only (their weights are read directly), and only while it saves work (T < d_kv).
+    plain = all(_is_plain_linear(getattr(attention, name)) for name in ("q", "k", "v"))
     return plain and query_length < attention.key_value_proj_dim
 
 
