@@ -259,9 +259,10 @@ def encode(
                     encoded = torch.empty_like(hidden, dtype=encoder.final_layer_norm.weight.dtype)
                 _rms_norm(encoder.final_layer_norm, hidden_rows, out=encoded[rows])
             else:
+                next_layer = blocks[index + 1].layer[0]
                 if projections is None:
-                    projections = _new_projections(hidden, attention)
-                _project_rows(blocks[index + 1].layer[0], hidden_rows, projections, rows)
+                    projections = _new_projections(hidden, next_layer.SelfAttention)
+                _project_rows(next_layer, hidden_rows, projections, rows)
     return encoded.view(batch, length, -1)
 
 
