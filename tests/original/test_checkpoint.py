@@ -9,6 +9,7 @@ from transformers import AutoProcessor
 
 from tests.support.hub import hub_cache
 from transformers_clipflant5 import CLIPFlanT5ForConditionalGeneration, CLIPFlanT5Processor, load_original_projector
+from transformers_clipflant5.original.checkpoint import original_image_processor
 
 
 def shard_holding(folder, key: str):
@@ -102,3 +103,20 @@ def test_stage1_projector_pickles(tiny, tmp_path):
     torch.save({"something.else": torch.zeros(3)}, tmp_path / "none.bin")
     with pytest.raises(ValueError, match="no 'mm_projector.' tensors"):
         load_original_projector(CLIPFlanT5ForConditionalGeneration(model.config), tmp_path / "none.bin")
+
+
+@pytest.mark.parametrize("config", [{"mm_vision_tower": "openai/clip-vit-large-patch14-336"}, {}])
+@pytest.mark.parametrize("aspect_ratio", ["pad", "square"])
+def test_the_released_tower_gets_its_preprocessing_offline(config, aspect_ratio):
+    """Every released checkpoint names openai/clip-vit-large-patch14-336 (the tests' checkpoints name a local tower
+    folder instead): its preprocessing is known without the Hub, and the checkpoint's image_aspect_ratio decides the
+    padding. The values are those of that repo's preprocessor_config.json."""
+    processor = original_image_processor({**config, "image_aspect_ratio": aspect_ratio})
+    assert processor.do_pad is (aspect_ratio == "pad")
+    assert processor.do_resize and processor.size.shortest_edge == 336
+    assert processor.do_center_crop and (processor.crop_size.height, processor.crop_size.width) == (336, 336)
+    assert processor.resample == 3  # bicubic
+    assert processor.do_rescale and processor.rescale_factor == pytest.approx(1 / 255)
+    assert processor.do_normalize
+    assert tuple(processor.image_mean) == pytest.approx((0.48145466, 0.4578275, 0.40821073))
+    assert tuple(processor.image_std) == pytest.approx((0.26862954, 0.26130258, 0.27577711))

@@ -8,12 +8,22 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from transformers import T5Tokenizer
 
 from tests.support.images import make_images
-from tests.support.original_reference import QUESTION, SYSTEM, NaiveOriginal, _original_pixels, vqa_prompt
+from tests.support.original_reference import (
+    QUESTION,
+    SYSTEM,
+    NaiveOriginal,
+    _original_pixels,
+    save_original_checkpoint,
+    vqa_prompt,
+)
+from tests.support.paths import REPO_ROOT
 from transformers_clipflant5 import CLIPFlanT5ForConditionalGeneration, CLIPFlanT5Processor
 from transformers_clipflant5.original import config_from_original
 from transformers_clipflant5.scoring.vqascore import DEFAULT_QUESTION_TEMPLATE
+from transformers_clipflant5.testing.tiny import train_tiny_sentencepiece
 
 
 TEXTS = [
@@ -116,6 +126,25 @@ def test_scores_match_original_batched_with_padding(loaded, images):
     assert ours.unique().numel() == len(TEXTS)
 
 
+def test_square_checkpoints_are_scored_unpadded_as_the_original(tiny, images, tmp_path):
+    """A checkpoint whose config says image_aspect_ratio "square" (not the released "pad") is preprocessed without
+    padding, as the original procedure does: same scores on wide and tall images, where padding changes the pixels."""
+    model, _ = tiny
+    save_original_checkpoint(model, train_tiny_sentencepiece(), tmp_path, image_aspect_ratio="square")
+    T5Tokenizer.from_pretrained(tmp_path, extra_ids=100).save_pretrained(tmp_path)
+    loaded = CLIPFlanT5ForConditionalGeneration.from_pretrained(tmp_path)
+    processor = CLIPFlanT5Processor.from_pretrained(tmp_path)
+    naive = NaiveOriginal(tmp_path)
+    assert processor.image_processor.do_pad is False
+    assert naive.pad is False
+    chosen = images[:2]  # 20 x 40 and 50 x 30
+    prompts = [vqa_prompt("a red circle"), vqa_prompt("a blue square on the left")]
+    answers = ["Yes", "No"]
+    expected = naive.score(chosen, prompts, answers)
+    ours = answer_scores(loaded, processor(images=chosen, text=prompts, text_target=answers))
+    assert torch.allclose(ours, expected, atol=1e-5, rtol=0), (ours, expected)
+
+
 def test_greedy_generation_matches_original(loaded, images):
     model, processor, naive = loaded
     prompts = [SYSTEM + " USER: <image>\n" + q + " ASSISTANT: " for q in ["What is in the image?", "Describe it."]]
@@ -151,7 +180,7 @@ def test_parameter_counts_on_meta_device(size, expected):
     T5ForConditionalGeneration does when instantiated from a config). FlanT5's head is a separate, trained matrix:
     the original .bin stores it (2 bytes x 3,159,560,192 = 6.32 GB, the XL .bin's size), so it is counted here.
     """
-    with open(f"tests/fixtures/clip-flant5-{size}-config.json") as handle:
+    with open(REPO_ROOT / "tests" / "fixtures" / f"clip-flant5-{size}-config.json") as handle:
         config = config_from_original(json.load(handle))
     with torch.device("meta"):
         model = CLIPFlanT5ForConditionalGeneration(config)
