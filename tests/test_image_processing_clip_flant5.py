@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from transformers_clipflant5.image_processing_clip_flant5 import flatten_images, load_image
+from transformers_clipflant5.image_processing_clip_flant5 import CLIPFlanT5ImageProcessor, flatten_images, load_image
 
 
 # ====================================================================================================================
@@ -68,6 +68,49 @@ def test_unusable_arrays_are_refused(array, message):
         load_image(array)
 
 
+def test_wide_integer_arrays_are_8_bit_unless_their_values_say_otherwise():
+    """int32/int64 arrays (numpy's default for Python ints) up to 255 are 8-bit data; a value above 255 makes the
+    bit depth ambiguous (a stray 256 read as 16-bit would darken the image 257 times), so it is refused."""
+    eight_bit = np.random.default_rng(2).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    for dtype in (np.int32, np.int64):
+        assert np.array_equal(np.asarray(load_image(eight_bit.astype(dtype))), eight_bit)
+        stray = eight_bit.astype(dtype)
+        stray[0, 0, 0] = 256
+        with pytest.raises(ValueError, match="Cast it to uint8 or uint16"):
+            load_image(stray)
+    sixteen_bit = (eight_bit.astype(np.uint16) * 257).astype(np.uint16)
+    assert np.array_equal(np.asarray(load_image(sixteen_bit)), eight_bit)
+
+
+def test_float_images_in_the_unit_range_are_not_turned_black(tmp_path):
+    """A mode-F image (a float TIFF, say) with values in [0, 1] loads as the same values in an array do; PIL's own
+    conversion would clip them to 0 or 1 of 255. One with whole-number values is on the 0-255 scale (as a converted
+    8-bit image is) and converts as PIL converts it."""
+    unit = np.random.default_rng(3).random((10, 12), dtype=np.float32)
+    Image.fromarray(unit, mode="F").save(tmp_path / "unit.tif")
+    expected = np.rint(unit * 255).astype(np.uint8)
+    for image in (tmp_path / "unit.tif", Image.fromarray(unit, mode="F")):
+        pixels = np.asarray(load_image(image))
+        assert np.array_equal(pixels[..., 0], expected) and np.array_equal(pixels[..., 1], expected)
+    grey = np.random.default_rng(4).integers(0, 256, (10, 12), dtype=np.uint8)
+    as_float = Image.fromarray(grey).convert("F")
+    assert np.array_equal(np.asarray(load_image(as_float)), np.asarray(as_float.convert("RGB")))
+    assert np.array_equal(np.asarray(load_image(as_float))[..., 0], grey)
+
+
+@pytest.mark.parametrize("do_pad", [True, False])
+def test_elongated_images_are_refused_before_they_take_the_memory(do_pad):
+    """A 1 x 60,000 strip has 60k pixels, far under the decompression-bomb limit, but padding it to square takes
+    3.6 G pixels (10 GiB) and resizing its short side to 336 takes 6.8 G: refused, naming the size. A less extreme
+    strip is processed."""
+    processor = CLIPFlanT5ImageProcessor(do_pad=do_pad)
+    step = "padded to a square of 60000x60000" if do_pad else "resized to 336x20160000"
+    with pytest.raises(ValueError, match=f"Image of 1x60000 pixels would be {step}"):
+        processor(Image.new("RGB", (1, 60000)), return_tensors="pt")
+    pixels = processor(Image.new("RGB", (40, 4000)), return_tensors="pt")["pixel_values"]
+    assert pixels.shape == (1, 3, 336, 336)
+
+
 def test_a_url_that_cannot_be_downloaded_is_named():
     # The .invalid top-level domain never resolves (RFC 2606), with or without a network.
     url = "https://images.example.invalid/cat.png"
@@ -97,6 +140,21 @@ arrays = array_dtypes.flatmap(
         elements=None if dtype == "bool" else {"allow_nan": True} if dtype.startswith("float") else None,
     )
 )
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    hnp.arrays(np.uint8, st.tuples(st.integers(1, 6), st.integers(1, 6), st.sampled_from([1, 3, 4]))),
+    st.sampled_from(["hwc", "chw", "float"]),
+)
+def test_fuzzed_valid_arrays_load_as_their_pixels(hwc, layout):
+    """The fuzz tests below accept any clear refusal; valid arrays must load, with their own pixels."""
+    array = {"hwc": hwc, "chw": hwc.transpose(2, 0, 1), "float": hwc.astype(np.float64) / 255}[layout]
+    if layout == "chw" and hwc.shape[1] in (1, 3, 4):
+        return  # (C, H, W) with W in 1, 3, 4 reads as (H, W, C): ambiguous, not a valid input to check here
+    image = np.asarray(load_image(array))
+    expected = {1: np.repeat(hwc, 3, axis=2), 3: hwc, 4: hwc[..., :3]}[hwc.shape[2]]
+    assert np.array_equal(image, expected)
 
 
 @settings(max_examples=150, deadline=None)

@@ -59,7 +59,11 @@ class CLIPFlanT5ImageProcessor(LlavaImageProcessorPil):
 
     def _prepare_images_structure(self, images, expected_ndims: int = 3) -> list[Image.Image]:
         # Every image is opened here, so that a bad one is reported by its path or position before any work.
-        return [load_image(image, self.max_image_pixels) for image in flatten_images(images)]
+        loaded = [load_image(image, self.max_image_pixels) for image in flatten_images(images)]
+        shortest_edge = self.size.get("shortest_edge") if self.do_resize else None
+        for image in loaded:
+            _check_working_pixels(image, self.max_image_pixels, self.do_pad, shortest_edge)
+        return loaded
 
 
 def flatten_images(images) -> list:
@@ -100,6 +104,10 @@ def load_image(image: ImageInput, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIX
     _check_pixels(image, max_pixels, "image")
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         # PIL's convert("RGB") clips 16/32-bit grey values at 255 instead of scaling them: scale to 8 bits first.
+        image = _array_to_pil(np.asarray(image), sixteen_bit=True)
+    elif image.mode == "F" and _is_unit_scaled(np.asarray(image)):
+        # A float image in [0, 1] (a float TIFF, say) would be clipped to 0 or 1 of 255, i.e. black; one whose values
+        # are whole numbers is on the 0-255 scale and converts as PIL (and the original) converts it.
         image = _array_to_pil(np.asarray(image))
     # The original opened every image with .convert("RGB"): RGBA drops alpha, L/P/CMYK are mapped by PIL.
     return image.convert("RGB")
@@ -143,7 +151,34 @@ def _check_pixels(image: Image.Image, max_pixels: int | None, name: str) -> None
         )
 
 
-def _array_to_pil(array: np.ndarray) -> Image.Image:
+def _check_working_pixels(image: Image.Image, max_pixels: int | None, do_pad: bool, shortest_edge: int | None) -> None:
+    """Refuse an image whose square canvas (`do_pad`) or resized copy (shortest edge to `shortest_edge`) would hold
+    more than `max_pixels`: a 1 x 60,000 strip has 60k pixels but pads to 3.6 G and resizes to 6.8 G."""
+    if max_pixels is None:
+        return
+    short, long = sorted(image.size)
+    if do_pad:
+        working, step = (long, long), "padded to a square of"
+    elif shortest_edge:
+        working, step = (shortest_edge, round(long * shortest_edge / short)), "resized to"
+    else:
+        return
+    if working[0] * working[1] > max_pixels:
+        raise ValueError(
+            f"Image of {image.width}x{image.height} pixels would be {step} {working[0]}x{working[1]} = "
+            f"{working[0] * working[1]} pixels before it is cut to the model's input, more than the limit of "
+            f"{max_pixels} (max_image_pixels). An image this elongated cannot be processed as the model expects: "
+            "crop it, or raise max_image_pixels if the memory is there."
+        )
+
+
+def _is_unit_scaled(array: np.ndarray) -> bool:
+    """Whether float pixel values are on the [0, 1] scale: all within it, and not all whole numbers."""
+    finite = array[np.isfinite(array)]
+    return finite.size > 0 and finite.min() >= 0 and finite.max() <= 1 and not np.array_equal(finite, np.rint(finite))
+
+
+def _array_to_pil(array: np.ndarray, sixteen_bit: bool = False) -> Image.Image:
     if array.size == 0:
         raise ValueError(f"Image array is empty (shape {array.shape}).")
     if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
@@ -172,8 +207,16 @@ def _array_to_pil(array: np.ndarray) -> Image.Image:
                 f"Image array of dtype {array.dtype} with values in [{array.min()}, {array.max()}] is not an image: "
                 "pass uint8 (0-255), uint16 (0-65535) or float values in [0, 1]."
             )
-        # 16-bit data (uint16, or wider integers above 255) is scaled to 8 bits, not clipped.
-        if (array.dtype.kind == "u" and array.dtype.itemsize == 2) or array.max() > 255:
+        sixteen_bit = sixteen_bit or (array.dtype.kind == "u" and array.dtype.itemsize == 2)
+        if not sixteen_bit and array.max() > 255:
+            # An int32/int64 array is 8-bit or 16-bit data by its maker's word only: a stray 256 in 8-bit data
+            # would otherwise darken the whole image 257 times.
+            raise ValueError(
+                f"Image array of dtype {array.dtype} has values up to {array.max()}: is it 8-bit (0-255) or 16-bit "
+                "(0-65535) data? Cast it to uint8 or uint16 to say which."
+            )
+        if sixteen_bit:
+            # 16-bit data is scaled to 8 bits, not clipped.
             array = np.rint(array.astype(np.float64) * (255 / 65535))
         array = array.astype(np.uint8)
     return Image.fromarray(array)
