@@ -120,5 +120,18 @@ class CLIPFlanT5Config(PreTrainedConfig):
     def hidden_size(self) -> int:
         return self.text_config.d_model
 
+    @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs) -> tuple[dict, dict]:
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        if not config_dict:
+            # transformers returns an empty dict for a folder or repo without config.json: the defaults would build
+            # a random XXL-sized model (46 GB in fp32) instead of failing.
+            raise OSError(
+                f"{pretrained_model_name_or_path} has no config.json, so it is not a CLIP-FlanT5 checkpoint: pass a "
+                "folder written by save_pretrained (or a Hub repo of one), or an original release such as "
+                "zhiqiulin/clip-flant5-xxl."
+            )
+        return config_dict, kwargs
+
 
 __all__ = ["CLIPFlanT5Config", "CLIP_VIT_L_14_336_VISION_CONFIG"]
