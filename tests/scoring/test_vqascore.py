@@ -185,6 +185,14 @@ def test_from_pretrained_our_format_and_dtypes(tiny, tmp_path, image_files):
     assert (scores - fp32).abs().max() > 0, "the bf16 scorer must really compute in bf16"
     assert (fp32.max(dim=1).values / fp32.min(dim=1).values).min() > 1.06
 
+    # fp64, a numerical reference: through our T5 path and transformers' alike, float32 scores as documented.
+    for fused in (None, False):
+        fp64 = VQAScore.from_pretrained(tmp_path, dtype="float64", device="cpu", fused=fused)
+        assert fp64.model.dtype == torch.float64 and fp64.forward.use_fused() is (fused is None)
+        scores = fp64.score_matrix(image_files, TEXTS)
+        assert scores.dtype == torch.float32
+        torch.testing.assert_close(scores, fp32, rtol=1e-5, atol=0)
+
     assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
     with pytest.raises(ValueError, match="dtype"):
         resolve_dtype("int8", torch.device("cpu"))

@@ -64,7 +64,8 @@ def _rms_norm(norm: nn.Module, hidden: torch.Tensor, out: torch.Tensor | None = 
     `out` when given."""
     if hidden.is_cuda and hidden.dtype == norm.weight.dtype:
         return _rms_norm_kernel(norm, hidden, out)
-    squares = torch.linalg.vector_norm(hidden, dim=-1, keepdim=True, dtype=torch.float32).square_()
+    statistics_dtype = torch.promote_types(hidden.dtype, torch.float32)  # fp32 at least; fp64 stays fp64
+    squares = torch.linalg.vector_norm(hidden, dim=-1, keepdim=True, dtype=statistics_dtype).square_()
     scale = torch.rsqrt(squares.div_(hidden.shape[-1]).add_(norm.variance_epsilon))
     if out is None and norm.weight.dtype in (torch.float16, torch.bfloat16):
         # The product is computed in fp32 (type promotion) and rounded to the weight's dtype as it is stored: what

@@ -214,7 +214,7 @@ class VQAScore:
         for rows, batch_scores in self.iter_scores(
             images, texts, batch_size, question_template, answer_template, progress, truncate_texts=truncate_texts
         ):
-            scores[rows] = batch_scores
+            scores[rows] = batch_scores.to(scores.dtype)  # float32 as documented, also from a float64 model
         return scores
 
     def score_matrix(
