@@ -1,6 +1,7 @@
 """What VQAScore accepts before any model work: a single pair without lists, and texts within the tokenizer's limit
 (refused with the count and the limit, or cut to fit with truncate_texts)."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -44,6 +45,46 @@ def test_wrong_container_is_named(scorer, images):
         scorer([images[0]], {"text": "a cat"})
     with pytest.raises(ValueError, match="Got 1 images and 2 texts"):
         scorer(images[0], ["a", "b"])
+
+
+def image_pixels(image) -> torch.Tensor:
+    """A PIL image as the float (1, 3, H, W) tensor in [0, 1] that score_pixels takes."""
+    return torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+
+
+def test_generate_and_score_pixels_take_one_item_without_lists(scorer, images):
+    """A bare string is one prompt or text, as in __call__ (it was taken character by character)."""
+    question = "What is in the image?"
+    assert scorer.generate(images[0], question, max_new_tokens=3) == scorer.generate(
+        [images[0]], [question], max_new_tokens=3
+    )
+    pixels = image_pixels(images[0])
+    with torch.no_grad():
+        single = scorer.score_pixels(pixels, "ab")
+        assert single.shape == (1,)
+        assert torch.equal(single, scorer.score_pixels(pixels, ["ab"]))
+        with pytest.raises(ValueError, match="2 images"):
+            scorer.score_pixels(torch.cat([pixels, pixels]), "ab")
+
+
+def test_generate_and_score_pixels_refuse_over_long_texts_or_cut_them(scorer, tiny, images, limit):
+    _, processor = tiny
+    long_text = "a red circle on the left " * 40
+    with pytest.raises(ValueError, match=r"prompts\[0\] makes a prompt of \d+ text tokens, more than the limit"):
+        scorer.generate([images[0]], [long_text], max_new_tokens=2)
+    cut_prompt = fit_text(processor, long_text, "p", "{}", None, truncate=True)
+    assert long_text.startswith(cut_prompt) and len(cut_prompt) < len(long_text)
+    assert scorer.generate([images[0]], [long_text], max_new_tokens=2, truncate_prompts=True) == scorer.generate(
+        [images[0]], [cut_prompt], max_new_tokens=2
+    )
+    pixels = image_pixels(images[0])
+    with torch.no_grad():
+        with pytest.raises(ValueError, match=r"texts\[0\] makes a prompt of \d+ text tokens, more than the limit"):
+            scorer.score_pixels(pixels, [long_text])
+        cut = fit_text(processor, long_text, "t", DEFAULT_QUESTION_TEMPLATE, DEFAULT_ANSWER_TEMPLATE, truncate=True)
+        assert torch.equal(
+            scorer.score_pixels(pixels, [long_text], truncate_texts=True), scorer.score_pixels(pixels, [cut])
+        )
 
 
 def test_unset_limit_is_no_limit(tiny):

@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from ..image_processing_clip_flant5 import ImageInput
 from ..padding import pad_right
+from .inputs import as_list, fit_texts
 from .prompts import check_text
 from .settings import check_batch_size
 
@@ -27,6 +28,7 @@ def generate(
     prompts: Sequence[str],
     batch_size: int | None = None,
     progress: bool = False,
+    truncate_prompts: bool = False,
     **generation_kwargs,
 ) -> list[str] | list[list[str]]:
     """
@@ -36,6 +38,8 @@ def generate(
         images: one image per prompt.
         prompts: questions or instructions, without `<image>` (the chat prompt places the image).
         batch_size: rows per `generate` call (default: the scorer's).
+        truncate_prompts: cut a prompt whose chat prompt exceeds the tokenizer's `model_max_length` (512 for
+            FlanT5) to fit, instead of raising a ValueError with its token count (the default).
         generation_kwargs: passed to `model.generate` (`max_new_tokens`, defaulting to 128, `num_beams`,
             `do_sample`, `temperature`, ...).
 
@@ -45,11 +49,12 @@ def generate(
     """
     batch_size = self.batch_size if batch_size is None else batch_size
     check_batch_size(batch_size)
-    images, prompts = list(images), list(prompts)
+    images, prompts = as_list(images, "images"), as_list(prompts, "prompts")
     if len(images) != len(prompts):
         raise ValueError(f"Got {len(images)} images and {len(prompts)} prompts; pass one prompt per image.")
     for index, prompt in enumerate(prompts):
         check_text(prompt, f"prompts[{index}]", self.processor.image_token)
+    prompts = fit_texts(self.processor, prompts, "prompts", "{}", None, truncate_prompts)
     if "max_new_tokens" not in generation_kwargs and "max_length" not in generation_kwargs:
         generation_kwargs["max_new_tokens"] = DEFAULT_MAX_NEW_TOKENS
 

@@ -57,13 +57,14 @@ def fit_text(
     text: str,
     where: str,
     question_template: str,
-    answer_template: str,
+    answer_template: str | None,
     truncate: bool = False,
 ) -> str:
     """
-    `text` if its prompt and its answer fit the tokenizer's `model_max_length` (512 for FlanT5), else a ValueError
-    naming `where` with the token count and the limit; with `truncate`, the text cut at its end until they fit. Only
-    the text is cut: the question around it and the image placeholders are kept whole.
+    `text` if its prompt and its answer (none when `answer_template` is None, as for generation) fit the tokenizer's
+    `model_max_length` (512 for FlanT5), else a ValueError naming `where` with the token count and the limit; with
+    `truncate`, the text cut at its end until they fit. Only the text is cut: the question around it and the image
+    placeholders are kept whole.
     """
     limit = token_limit(processor)
     if limit is None:
@@ -90,6 +91,8 @@ def fit_text(
                 "tokens. Use a shorter question_template."
             )
         text = cut
+    if answer_template is None:
+        return text
     target_tokens = len(processor.encode_target(answer_template.format(text)))
     if target_tokens > limit:
         raise ValueError(
@@ -99,4 +102,20 @@ def fit_text(
     return text
 
 
-__all__ = ["as_list", "fit_text", "token_limit"]
+def fit_texts(
+    processor,
+    texts: list[str],
+    what: str,
+    question_template: str,
+    answer_template: str | None,
+    truncate: bool = False,
+) -> list[str]:
+    """[`fit_text`] of each of `texts` (named `what[i]` in errors), each distinct text checked once."""
+    fitted: dict[str, str] = {}
+    for index, text in enumerate(texts):
+        if text not in fitted:
+            fitted[text] = fit_text(processor, text, f"{what}[{index}]", question_template, answer_template, truncate)
+    return [fitted[text] for text in texts]
+
+
+__all__ = ["as_list", "fit_text", "fit_texts", "token_limit"]

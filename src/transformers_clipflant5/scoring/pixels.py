@@ -30,6 +30,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 
 from ..image_processing_clip_flant5 import ImageInput
 from ..processing_clip_flant5 import CLIPFlanT5Processor
+from .inputs import as_list, fit_texts
 
 
 if TYPE_CHECKING:
@@ -219,6 +220,7 @@ def score_pixels(
     answer_template: str | None = None,
     autocast_dtype: torch.dtype | None = None,
     quantize: bool = False,
+    truncate_texts: bool = False,
 ) -> torch.Tensor:
     """
     Score `pixels[i]` with `texts[i]`, keeping the autograd graph back to `pixels`: a reward for guiding or
@@ -228,8 +230,9 @@ def score_pixels(
         scorer: the [`VQAScore`] whose model, processor and templates are used.
         pixels: a float `(N, 3, H, W)` tensor in [0, 1], or a list of `(3, H, W)` tensors of any sizes, on any
             device; preprocessed by [`preprocess_pixels`].
-        texts: one text per image.
-        question_template, answer_template: as in `VQAScore.__call__` (default: the scorer's).
+        texts: one text per image (a single string is one text).
+        question_template, answer_template, truncate_texts: as in `VQAScore.__call__` (default: the scorer's
+            templates; texts over the tokenizer's limit are refused unless `truncate_texts`).
         autocast_dtype: run the model under `torch.autocast` in this dtype (e.g. `torch.bfloat16`).
         quantize: round to 8-bit levels where the PIL path does, with straight-through gradients.
 
@@ -239,8 +242,9 @@ def score_pixels(
         gradient checkpointing, call `backward` before putting it back in training mode (the backward pass re-runs
         the checkpointed layers).
     """
-    texts = list(texts)
+    texts = as_list(texts, "texts")
     question_template, answer_template = scorer._check_scoring_inputs(texts, question_template, answer_template)
+    texts = fit_texts(scorer.processor, texts, "texts", question_template, answer_template, truncate_texts)
     images = _check_pixels(pixels, len(texts))
     if not images:
         return torch.zeros(0, device=scorer.device)

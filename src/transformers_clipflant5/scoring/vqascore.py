@@ -41,7 +41,7 @@ from ..processing_clip_flant5 import CLIPFlanT5Processor
 from . import generation
 from . import pixels as pixel_scoring
 from .image_reading import ImageReader
-from .inputs import as_list, fit_text
+from .inputs import as_list, fit_texts
 from .precision import build_quantization_config, check_finite_scores, quantize_int4_wo
 from .prompts import (
     DEFAULT_ANSWER_TEMPLATE,
@@ -274,13 +274,7 @@ class VQAScore:
             raise ValueError(f"Got {len(images)} images and {len(texts)} texts; both lists need the same length.")
         question_template, answer_template = self._check_scoring_inputs(texts, question_template, answer_template)
         # Over-long texts are found (or cut) here, before any image is read or any model work.
-        fitted: dict[str, str] = {}
-        for index, text in enumerate(texts):
-            if text not in fitted:
-                fitted[text] = fit_text(
-                    self.processor, text, f"texts[{index}]", question_template, answer_template, truncate_texts
-                )
-        texts = [fitted[text] for text in texts]
+        texts = fit_texts(self.processor, texts, "texts", question_template, answer_template, truncate_texts)
 
         distinct_images, rows = self._plan_rows(images, texts, question_template, answer_template)
         bar = tqdm(total=len(rows), disable=not progress, unit="pair", desc="VQAScore")
