@@ -61,6 +61,7 @@ def test_four_d_arrays_are_split_into_images():
         (np.full((4, 4, 3), 2.0), r"floats must be in \[0, 1\]"),
         (np.full((4, 4), np.nan, dtype=np.float32), "NaN"),
         (np.full((4, 4), -3, dtype=np.int16), "is not an image"),
+        (torch.empty(3, 4, 4, device="meta"), "meta device"),
     ],
 )
 def test_unusable_arrays_are_refused(array, message):

@@ -89,6 +89,8 @@ def load_image(image: ImageInput, max_pixels: int | None = DEFAULT_MAX_IMAGE_PIX
     if isinstance(image, (str, os.PathLike)):
         image = _open_file(image, max_pixels)
     elif isinstance(image, torch.Tensor):
+        if image.is_meta:
+            raise ValueError("Image tensor is on the meta device: it has a shape but no values to read.")
         tensor = image.detach().cpu()
         # numpy has no bfloat16: read every floating-point tensor as float32 (exact for bf16/fp16 values).
         image = _array_to_pil((tensor.float() if tensor.is_floating_point() else tensor).numpy())

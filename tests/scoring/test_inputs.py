@@ -87,6 +87,12 @@ def test_generate_and_score_pixels_refuse_over_long_texts_or_cut_them(scorer, ti
         )
 
 
+def test_a_question_template_over_the_limit_is_blamed_not_the_text(scorer, images, limit):
+    template = "Is this " + "really " * limit + '"{}" here?'
+    with pytest.raises(ValueError, match="The question template alone makes a prompt of"):
+        scorer([images[0]], ["a cat"], question_template=template)
+
+
 def test_unset_limit_is_no_limit(tiny):
     _, processor = tiny
     # The tiny tokenizer declares no model_max_length (transformers' placeholder for "none").

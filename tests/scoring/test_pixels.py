@@ -207,6 +207,8 @@ def test_frozen_weights_checkpointing_and_autocast():
     torch.testing.assert_close(scores.log(), reference.log(), rtol=0, atol=0.05)
     # Cosine similarity of the bf16 and fp32 gradients: the same direction, up to bf16's precision.
     assert torch.nn.functional.cosine_similarity(grad.flatten(), reference_grad.flatten(), dim=0) > 0.9
+    by_name, grad_by_name, _ = gradient(True, "bfloat16")  # the dtype's name, as from_pretrained takes it
+    assert torch.equal(by_name, scores) and torch.equal(grad_by_name, grad)
 
 
 def test_rank_orders_images_best_first(scorer):

@@ -31,6 +31,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from ..image_processing_clip_flant5 import ImageInput
 from ..processing_clip_flant5 import CLIPFlanT5Processor
 from .inputs import as_list, fit_texts
+from .settings import resolve_dtype
 
 
 if TYPE_CHECKING:
@@ -218,7 +219,7 @@ def score_pixels(
     texts: Sequence[str],
     question_template: str | None = None,
     answer_template: str | None = None,
-    autocast_dtype: torch.dtype | None = None,
+    autocast_dtype: torch.dtype | str | None = None,
     quantize: bool = False,
     truncate_texts: bool = False,
 ) -> torch.Tensor:
@@ -233,7 +234,8 @@ def score_pixels(
         texts: one text per image (a single string is one text).
         question_template, answer_template, truncate_texts: as in `VQAScore.__call__` (default: the scorer's
             templates; texts over the tokenizer's limit are refused unless `truncate_texts`).
-        autocast_dtype: run the model under `torch.autocast` in this dtype (e.g. `torch.bfloat16`).
+        autocast_dtype: run the model under `torch.autocast` in this dtype (e.g. `torch.bfloat16` or
+            `"bfloat16"`).
         quantize: round to 8-bit levels where the PIL path does, with straight-through gradients.
 
     Returns:
@@ -260,6 +262,8 @@ def score_pixels(
     pixel_values = preprocess_pixels(
         pixels if isinstance(pixels, torch.Tensor) else distinct, scorer.processor, quantize, scorer.device
     )
+    if isinstance(autocast_dtype, str):
+        autocast_dtype = resolve_dtype(autocast_dtype, scorer.device)
     autocast = (
         torch.autocast(scorer.device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
     )
