@@ -113,6 +113,63 @@ def test_rows_without_image_or_text_are_named(folder, tmp_path, capsys):
     assert "row 0 (line 1): no 'text' field" in err and "row 1 (line 2): no 'image' field" in err
 
 
+def score_pairs(folder, pairs, output, capsys) -> tuple[int, str, str]:
+    argv = ["score", "--no-progress", "--model", str(folder / "model"), "--pairs", str(pairs), "--output", str(output)]
+    return run_cli(argv, capsys)
+
+
+@pytest.mark.parametrize("link", [None, "symlink", "hardlink"])
+def test_output_that_is_the_pairs_file_is_refused(folder, tmp_path, capsys, link):
+    pairs = tmp_path / "pairs.jsonl"
+    # One row and no final newline: what follows the last newline is not a finished record, and was once cut away.
+    content = json.dumps({"image": str(folder / "cat.png"), "text": "a cat"})
+    pairs.write_text(content)
+    output = tmp_path / "scores.jsonl"
+    if link == "symlink":
+        output.symlink_to(pairs)
+    elif link == "hardlink":
+        output.hardlink_to(pairs)
+    code, out, err = score_pairs(folder, pairs, output if link else pairs, capsys)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "is the pairs file" in err and "Pass another --output" in err, err
+    assert pairs.read_text() == content
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"my notes, no newline", "line 1 is not a score record (it reads 'my notes, no newline')"),
+        (b"first line\nno final newline", "line 1 is not a score record"),
+        (b"\xe9t\xe9\n", "line 1 is not a score record (not UTF-8 text)"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10", "is not a score record"),
+        (b'{"row": 0, "id": null, "image": "cat.png", "text": "a cat", "score": 0.5}\n\xff', "line 2"),
+    ],
+)
+def test_output_this_command_did_not_write_is_left_alone(folder, tmp_path, capsys, content, reason):
+    output = tmp_path / "notes.txt"
+    output.write_bytes(content)
+    code, out, err = score_pairs(folder, folder / "pairs.jsonl", output, capsys)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and reason in err and "Pass another --output" in err, err
+    assert output.read_bytes() == content
+
+
+def test_a_record_cut_inside_a_character_is_rescored(folder, tmp_path, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [{"image": str(folder / "cat.png"), "text": text} for text in ("a café", "a 猫")]
+    pairs.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    output = tmp_path / "scores.jsonl"
+    code, _, err = score_pairs(folder, pairs, output, capsys)
+    assert code == 0, err
+    finished = output.read_bytes()
+    # A crash while the second record was written, within the bytes of its "猫".
+    cut = finished.index("猫".encode()) + 1
+    output.write_bytes(finished[:cut])
+    code, _, err = score_pairs(folder, pairs, output, capsys)
+    assert code == 0 and "(1 in this run, 1 before)" in err, err
+    assert output.read_bytes() == finished
+
+
 def test_help_documents_the_exit_status(capsys):
     code, out, _ = run_cli(["score", "--help"], capsys)
     assert code == 0

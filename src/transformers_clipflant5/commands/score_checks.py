@@ -12,9 +12,15 @@ class ScoreFileError(Exception):
     """A pairs or output file that cannot be used as it is (the message says what to do)."""
 
 
-def check_output_path(output: Path) -> None:
-    """Raise [`ScoreFileError`] when scores cannot be written to `output` (checked before the model loads)."""
+def check_output_path(output: Path, pairs: Path | None = None) -> None:
+    """Raise [`ScoreFileError`] when scores cannot be written to `output` (checked before the model loads), or when
+    `output` is the `pairs` file itself (by any name: a symlink or a hard link too)."""
     folder = output.parent
+    if pairs is not None and output.exists() and pairs.exists() and os.path.samefile(output, pairs):
+        raise ScoreFileError(
+            f"--output {output} is the pairs file {pairs}: the scores would be written into it. Pass another --output, "
+            "such as scores.jsonl."
+        )
     if output.is_dir():
         raise ScoreFileError(f"--output {output} is a folder; pass a file name such as {output / 'scores.jsonl'}.")
     if not folder.exists():
