@@ -42,6 +42,11 @@ def both_modes(folder, model, tmp_path, text="a cat", extra=()):
     return single + list(extra), many + list(extra)
 
 
+def score_pairs(folder, pairs, output, capsys) -> tuple[int, str, str]:
+    argv = ["score", "--no-progress", "--model", str(folder / "model"), "--pairs", str(pairs), "--output", str(output)]
+    return run_cli(argv, capsys)
+
+
 @pytest.mark.parametrize(
     "model, message",
     [
@@ -113,9 +118,24 @@ def test_rows_without_image_or_text_are_named(folder, tmp_path, capsys):
     assert "row 0 (line 1): no 'text' field" in err and "row 1 (line 2): no 'image' field" in err
 
 
-def score_pairs(folder, pairs, output, capsys) -> tuple[int, str, str]:
-    argv = ["score", "--no-progress", "--model", str(folder / "model"), "--pairs", str(pairs), "--output", str(output)]
-    return run_cli(argv, capsys)
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--batch-size", "0", "batch_size must be a positive integer, got 0"),
+        ("--batch-size", "-3", "batch_size must be a positive integer, got -3"),
+        ("--dtype", "int8", "dtype must be 'auto', a floating-point torch dtype"),
+        ("--device", "cuda:99", "cuda device"),  # no such GPU, with or without CUDA
+        ("--device", "gpu", "is not a device"),
+        ("--question-template", "<image> {}", "must not contain '<image>'"),
+        ("--answer-template", "<image>", "must not contain '<image>'"),
+    ],
+)
+def test_unusable_option_is_named_before_the_model_loads(folder, tmp_path, capsys, option, value, message):
+    # Damaged weights would fail to load: the option's error comes first, so the model was not loaded.
+    for argv in both_modes(folder, folder / "damaged-weights", tmp_path, extra=[option, value]):
+        code, out, err = run_cli(argv, capsys)
+        assert code == 2 and out == ""
+        assert err.startswith(f"error: {option}") and err.count("\n") == 1 and message in err, err
 
 
 @pytest.mark.parametrize("link", [None, "symlink", "hardlink"])

@@ -17,7 +17,15 @@ from tqdm.auto import tqdm
 
 from ..json_rows import json_lines
 from .pairs_file import PairRow, read_pairs
-from .score_checks import ScoreFileError, check_output_path, load_processor, load_scorer, text_problem
+from .score_checks import (
+    ScoreFileError,
+    ScoreUsageError,
+    check_arguments,
+    check_output_path,
+    load_processor,
+    load_scorer,
+    text_problem,
+)
 from .score_processes import main_process_answer, report_lost_rows
 
 
@@ -27,14 +35,6 @@ EXIT_USAGE = 2
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..scoring.prompts import check_answer_template, check_question_template
-
-    if args.question_template is not None or args.answer_template is not None:
-        try:
-            check_question_template(args.question_template or "{}")
-            check_answer_template(args.answer_template or "Yes")
-        except (TypeError, ValueError) as error:
-            return _usage_error(str(error))
     from transformers_clipflant5.hub.model_source import ModelSourceError, check_model_source
 
     if args.pairs is not None:
@@ -51,14 +51,16 @@ def run(args: argparse.Namespace) -> int:
 
         transformers_logging.disable_progress_bar()
     try:
+        check_arguments(args)
         if args.output is not None:
             check_output_path(args.output, args.pairs)
         check_model_source(args.model)
         if args.pairs is not None:
             return score_pairs_file(args)
         return score_single(args)
-    except (ScoreFileError, ModelSourceError, OSError) as error:
-        # A pairs/output file that cannot be used or written (the merge too), or a --model that cannot be loaded.
+    except (ScoreUsageError, ModelSourceError, OSError) as error:
+        # An option, a pairs/output file that cannot be used or written (the merge too), or a --model that cannot be
+        # loaded.
         return _usage_error(str(error))
 
 
