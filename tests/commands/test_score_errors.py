@@ -138,6 +138,27 @@ def test_unusable_option_is_named_before_the_model_loads(folder, tmp_path, capsy
         assert err.startswith(f"error: {option}") and err.count("\n") == 1 and message in err, err
 
 
+def test_pairs_file_that_is_not_utf8_is_named(folder, tmp_path, capsys):
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_bytes(b"image,text\ncat.png,a cat\ncat.png,caf\xe9\n")
+    code, _, err = score_pairs(folder, pairs, tmp_path / "o.jsonl", capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{pairs} line 3 is not UTF-8 text" in err and "save the pairs file as UTF-8" in err
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_pairs_file_with_a_byte_order_mark_is_read(folder, tmp_path, capsys, suffix):
+    pairs = tmp_path / f"pairs{suffix}"
+    row = {"image": str(folder / "cat.png"), "text": "a cat"}
+    text = "image,text\n{image},{text}\n".format(**row) if suffix == ".csv" else json.dumps(row) + "\n"
+    # Excel's "CSV UTF-8" starts the file with a byte order mark.
+    pairs.write_text(text, encoding="utf-8-sig")
+    output = tmp_path / "o.jsonl"
+    code, _, err = score_pairs(folder, pairs, output, capsys)
+    assert code == 0, err
+    assert [json.loads(line)["row"] for line in output.read_text().splitlines()] == [0]
+
+
 @pytest.mark.parametrize("link", [None, "symlink", "hardlink"])
 def test_output_that_is_the_pairs_file_is_refused(folder, tmp_path, capsys, link):
     pairs = tmp_path / "pairs.jsonl"
