@@ -159,6 +159,19 @@ def test_pairs_file_with_a_byte_order_mark_is_read(folder, tmp_path, capsys, suf
     assert [json.loads(line)["row"] for line in output.read_text().splitlines()] == [0]
 
 
+def test_csv_row_with_more_fields_than_the_header_is_reported(folder, tmp_path, capsys):
+    pairs = tmp_path / "pairs.csv"
+    image = folder / "cat.png"
+    pairs.write_text(f'image,text\n{image},a red circle, on the left\n{image},"a red circle, on the left"\n')
+    output = tmp_path / "o.jsonl"
+    code, _, err = score_pairs(folder, pairs, output, capsys)
+    assert code == 1, err
+    assert f"{pairs} row 0 (line 2): 3 fields, the header has 2: put double quotes around" in err, err
+    assert "1 row(s) could not be scored" in err
+    # The quoted row is scored whole; the other is not scored with its text cut at the comma.
+    assert [json.loads(line)["text"] for line in output.read_text().splitlines()] == ["a red circle, on the left"]
+
+
 @pytest.mark.parametrize("link", [None, "symlink", "hardlink"])
 def test_output_that_is_the_pairs_file_is_refused(folder, tmp_path, capsys, link):
     pairs = tmp_path / "pairs.jsonl"

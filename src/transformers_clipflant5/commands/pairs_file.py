@@ -91,6 +91,15 @@ def _read_csv_pairs(path: Path, text: str, delimiter: str) -> list[PairRow]:
             # The reader's line_num is the line the record ended on (quoted fields may span lines).
             row = PairRow(index=len(rows), line=reader.line_num, image=record["image"], text=record["text"])
             row.id = record.get("id") or None
+            # Fields beyond the header's (the reader keeps them under None): most likely a text with an unquoted
+            # delimiter, which would otherwise be scored cut at it.
+            extra = record.get(None)
+            if extra:
+                name = "tab" if delimiter == "\t" else "comma"
+                row.problem = (
+                    f"{len(reader.fieldnames) + len(extra)} fields, the header has {len(reader.fieldnames)}: put "
+                    f'double quotes around a text that contains a {name} ("a red circle{delimiter} on the left")'
+                )
             rows.append(row)
     return rows
 
