@@ -1,5 +1,8 @@
 """`clip-flant5 score`: VQAScore of one (image, text) pair, or of a file of pairs, resumably and on several GPUs.
 
+With --image/--text the scores go to stdout, one line per pair in the order given; a pair that cannot be scored
+prints nan there and its error on stderr.
+
 Pairs files:
 - JSONL: one object per line with `image` (a path) and `text`, optionally `id`; blank lines are ignored.
 - CSV: a header row naming the columns `image`, `text` and optionally `id`.

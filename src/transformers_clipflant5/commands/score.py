@@ -70,30 +70,42 @@ def _usage_error(message: str) -> int:
 
 
 def score_single(args: argparse.Namespace) -> int:
-    from transformers_clipflant5.scoring.vqascore import check_text
+    """Score the --image/--text pairs: one line per pair on stdout, in their order, `nan` for a pair that cannot be
+    scored (its error on stderr), so that every line stays with its pair."""
+    from transformers_clipflant5.scoring.prompts import check_text
 
     processor = load_processor(args)
+    failed: set[int] = set()
+
+    def report(index: int, problem: str) -> None:
+        failed.add(index)
+        pair = f"pair {index + 1} (--image {args.image[index]}, --text {args.text[index]!r})"
+        print(f"error: {pair}: {problem}", file=sys.stderr)
+
     for index, text in enumerate(args.text):
         try:
-            check_text(text, f"--text {index + 1}", processor.image_token)
+            check_text(text, "the text", processor.image_token)
         except ValueError as error:
-            return _row_error(str(error))
-        problem = text_problem(processor, text, f"--text {index + 1}", args)
+            report(index, str(error))
+            continue
+        problem = text_problem(processor, text, "the text", args)
         if problem is not None:
-            return _row_error(problem)
-    scorer = load_scorer(args)
-    try:
-        scores = scorer(args.image, args.text, truncate_texts=args.truncate_texts)
-    except (OSError, ValueError, TypeError) as error:
-        return _row_error(str(error))
-    for score in scores.tolist():
-        print(f"{score:.6g}")
-    return 0
-
-
-def _row_error(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_ROWS_SKIPPED
+            report(index, problem)
+    scores: dict[int, float] = {}
+    # Pairs whose texts are fine; when there are none the model is not loaded at all.
+    good = [index for index in range(len(args.text)) if index not in failed]
+    if good:
+        scorer = load_scorer(args)
+        for positions, batch_scores in scorer.iter_scores(
+            [args.image[index] for index in good],
+            [args.text[index] for index in good],
+            on_image_error=lambda position, error: report(good[position], str(error)),
+            truncate_texts=args.truncate_texts,
+        ):
+            scores.update((good[position], score) for position, score in zip(positions, batch_scores.tolist()))
+    for index in range(len(args.text)):
+        print(f"{scores[index]:.6g}" if index in scores else "nan")
+    return EXIT_ROWS_SKIPPED if failed else 0
 
 
 # --------------------------------------------------------------------------------------------------------------------
