@@ -3,6 +3,7 @@ model loads, with the documented exit status (the same with --image/--text and w
 reader that never fails on a row."""
 
 import json
+import os
 import re
 import shutil
 import string
@@ -62,6 +63,8 @@ def test_unusable_model_is_one_line_with_status_2_in_both_modes(folder, tmp_path
         assert err.count("\n") == 1 and err.startswith("error: Cannot load --model"), err
         assert re.search(message, err), err
         assert out == ""
+    # Checking that --output can be written left no file behind.
+    assert not (tmp_path / "o").exists()
 
 
 def test_uncached_hub_id_offline_says_so(folder, tmp_path, capsys):
@@ -70,9 +73,22 @@ def test_uncached_hub_id_offline_says_so(folder, tmp_path, capsys):
     assert "not in the Hugging Face cache and HF_HUB_OFFLINE=1" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("where", ["missing/scores.jsonl", "a-file/scores.jsonl", "."])
+@pytest.mark.parametrize(
+    "where",
+    [
+        "missing/scores.jsonl",
+        "a-file/scores.jsonl",
+        ".",
+        "fifo",
+        # Writable by its permissions (for root), yet no file can be created there.
+        pytest.param(
+            "/proc/scores.jsonl", marks=pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="no /proc")
+        ),
+    ],
+)
 def test_unusable_output_fails_before_the_model_loads(folder, tmp_path, capsys, where):
     (tmp_path / "a-file").write_text("x")
+    os.mkfifo(tmp_path / "fifo")
     # A damaged model would fail to load: the --output error comes first, so the model was not loaded.
     argv = ["score", "--model", str(folder / "damaged-weights"), "--pairs", str(folder / "pairs.jsonl")]
     code, _, err = run_cli([*argv, "--output", str(tmp_path / where)], capsys)

@@ -61,12 +61,26 @@ def check_output_path(output: Path, pairs: Path | None = None) -> None:
         )
     if output.is_dir():
         raise ScoreFileError(f"--output {output} is a folder; pass a file name such as {output / 'scores.jsonl'}.")
+    if output.exists() and not output.is_file():
+        # A pipe or device cannot be read back to resume (and opening a pipe waits for a reader).
+        raise ScoreFileError(f"--output {output} is not a regular file; pass a file name such as scores.jsonl.")
     if not folder.exists():
         raise ScoreFileError(f"--output {output}: the folder {folder} does not exist; create it first.")
     if not folder.is_dir():
         raise ScoreFileError(f"--output {output}: {folder} is a file, not a folder; choose another --output.")
     if not os.access(folder, os.W_OK) or (output.exists() and not os.access(output, os.W_OK)):
         raise ScoreFileError(f"--output {output} cannot be written (permission denied); choose another --output.")
+    # Permissions do not tell everything (a read-only or special filesystem, such as /proc, even for root): try it.
+    existed = output.exists()
+    try:
+        with open(output, "a", encoding="utf-8"):
+            pass
+    except OSError as error:
+        raise ScoreFileError(
+            f"--output {output} cannot be written ({error.strerror or error}); choose another --output."
+        ) from error
+    if not existed:
+        output.unlink(missing_ok=True)
 
 
 def load_processor(args: argparse.Namespace):
