@@ -1,5 +1,8 @@
 """`clip-flant5 score`: VQAScore of one (image, text) pair, or of a file of pairs, resumably and on several GPUs.
 
+With --image/--text the scores go to stdout, one line per pair in the order given; a pair that cannot be scored
+prints nan there and its error on stderr.
+
 Pairs files:
 - JSONL: one object per line with `image` (a path) and `text`, optionally `id`; blank lines are ignored.
 - CSV: a header row naming the columns `image`, `text` and optionally `id`.
@@ -8,9 +11,11 @@ Relative image paths are resolved against `--image-root` (default: the pairs fil
 The output is JSONL, one object per scored row: `{"row": <0-based row of the pairs file>, "id": <its id or null>,
 "image": <as written in the pairs file>, "text": ..., "score": ...}`, in the pairs file's order once the run ends.
 Scores are appended (and flushed to disk) as they are computed; a re-run with the same `--output` skips every row it
-already holds, so nothing is scored twice or lost. Rows that cannot be scored (unreadable image, missing field, empty
-text, a text too long for the tokenizer) are reported on stderr as they happen and in a summary at the end, and the
-command then exits with status 1; they are not written, so a re-run retries them.
+already holds, so nothing is scored twice or lost. An existing --output must hold only this command's records (a
+last one cut short by a crash is redone): any other file, the pairs file included, is refused and left as it is.
+Rows that cannot be scored (unreadable image, missing field, empty text, a text too long for the tokenizer) are
+reported on stderr as they happen and in a summary at the end, and the command then exits with status 1; they are
+not written, so a re-run retries them.
 
 Everything that can be checked without the model is checked before it loads: the arguments, the pairs file, that
 --output can be written, that --model exists, and every text's length (refused when its prompt exceeds the

@@ -83,7 +83,7 @@ def test_one_pair_with_an_original_layout_model(original_folder, workdir, capsys
 def test_one_pair_with_a_bad_image_or_template_is_an_error(workdir, capsys):
     model = str(workdir / "model")
     code, out, err = run_cli(["score", "--model", model, "--image", str(workdir / "nope.png"), "--text", "a"], capsys)
-    assert code == 1 and not out and "nope.png" in err and "not found" in err
+    assert code == 1 and out == "nan\n" and "nope.png" in err and "not found" in err
     code, _, err = run_cli(
         [
             "score",
@@ -107,6 +107,22 @@ def test_one_pair_with_a_bad_image_or_template_is_an_error(workdir, capsys):
         ["score", "--model", str(workdir / "no-model"), "--pairs", str(pairs), "--output", output], capsys
     )
     assert code == 2 and "Cannot load --model" in err and "no-model" in err
+
+
+def test_several_pairs_score_the_good_ones_and_name_the_bad_ones(workdir, reference, capsys):
+    pairs = [("images/0.png", TEXTS[0]), ("/dev/null", TEXTS[1]), ("images/2.png", ""), ("images/3.png", TEXTS[3])]
+    argv = ["score", "--no-progress", "--model", str(workdir / "model")]
+    for image, text in pairs:
+        argv += ["--image", str(workdir / image) if image.startswith("images") else image, "--text", text]
+    code, out, err = run_cli(argv, capsys)
+    assert code == 1, err
+    lines = out.splitlines()
+    # One line per pair, in their order; nan where a pair could not be scored.
+    assert len(lines) == 4 and lines[1] == lines[2] == "nan"
+    assert float(lines[0]) == pytest.approx(float(reference[0, 0]), rel=1e-5)
+    assert float(lines[3]) == pytest.approx(float(reference[3, 3]), rel=1e-5)
+    assert "error: pair 2 (--image /dev/null, --text 'a blue square on the left'): " in err
+    assert "error: pair 3 (" in err and "is empty" in err and err.count("error:") == 2, err
 
 
 def test_pairs_file_reports_bad_rows_and_resumes_without_rescoring(workdir, reference, capsys):

@@ -3,6 +3,7 @@ model loads, with the documented exit status (the same with --image/--text and w
 reader that never fails on a row."""
 
 import json
+import os
 import re
 import shutil
 import string
@@ -42,6 +43,11 @@ def both_modes(folder, model, tmp_path, text="a cat", extra=()):
     return single + list(extra), many + list(extra)
 
 
+def score_pairs(folder, pairs, output, capsys) -> tuple[int, str, str]:
+    argv = ["score", "--no-progress", "--model", str(folder / "model"), "--pairs", str(pairs), "--output", str(output)]
+    return run_cli(argv, capsys)
+
+
 @pytest.mark.parametrize(
     "model, message",
     [
@@ -57,6 +63,8 @@ def test_unusable_model_is_one_line_with_status_2_in_both_modes(folder, tmp_path
         assert err.count("\n") == 1 and err.startswith("error: Cannot load --model"), err
         assert re.search(message, err), err
         assert out == ""
+    # Checking that --output can be written left no file behind.
+    assert not (tmp_path / "o").exists()
 
 
 def test_uncached_hub_id_offline_says_so(folder, tmp_path, capsys):
@@ -65,9 +73,22 @@ def test_uncached_hub_id_offline_says_so(folder, tmp_path, capsys):
     assert "not in the Hugging Face cache and HF_HUB_OFFLINE=1" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("where", ["missing/scores.jsonl", "a-file/scores.jsonl", "."])
+@pytest.mark.parametrize(
+    "where",
+    [
+        "missing/scores.jsonl",
+        "a-file/scores.jsonl",
+        ".",
+        "fifo",
+        # Writable by its permissions (for root), yet no file can be created there.
+        pytest.param(
+            "/proc/scores.jsonl", marks=pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="no /proc")
+        ),
+    ],
+)
 def test_unusable_output_fails_before_the_model_loads(folder, tmp_path, capsys, where):
     (tmp_path / "a-file").write_text("x")
+    os.mkfifo(tmp_path / "fifo")
     # A damaged model would fail to load: the --output error comes first, so the model was not loaded.
     argv = ["score", "--model", str(folder / "damaged-weights"), "--pairs", str(folder / "pairs.jsonl")]
     code, _, err = run_cli([*argv, "--output", str(tmp_path / where)], capsys)
@@ -111,6 +132,112 @@ def test_rows_without_image_or_text_are_named(folder, tmp_path, capsys):
     code, _, err = run_cli([*argv, "--output", str(tmp_path / "o")], capsys)
     assert code == 1
     assert "row 0 (line 1): no 'text' field" in err and "row 1 (line 2): no 'image' field" in err
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--batch-size", "0", "batch_size must be a positive integer, got 0"),
+        ("--batch-size", "-3", "batch_size must be a positive integer, got -3"),
+        ("--dtype", "int8", "dtype must be 'auto', a floating-point torch dtype"),
+        ("--device", "cuda:99", "cuda device"),  # no such GPU, with or without CUDA
+        ("--device", "gpu", "is not a device"),
+        ("--question-template", "<image> {}", "must not contain '<image>'"),
+        ("--answer-template", "<image>", "must not contain '<image>'"),
+    ],
+)
+def test_unusable_option_is_named_before_the_model_loads(folder, tmp_path, capsys, option, value, message):
+    # Damaged weights would fail to load: the option's error comes first, so the model was not loaded.
+    for argv in both_modes(folder, folder / "damaged-weights", tmp_path, extra=[option, value]):
+        code, out, err = run_cli(argv, capsys)
+        assert code == 2 and out == ""
+        assert err.startswith(f"error: {option}") and err.count("\n") == 1 and message in err, err
+
+
+def test_pairs_file_that_is_not_utf8_is_named(folder, tmp_path, capsys):
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_bytes(b"image,text\ncat.png,a cat\ncat.png,caf\xe9\n")
+    code, _, err = score_pairs(folder, pairs, tmp_path / "o.jsonl", capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{pairs} line 3 is not UTF-8 text" in err and "save the pairs file as UTF-8" in err
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_pairs_file_with_a_byte_order_mark_is_read(folder, tmp_path, capsys, suffix):
+    pairs = tmp_path / f"pairs{suffix}"
+    row = {"image": str(folder / "cat.png"), "text": "a cat"}
+    text = "image,text\n{image},{text}\n".format(**row) if suffix == ".csv" else json.dumps(row) + "\n"
+    # Excel's "CSV UTF-8" starts the file with a byte order mark.
+    pairs.write_text(text, encoding="utf-8-sig")
+    output = tmp_path / "o.jsonl"
+    code, _, err = score_pairs(folder, pairs, output, capsys)
+    assert code == 0, err
+    assert [json.loads(line)["row"] for line in output.read_text().splitlines()] == [0]
+
+
+def test_csv_row_with_more_fields_than_the_header_is_reported(folder, tmp_path, capsys):
+    pairs = tmp_path / "pairs.csv"
+    image = folder / "cat.png"
+    pairs.write_text(f'image,text\n{image},a red circle, on the left\n{image},"a red circle, on the left"\n')
+    output = tmp_path / "o.jsonl"
+    code, _, err = score_pairs(folder, pairs, output, capsys)
+    assert code == 1, err
+    assert f"{pairs} row 0 (line 2): 3 fields, the header has 2: put double quotes around" in err, err
+    assert "1 row(s) could not be scored" in err
+    # The quoted row is scored whole; the other is not scored with its text cut at the comma.
+    assert [json.loads(line)["text"] for line in output.read_text().splitlines()] == ["a red circle, on the left"]
+
+
+@pytest.mark.parametrize("link", [None, "symlink", "hardlink"])
+def test_output_that_is_the_pairs_file_is_refused(folder, tmp_path, capsys, link):
+    pairs = tmp_path / "pairs.jsonl"
+    # One row and no final newline: what follows the last newline is not a finished record, and was once cut away.
+    content = json.dumps({"image": str(folder / "cat.png"), "text": "a cat"})
+    pairs.write_text(content)
+    output = tmp_path / "scores.jsonl"
+    if link == "symlink":
+        output.symlink_to(pairs)
+    elif link == "hardlink":
+        output.hardlink_to(pairs)
+    code, out, err = score_pairs(folder, pairs, output if link else pairs, capsys)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "is the pairs file" in err and "Pass another --output" in err, err
+    assert pairs.read_text() == content
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"my notes, no newline", "line 1 is not a score record (it reads 'my notes, no newline')"),
+        (b"first line\nno final newline", "line 1 is not a score record"),
+        (b"\xe9t\xe9\n", "line 1 is not a score record (not UTF-8 text)"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x10", "is not a score record"),
+        (b'{"row": 0, "id": null, "image": "cat.png", "text": "a cat", "score": 0.5}\n\xff', "line 2"),
+    ],
+)
+def test_output_this_command_did_not_write_is_left_alone(folder, tmp_path, capsys, content, reason):
+    output = tmp_path / "notes.txt"
+    output.write_bytes(content)
+    code, out, err = score_pairs(folder, folder / "pairs.jsonl", output, capsys)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and reason in err and "Pass another --output" in err, err
+    assert output.read_bytes() == content
+
+
+def test_a_record_cut_inside_a_character_is_rescored(folder, tmp_path, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [{"image": str(folder / "cat.png"), "text": text} for text in ("a café", "a 猫")]
+    pairs.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+    output = tmp_path / "scores.jsonl"
+    code, _, err = score_pairs(folder, pairs, output, capsys)
+    assert code == 0, err
+    finished = output.read_bytes()
+    # A crash while the second record was written, within the bytes of its "猫".
+    cut = finished.index("猫".encode()) + 1
+    output.write_bytes(finished[:cut])
+    code, _, err = score_pairs(folder, pairs, output, capsys)
+    assert code == 0 and "(1 in this run, 1 before)" in err, err
+    assert output.read_bytes() == finished
 
 
 def test_help_documents_the_exit_status(capsys):

@@ -3,6 +3,7 @@
 checked on its own so that a bad row is reported and skipped, never fatal to the others."""
 
 import csv
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,21 +33,37 @@ def read_pairs(path: Path) -> list[PairRow]:
     if not path.is_file():
         raise ScoreFileError(f"Pairs file not found: {path}")
     suffix = path.suffix.lower()
-    if suffix == ".jsonl":
-        rows = _read_jsonl_pairs(path)
-    elif suffix in (".csv", ".tsv"):
-        rows = _read_csv_pairs(path, delimiter="\t" if suffix == ".tsv" else ",")
-    else:
+    if suffix not in (".jsonl", ".csv", ".tsv"):
         raise ScoreFileError(f"Unknown pairs file type {path.suffix!r} ({path}): use .jsonl or .csv.")
+    text = _read_text(path)
+    if suffix == ".jsonl":
+        rows = _read_jsonl_pairs(text)
+    else:
+        rows = _read_csv_pairs(path, text, delimiter="\t" if suffix == ".tsv" else ",")
     for row in rows:
         if row.problem is None:
             row.problem = _row_problem(row)
     return rows
 
 
-def _read_jsonl_pairs(path: Path) -> list[PairRow]:
+def _read_text(path: Path) -> str:
+    """The text of `path`, UTF-8 with or without the byte order mark that Excel's "CSV UTF-8" writes."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        # error.object: what was decoded, the byte order mark left out.
+        line_number = error.object.count(b"\n", 0, error.start) + 1
+        raise ScoreFileError(
+            f"{path} line {line_number} is not UTF-8 text ({error.reason}: {error.object[error.start : error.end]!r})"
+            ": save the pairs file as UTF-8 (in Excel: CSV UTF-8) and run again."
+        ) from error
+
+
+def _read_jsonl_pairs(text: str) -> list[PairRow]:
     rows = []
-    with open(path, encoding="utf-8") as handle:
+    # Lines split as a file opened in text mode splits them (\n, \r\n or \r).
+    with io.StringIO(text, newline=None) as handle:
         for line_number, data in json_lines(handle):
             row = PairRow(index=len(rows), line=line_number)
             if isinstance(data, json.JSONDecodeError):
@@ -59,8 +76,9 @@ def _read_jsonl_pairs(path: Path) -> list[PairRow]:
     return rows
 
 
-def _read_csv_pairs(path: Path, delimiter: str) -> list[PairRow]:
-    with open(path, encoding="utf-8", newline="") as handle:
+def _read_csv_pairs(path: Path, text: str, delimiter: str) -> list[PairRow]:
+    # Line ends left to the csv reader, as it requires (quoted fields may hold them).
+    with io.StringIO(text, newline="") as handle:
         reader = csv.DictReader(handle, delimiter=delimiter)
         missing = {"image", "text"} - set(reader.fieldnames or [])
         if missing:
@@ -73,6 +91,15 @@ def _read_csv_pairs(path: Path, delimiter: str) -> list[PairRow]:
             # The reader's line_num is the line the record ended on (quoted fields may span lines).
             row = PairRow(index=len(rows), line=reader.line_num, image=record["image"], text=record["text"])
             row.id = record.get("id") or None
+            # Fields beyond the header's (the reader keeps them under None): most likely a text with an unquoted
+            # delimiter, which would otherwise be scored cut at it.
+            extra = record.get(None)
+            if extra:
+                name = "tab" if delimiter == "\t" else "comma"
+                row.problem = (
+                    f"{len(reader.fieldnames) + len(extra)} fields, the header has {len(reader.fieldnames)}: put "
+                    f'double quotes around a text that contains a {name} ("a red circle{delimiter} on the left")'
+                )
             rows.append(row)
     return rows
 

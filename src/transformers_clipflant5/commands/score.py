@@ -5,8 +5,10 @@ The command's options and its help (file formats, what is checked before the mod
 """
 
 import argparse
+import codecs
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,15 @@ from tqdm.auto import tqdm
 
 from ..json_rows import json_lines
 from .pairs_file import PairRow, read_pairs
-from .score_checks import ScoreFileError, check_output_path, load_processor, load_scorer, text_problem
+from .score_checks import (
+    ScoreFileError,
+    ScoreUsageError,
+    check_arguments,
+    check_output_path,
+    load_processor,
+    load_scorer,
+    text_problem,
+)
 from .score_processes import main_process_answer, report_lost_rows
 
 
@@ -25,14 +35,6 @@ EXIT_USAGE = 2
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..scoring.prompts import check_answer_template, check_question_template
-
-    if args.question_template is not None or args.answer_template is not None:
-        try:
-            check_question_template(args.question_template or "{}")
-            check_answer_template(args.answer_template or "Yes")
-        except (TypeError, ValueError) as error:
-            return _usage_error(str(error))
     from transformers_clipflant5.hub.model_source import ModelSourceError, check_model_source
 
     if args.pairs is not None:
@@ -49,14 +51,16 @@ def run(args: argparse.Namespace) -> int:
 
         transformers_logging.disable_progress_bar()
     try:
+        check_arguments(args)
         if args.output is not None:
-            check_output_path(args.output)
+            check_output_path(args.output, args.pairs)
         check_model_source(args.model)
         if args.pairs is not None:
             return score_pairs_file(args)
         return score_single(args)
-    except (ScoreFileError, ModelSourceError, OSError) as error:
-        # A pairs/output file that cannot be used or written (the merge too), or a --model that cannot be loaded.
+    except (ScoreUsageError, ModelSourceError, OSError) as error:
+        # An option, a pairs/output file that cannot be used or written (the merge too), or a --model that cannot be
+        # loaded.
         return _usage_error(str(error))
 
 
@@ -66,30 +70,42 @@ def _usage_error(message: str) -> int:
 
 
 def score_single(args: argparse.Namespace) -> int:
-    from transformers_clipflant5.scoring.vqascore import check_text
+    """Score the --image/--text pairs: one line per pair on stdout, in their order, `nan` for a pair that cannot be
+    scored (its error on stderr), so that every line stays with its pair."""
+    from transformers_clipflant5.scoring.prompts import check_text
 
     processor = load_processor(args)
+    failed: set[int] = set()
+
+    def report(index: int, problem: str) -> None:
+        failed.add(index)
+        pair = f"pair {index + 1} (--image {args.image[index]}, --text {args.text[index]!r})"
+        print(f"error: {pair}: {problem}", file=sys.stderr)
+
     for index, text in enumerate(args.text):
         try:
-            check_text(text, f"--text {index + 1}", processor.image_token)
+            check_text(text, "the text", processor.image_token)
         except ValueError as error:
-            return _row_error(str(error))
-        problem = text_problem(processor, text, f"--text {index + 1}", args)
+            report(index, str(error))
+            continue
+        problem = text_problem(processor, text, "the text", args)
         if problem is not None:
-            return _row_error(problem)
-    scorer = load_scorer(args)
-    try:
-        scores = scorer(args.image, args.text, truncate_texts=args.truncate_texts)
-    except (OSError, ValueError, TypeError) as error:
-        return _row_error(str(error))
-    for score in scores.tolist():
-        print(f"{score:.6g}")
-    return 0
-
-
-def _row_error(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return EXIT_ROWS_SKIPPED
+            report(index, problem)
+    scores: dict[int, float] = {}
+    # Pairs whose texts are fine; when there are none the model is not loaded at all.
+    good = [index for index in range(len(args.text)) if index not in failed]
+    if good:
+        scorer = load_scorer(args)
+        for positions, batch_scores in scorer.iter_scores(
+            [args.image[index] for index in good],
+            [args.text[index] for index in good],
+            on_image_error=lambda position, error: report(good[position], str(error)),
+            truncate_texts=args.truncate_texts,
+        ):
+            scores.update((good[position], score) for position, score in zip(positions, batch_scores.tolist()))
+    for index in range(len(args.text)):
+        print(f"{scores[index]:.6g}" if index in scores else "nan")
+    return EXIT_ROWS_SKIPPED if failed else 0
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -101,36 +117,60 @@ def part_files(output: Path) -> list[Path]:
 
 
 def read_results(path: Path) -> dict[int, dict[str, Any]]:
-    """Scored rows of an output (or part) file by row; an unfinished last line (a crash mid-write) is ignored."""
-    results: dict[int, dict[str, Any]] = {}
+    """Scored rows of an output (or part) file by row; a last line cut short by a crash is ignored."""
+    return _read_score_file(path)[0] if path.is_file() else {}
+
+
+def drop_unfinished_line(path: Path) -> None:
+    """Cut a record left unfinished by an interrupted write, so that appended records start on a fresh line."""
     if not path.is_file():
-        return results
-    with open(path, encoding="utf-8") as handle:
-        lines = handle.read().split("\n")
-    # Everything before the last newline was written whole; what follows it is an unfinished line or nothing.
-    for line_number, record in json_lines(lines[:-1]):
+        return
+    _, end = _read_score_file(path)
+    if end != path.stat().st_size:
+        os.truncate(path, end)
+
+
+# How every record starts (`json.dumps` of `PairRow.record`, whose first key is "row"): a line cut short while the
+# command wrote it begins with these characters, or with a part of them.
+_RECORD_START = '{"row": '
+
+
+def _read_score_file(path: Path) -> tuple[dict[int, dict[str, Any]], int]:
+    """The records of `path` by row, and the byte offset where its last newline ends. What follows that newline must
+    be a record cut short (or nothing), the only text this command ever cuts: anything else raises
+    [`ScoreFileError`], so that a file this command did not write is never appended to or cut."""
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    try:
+        finished = data[:end].decode("utf-8")
+    except UnicodeDecodeError as error:
+        line_number = data.count(b"\n", 0, error.start) + 1
+        raise ScoreFileError(_not_a_score_record(path, line_number, "not UTF-8 text")) from error
+    results: dict[int, dict[str, Any]] = {}
+    for line_number, record in json_lines(finished.split("\n")):
         try:
             if isinstance(record, json.JSONDecodeError):
                 raise record
             results[int(record["row"])] = record
             float(record["score"])
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-            raise ScoreFileError(
-                f"{path} line {line_number} is not a score record ({error!r}): is --output a file this command "
-                "wrote? Pass another --output."
-            ) from error
-    return results
+            raise ScoreFileError(_not_a_score_record(path, line_number, repr(error))) from error
+    last_line = finished.count("\n") + 1
+    try:
+        # A cut may fall inside a character: its first bytes are no error there.
+        rest = codecs.getincrementaldecoder("utf-8")().decode(data[end:], final=False)
+    except UnicodeDecodeError as error:
+        raise ScoreFileError(_not_a_score_record(path, last_line, "not UTF-8 text")) from error
+    if rest and not (_RECORD_START.startswith(rest) or re.match(re.escape(_RECORD_START) + r"\d", rest)):
+        raise ScoreFileError(_not_a_score_record(path, last_line, f"it reads {rest[:40]!r}"))
+    return results, end
 
 
-def drop_unfinished_line(path: Path) -> None:
-    """Cut what follows the last newline (an interrupted write), so that appended records start on a fresh line."""
-    if not path.is_file():
-        return
-    with open(path, "rb+") as handle:
-        data = handle.read()
-        end = data.rfind(b"\n") + 1
-        if end != len(data):
-            handle.truncate(end)
+def _not_a_score_record(path: Path, line_number: int, reason: str) -> str:
+    return (
+        f"{path} line {line_number} is not a score record ({reason}): is --output a file this command wrote? Pass "
+        "another --output."
+    )
 
 
 def check_results_match(results: dict[int, dict[str, Any]], rows: list[PairRow], output: Path) -> None:

@@ -9,10 +9,13 @@ DEFAULT_QUESTION_TEMPLATE = 'Does this figure show "{}"? Please answer yes or no
 DEFAULT_ANSWER_TEMPLATE = "Yes"
 
 
-def check_question_template(template: str) -> None:
-    """Raise if `template` cannot take a text: it needs exactly one `{}` slot and nothing else to fill."""
+def check_question_template(template: str, image_token: str = "<image>") -> None:
+    """Raise if `template` cannot take a text: it needs exactly one `{}` slot and nothing else to fill, and no
+    `image_token` (the prompt places the image itself)."""
     if not isinstance(template, str):
         raise TypeError(f"question_template must be a string, got {type(template).__name__}.")
+    if image_token in template:
+        raise ValueError(f"question_template must not contain {image_token!r}: the prompt adds the image itself.")
     if "{}" not in template:
         raise ValueError(
             f"question_template must contain '{{}}' where the text goes, got {template!r} "
@@ -27,10 +30,15 @@ def check_question_template(template: str) -> None:
         ) from error
 
 
-def check_answer_template(template: str) -> None:
-    """Raise if `template` is not a usable answer: a non-empty string, optionally with one `{}` slot for the text."""
+def check_answer_template(template: str, image_token: str = "<image>") -> None:
+    """Raise if `template` is not a usable answer: a non-empty string, optionally with one `{}` slot for the text,
+    without `image_token` (an answer is text only)."""
     if not isinstance(template, str):
         raise TypeError(f"answer_template must be a string, got {type(template).__name__}.")
+    if image_token in template:
+        raise ValueError(
+            f"answer_template must not contain {image_token!r}, which the model reserves for image features."
+        )
     try:
         answer = template.format("text")
     except (IndexError, KeyError, ValueError) as error:

@@ -114,8 +114,8 @@ class VQAScore:
                 f"The processor's image token id ({processor.image_token_id}) differs from the model's "
                 f"({model.config.image_token_id}): load both from the same checkpoint."
             )
-        check_question_template(question_template)
-        check_answer_template(answer_template)
+        check_question_template(question_template, processor.image_token)
+        check_answer_template(answer_template, processor.image_token)
         check_batch_size(batch_size)
         self.model = model
         self.processor = processor
@@ -331,11 +331,9 @@ class VQAScore:
         """The templates to use (the scorer's defaults where None), after checking them and every text."""
         question_template = self.question_template if question_template is None else question_template
         answer_template = self.answer_template if answer_template is None else answer_template
-        check_question_template(question_template)
-        check_answer_template(answer_template)
         image_token = self.processor.image_token
-        if image_token in question_template:
-            raise ValueError(f"question_template must not contain {image_token!r}: the prompt adds the image itself.")
+        check_question_template(question_template, image_token)
+        check_answer_template(answer_template, image_token)
         for index, text in enumerate(texts):
             check_text(text, f"texts[{index}]", image_token)
         return question_template, answer_template
