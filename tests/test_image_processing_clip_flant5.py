@@ -128,6 +128,8 @@ def test_files_that_are_not_images_are_named(tmp_path):
         load_image(tmp_path / "text.png")
     with pytest.raises(FileNotFoundError, match="missing.png"):
         load_image(tmp_path / "missing.png")
+    with pytest.raises(ValueError, match="not a regular file .*: /dev/null"):
+        load_image("/dev/null")
 
 
 # Fuzzing: arrays of any dtype and small shape, and random bytes as files. Each becomes an 8-bit RGB image or is

@@ -129,8 +129,10 @@ def _open_file(path: str | os.PathLike, max_pixels: int | None) -> Image.Image:
     path = Path(name)
     if path.is_dir():
         raise IsADirectoryError(f"Image path is a folder, not an image file: {path}")
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"Image file not found: {path}")
+    if not path.is_file():
+        raise ValueError(f"Image path is not a regular file (a device, a pipe or a socket): {path}")
     if path.stat().st_size == 0:
         raise ValueError(f"Image file is empty (0 bytes): {path}")
     try:

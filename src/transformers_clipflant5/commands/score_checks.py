@@ -18,7 +18,6 @@ class ScoreFileError(ScoreUsageError):
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Raise [`ScoreUsageError`] for a --batch-size, --device or --dtype that cannot be used, before anything loads."""
-    import torch
 
     from transformers_clipflant5.scoring.settings import check_batch_size, resolve_device, resolve_dtype
 
@@ -26,26 +25,12 @@ def check_arguments(args: argparse.Namespace) -> None:
         check_batch_size(args.batch_size)
     except ValueError as error:
         raise ScoreUsageError(f"--batch-size: {error}") from error
-    if args.device is not None:
-        try:
-            device = torch.device(args.device)
-        except RuntimeError as error:
-            raise ScoreUsageError(f"--device {args.device!r} is not a device ({error}).") from error
-        # torch.cuda, torch.xpu, torch.mps, ...: a device type without such a module is left to torch to judge.
-        backend = getattr(torch, device.type, None)
-        if device.type != "cpu" and hasattr(backend, "is_available"):
-            if not backend.is_available():
-                raise ScoreUsageError(
-                    f"--device {args.device}: this torch ({torch.__version__}) finds no {device.type} device on this "
-                    "machine. Pass --device cpu, or leave --device out to use a GPU when there is one."
-                )
-            count = backend.device_count() if hasattr(backend, "device_count") else None
-            if device.index is not None and count is not None and device.index >= count:
-                raise ScoreUsageError(
-                    f"--device {args.device}: this machine has {count} {device.type} device(s), numbered from 0."
-                )
     try:
-        resolve_dtype(args.dtype, resolve_device(args.device))
+        device = resolve_device(args.device)
+    except ValueError as error:
+        raise ScoreUsageError(f"--device: {error}") from error
+    try:
+        resolve_dtype(args.dtype, device)
     except ValueError as error:
         raise ScoreUsageError(f"--dtype: {error}") from error
 

@@ -6,10 +6,28 @@ from torch import nn
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """`device`, or CUDA when available and the CPU otherwise."""
+    """`device`, or CUDA when available and the CPU otherwise; a ValueError for a device this machine lacks (torch
+    would fail later, with an assertion, once weights are being moved)."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"{device!r} is not a device ({error}).") from error
+    # torch.cuda, torch.xpu, torch.mps, ...: a device type without such a module is left to torch to judge.
+    backend = getattr(torch, resolved.type, None)
+    if resolved.type != "cpu" and hasattr(backend, "is_available"):
+        if not backend.is_available():
+            raise ValueError(
+                f"device {str(device)!r}: this torch ({torch.__version__}) finds no {resolved.type} device on this "
+                "machine. Use the CPU, or leave the device unset to use a GPU when there is one."
+            )
+        count = backend.device_count() if hasattr(backend, "device_count") else None
+        if resolved.index is not None and count is not None and resolved.index >= count:
+            raise ValueError(
+                f"device {str(device)!r}: this machine has {count} {resolved.type} device(s), numbered from 0."
+            )
+    return resolved
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
