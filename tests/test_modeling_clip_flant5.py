@@ -14,6 +14,7 @@ import warnings
 
 import pytest
 import torch
+from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoModelForSeq2SeqLM, set_seed
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.auto import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
@@ -111,10 +112,22 @@ def test_saved_folder_is_self_contained(saved):
 def test_remote_code_loads_every_auto_class_without_the_package(saved, batch, tiny, tmp_path):
     """A fresh interpreter where `import transformers_clipflant5` fails loads the folder through trust_remote_code,
     with every Auto class the package registers, and the pipeline runs on it."""
-    model, _ = tiny
+    model, processor = tiny
     torch.save(dict(batch), tmp_path / "batch.pt")
     with torch.no_grad():
         torch.save(model(**batch).logits, tmp_path / "expected.pt")
+    # The pipeline's answer, computed here by the package (not the remote code): generate on the processor's inputs.
+    messages = [
+        {
+            "role": "user",
+            "content": [{"type": "image", "image": Image.new("RGB", (40, 30))}, {"type": "text", "text": "Hi"}],
+        }
+    ]
+    chat_inputs = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)
+    with torch.no_grad():
+        generated = model.generate(**chat_inputs, max_new_tokens=3)
+    expected_answer = processor.batch_decode(generated, skip_special_tokens=True)[0]
+    assert expected_answer.strip()
     script = textwrap.dedent(
         f"""
         import sys, importlib.abc
@@ -157,7 +170,7 @@ def test_remote_code_loads_every_auto_class_without_the_package(saved, batch, ti
         messages = [{{"role": "user", "content": [{{"type": "image", "image": Image.new("RGB", (40, 30))}},
                                                   {{"type": "text", "text": "Hi"}}]}}]
         out = pipe(text=messages, max_new_tokens=3, return_full_text=False)
-        assert isinstance(out[0]["generated_text"], str), out
+        assert out[0]["generated_text"] == {expected_answer!r}, out
         print("remote code OK")
         """
     )

@@ -1,6 +1,8 @@
 """The processor by transformers' conventions: keyword arguments (flat, per modality, common, saved defaults),
 `apply_chat_template` with images in the messages, decoding, the image-text-to-text pipeline, and errors."""
 
+import copy
+
 import pytest
 import torch
 from transformers import AutoProcessor, pipeline
@@ -163,8 +165,11 @@ def test_pipeline_with_chat_messages_and_batches(saved, tiny, image):
     assert full[0]["generated_text"][-1] == {"role": "assistant", "content": expected}
     batch = pipe(text=[messages, messages], max_new_tokens=4, return_full_text=False)
     assert [out[0]["generated_text"] for out in batch] == [expected, expected]
+    # A plain prompt (no chat messages) is passed to the processor as it is, without the chat template.
+    plain_inputs = processor(images=[image], text=[PROMPT])
+    plain_expected = processor.batch_decode(model.generate(**plain_inputs, max_new_tokens=4), skip_special_tokens=True)
     plain = pipe(images=image, text=PROMPT, max_new_tokens=4, return_full_text=False)
-    assert isinstance(plain[0]["generated_text"], str)
+    assert plain[0]["generated_text"] == plain_expected[0]
 
 
 def test_processor_errors_name_the_problem(tiny, tmp_path, image):
@@ -187,3 +192,22 @@ def test_processor_errors_name_the_problem(tiny, tmp_path, image):
         processor(images=[tmp_path / "missing.png"], text=["<image>"])
     with pytest.raises(ValueError, match="must not contain"):
         processor(text=["<image>"], images=[image], text_target=["<image>"])
+
+
+def test_an_image_aspect_ratio_other_than_pad_or_square_is_refused(tiny):
+    # Processor folders written before the image processor existed carry the original's image_aspect_ratio; only
+    # the two values the original knows map to do_pad, any other would silently preprocess as one of them.
+    _, processor = tiny
+
+    def with_aspect_ratio(aspect_ratio):
+        return CLIPFlanT5Processor(
+            image_processor=copy.deepcopy(processor.image_processor),  # the constructor sets do_pad on it
+            tokenizer=processor.tokenizer,
+            image_seq_length=processor.image_seq_length,
+            image_aspect_ratio=aspect_ratio,
+        )
+
+    assert with_aspect_ratio("pad").image_processor.do_pad is True
+    assert with_aspect_ratio("square").image_processor.do_pad is False
+    with pytest.raises(ValueError, match="image_aspect_ratio must be 'pad' or 'square', got 'anyres'"):
+        with_aspect_ratio("anyres")

@@ -36,6 +36,15 @@ BENCHMARKS = [
 ]
 
 
+# The authors' published results (the original project's docs/MODEL_ZOO.md), copied by hand from the table under
+# "Published results (model cards)" in the project's reference notes (shared/reference/original-format.md), so that
+# a wrong number in the package's published_results.json (which both the card and `published_results()` read) shows.
+MODEL_ZOO = {
+    "clip-flant5-xxl": [46.0, 47.9, 85.3, 77.0, 85.0, 71.2, 84.0, 64.1, 63.2],
+    "clip-flant5-xl": [34.8, 39.3, 82.8, 74.5, 80.7, 68.8, 84.0, 61.8, 60.2],
+}
+
+
 def round_trip(card: ModelCard, tmp_path: Path) -> ModelCard:
     path = tmp_path / "README.md"
     card.save(path)
@@ -77,6 +86,10 @@ def test_stage2_card_metadata_round_trip(name, tmp_path):
             assert result.metric_value == row["value"] and result.metric_type == row["metric_type"]
             assert result.task_type == "image-text-to-text"
             assert f"| {row['name']} | {row['metric_name']} | {row['value']} |" in loaded.text
+        # The card's numbers are the Model Zoo's, benchmark by benchmark, not only the JSON's.
+        assert [row["value"] for row in published] == MODEL_ZOO[name]
+        for row, value in zip(published, MODEL_ZOO[name]):
+            assert results[(row["dataset_type"], row.get("dataset_config"))].metric_value == value, row["name"]
     else:
         assert published == [] and data.eval_results is None and "## Results" not in loaded.text
         assert "ablation" in loaded.text

@@ -15,6 +15,7 @@ from tests.support.cli import run_convert
 from tests.support.folders import EXPECTED_FILES, files_in
 from tests.support.hub import hub_cache
 from tests.support.images import make_images
+from tests.support.models import save_model_folder
 from tests.support.original_reference import save_original_checkpoint, vqa_prompt, write_original_projector
 from tests.support.paths import REPO_ROOT
 from transformers_clipflant5 import CLIPFlanT5ForConditionalGeneration, CLIPFlanT5Processor
@@ -240,6 +241,28 @@ def test_an_incomplete_original_checkpoint_is_refused(tiny, tmp_path, capsys):
     assert run_convert([str(source), str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err
     assert "model.language_model.encoder.block.0.layer.0.SelfAttention.q.weight" in error and "missing" in error
+    assert not (tmp_path / "out").exists()
+
+
+# Each of the two settings the processor and the model must share, made inconsistent in a folder of ours (the
+# re-shard / re-cast source): a processor expanding each image to another number of placeholders, or a model
+# expecting another image token, would score wrongly without an error.
+@pytest.mark.parametrize(
+    "file,key,value,message",
+    [
+        ("processor_config.json", "image_seq_length", 17, "image_seq_length: model 16, processor 17"),
+        ("config.json", "image_token_id", 255, "image_token_id: model 255, processor 256"),
+    ],
+)
+def test_a_processor_that_disagrees_with_the_model_is_refused(tiny, tmp_path, file, key, value, message):
+    source = tmp_path / "ours"
+    save_model_folder(tiny, source)
+    settings = json.loads((source / file).read_text(encoding="utf-8"))
+    assert settings[key] != value
+    settings[key] = value
+    (source / file).write_text(json.dumps(settings), encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"The processor and the model read from .* disagree \({message}\)"):
+        convert(str(source), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

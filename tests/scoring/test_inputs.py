@@ -131,3 +131,36 @@ def test_truncate_texts_cuts_only_the_text(scorer, tiny, images, limit):
     truncated = scorer([images[0]], [long_text], truncate_texts=True)
     assert torch.equal(truncated, scorer([images[0]], [cut]))
     assert torch.equal(scorer.score_matrix(images[0], long_text, truncate_texts=True), truncated.view(1, 1))
+
+
+def test_an_answer_longer_than_the_limit_is_refused(scorer, tiny, images, limit):
+    # The prompt check alone would let through an answer_template that makes the decoder target longer than the
+    # limit: the text fits the question, but the answer repeats it after a long preamble. The preamble is sized so
+    # that the answer with a short text fits and the one with the longer text does not.
+    _, processor = tiny
+    text = "a red circle on the left " * 3
+
+    def answer_template(words: int) -> str:
+        return "Yes, " + "indeed " * words + "{}"
+
+    words = next(w for w in range(400) if len(processor.encode_target(answer_template(w).format(text))) > limit)
+    template = answer_template(words)
+    target_tokens = len(processor.encode_target(template.format(text)))
+    assert len(processor.encode_target(template.format("a cat"))) <= limit
+    assert scorer([images[0]], ["a cat"], answer_template=template).shape == (1,)
+    with pytest.raises(ValueError, match=rf"The answer for texts\[1\] is {target_tokens} tokens long, .* {limit} "):
+        scorer([images[0], images[1]], ["a cat", text], answer_template=template)
+
+
+def test_a_question_template_longer_than_the_limit_cannot_be_cut_to_fit(tiny, limit):
+    # With truncate=True only the text is cut; a question whose fixed words alone pass the limit leaves nothing to
+    # keep, and must be refused rather than scored as an empty text.
+    _, processor = tiny
+    question_template = "Look closely at every part of the figure before you answer. " * 6 + '"{}"?'
+    with pytest.raises(ValueError, match=r"texts\[2\] cannot be cut to fit: the question template alone takes"):
+        fit_text(processor, "a red circle", "texts[2]", question_template, DEFAULT_ANSWER_TEMPLATE, truncate=True)
+    # A long text under the default question is cut, not refused: the refusal is the template's doing.
+    cut = fit_text(
+        processor, "a red circle " * 40, "t", DEFAULT_QUESTION_TEMPLATE, DEFAULT_ANSWER_TEMPLATE, truncate=True
+    )
+    assert cut

@@ -1,5 +1,7 @@
 """The fused T5 inference path (t5_inference) against transformers' T5 stacks, and VQAScore's use of it."""
 
+import copy
+
 import pytest
 import torch
 from transformers.models.t5.modeling_t5 import T5LayerNorm
@@ -27,33 +29,47 @@ def padded_batch(model, lengths, seed=0):
     return embeds, mask
 
 
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA paths (fused RMSNorm kernel) need a GPU")
+
+
 # 3 decoder positions take the folded cross-attention (fewer than d_kv = 8), 9 the projected keys and values.
 # chunk_rows: the encoder's row-wise part in blocks of 5 of the 48 rows (the last one short), as on CPU at real sizes.
+# On CUDA the stacks take other code (`_rms_norm_kernel`, one row block, CUDA's SDPA kernels): the same comparison,
+# with transformers' stacks run on the GPU too (row blocks are CPU-only, so chunk_rows has no CUDA case).
 @pytest.mark.parametrize("split_by_length", [True, False])
 @pytest.mark.parametrize(
-    "dtype,target_length,chunk_rows",
+    "device,dtype,target_length,chunk_rows",
     [
-        (torch.float32, 3, None),
-        (torch.bfloat16, 3, None),
-        (torch.float32, 9, None),
-        (torch.float32, 3, 5),
-        (torch.bfloat16, 3, 5),
+        ("cpu", torch.float32, 3, None),
+        ("cpu", torch.bfloat16, 3, None),
+        ("cpu", torch.float32, 9, None),
+        ("cpu", torch.float32, 3, 5),
+        ("cpu", torch.bfloat16, 3, 5),
+        pytest.param("cuda", torch.float32, 3, None, marks=CUDA),
+        pytest.param("cuda", torch.bfloat16, 3, None, marks=CUDA),
+        pytest.param("cuda", torch.float32, 9, None, marks=CUDA),
+        pytest.param("cuda", torch.bfloat16, 9, None, marks=CUDA),
     ],
 )
-def test_encode_and_decode_equal_the_t5_stacks(tiny, dtype, target_length, split_by_length, chunk_rows, monkeypatch):
+def test_encode_and_decode_equal_the_t5_stacks(
+    tiny, device, dtype, target_length, split_by_length, chunk_rows, monkeypatch
+):
     if chunk_rows is not None:
         monkeypatch.setattr(t5_inference, "CPU_CHUNK_BYTES", 0)
         monkeypatch.setattr(t5_inference, "CPU_MIN_CHUNK_ROWS", chunk_rows)
     model = tiny[0]
     if dtype != torch.float32:
         model = build_tiny_model(seed=1)[0].to(dtype).eval()
+    elif device != "cpu":
+        model = copy.deepcopy(model)  # the session's fixture stays on the CPU
+    model = model.to(device)
     language_model = model.model.language_model
     embeds, mask = padded_batch(model, [7, 12, 3, 12])
-    embeds = embeds.to(dtype)
+    embeds, mask = embeds.to(device, dtype), mask.to(device)
     labels = torch.tensor([[5, 9, 1], [7, 1, -100], [4, 1, -100], [3, 8, 1]])
-    labels = torch.cat([torch.full((4, target_length - 3), 6), labels], dim=1)
+    labels = torch.cat([torch.full((4, target_length - 3), 6), labels], dim=1).to(device)
     decoder_mask = labels.ne(-100)
-    decoder_input_ids = torch.cat([torch.zeros(4, 1, dtype=torch.long), labels[:, :-1].clamp(min=0)], dim=1)
+    decoder_input_ids = torch.cat([torch.zeros_like(labels[:, :1]), labels[:, :-1].clamp(min=0)], dim=1)
     with torch.inference_mode():
         expected_encoded = language_model.encoder(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
         expected_decoded = language_model.decoder(
@@ -65,12 +81,18 @@ def test_encode_and_decode_equal_the_t5_stacks(tiny, dtype, target_length, split
         encoded = encode(language_model.encoder, embeds, mask, split_by_length=split_by_length)
         decoded = decode(language_model.decoder, decoder_input_ids, decoder_mask, encoded, mask)
     # Padded positions are free to differ: nothing downstream reads them.
-    tolerance = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=2e-2, atol=2e-2)
+    # fp32: rounding-order differences only (CUDA's kernels reduce in other orders than the CPU's); bf16: a few units
+    # in the last place of outputs of order 1.
+    if dtype == torch.float32:
+        tolerance = dict(rtol=1e-5, atol=1e-5) if device == "cpu" else dict(rtol=1e-4, atol=1e-4)
+    else:
+        tolerance = dict(rtol=2e-2, atol=2e-2)
     torch.testing.assert_close(encoded[mask.bool()], expected_encoded[mask.bool()], **tolerance)
     torch.testing.assert_close(decoded[decoder_mask], expected_decoded[decoder_mask], **tolerance)
     assert encoded.dtype == dtype and decoded.dtype == dtype
+    assert encoded.device == embeds.device and decoded.device == embeds.device
     # The input embeddings are not modified in place.
-    torch.testing.assert_close(embeds, padded_batch(model, [7, 12, 3, 12])[0].to(dtype), rtol=0, atol=0)
+    torch.testing.assert_close(embeds, padded_batch(model, [7, 12, 3, 12])[0].to(device, dtype), rtol=0, atol=0)
 
 
 def test_scorer_uses_the_fused_path_with_equal_scores(tiny, images, monkeypatch):
@@ -171,4 +193,15 @@ def test_the_cuda_rms_norm_kernel_rounds_as_t5_layer_norm(dtype):
     with torch.no_grad():
         norm.weight.copy_(torch.linspace(0.3, 2.0, 64))
     hidden = (torch.randn(3, 11, 64, generator=torch.Generator().manual_seed(0)) * 5).to(dtype)
-    assert torch.equal(_rms_norm_kernel(norm, hidden), norm(hidden))
+    expected = norm(hidden)
+    assert torch.equal(_rms_norm_kernel(norm, hidden), expected)
+    # With out=, as the encoder's final norm writes a block of rows into its output (`encoded[rows]`): the result is
+    # written into that view of a larger buffer, rounded the same way, and the rows outside it are left alone. Under
+    # inference_mode, as the scorer runs it (out= refuses a weight that requires grad otherwise).
+    with torch.inference_mode():
+        encoded = torch.full((5, 11, 64), -7.0, dtype=dtype)
+        rows = encoded[1:4]
+        returned = _rms_norm_kernel(norm, hidden, out=rows)
+    assert returned.data_ptr() == rows.data_ptr()
+    assert torch.equal(encoded[1:4], expected)
+    assert torch.equal(encoded[[0, 4]], torch.full((2, 11, 64), -7.0, dtype=dtype))

@@ -1,6 +1,7 @@
 """VQAScore API: exact against the naive original procedure, invariant to batching/order/padding, each image encoded
 once, and clear errors for bad input."""
 
+import copy
 import struct
 import zlib
 
@@ -11,7 +12,7 @@ from PIL import Image
 
 from tests.support.images import make_images
 from tests.support.original_reference import QUESTION, NaiveOriginal, stage2_prompt, vqa_prompt
-from transformers_clipflant5 import VQAScore
+from transformers_clipflant5 import CLIPFlanT5Processor, VQAScore
 from transformers_clipflant5.scoring.vqascore import DEFAULT_QUESTION_TEMPLATE, resolve_dtype
 
 
@@ -266,6 +267,25 @@ def test_mismatched_model_and_processor_are_refused(tiny):
     model, _ = tiny
     _, other_processor = build_tiny_model(image_size=48)
     with pytest.raises(ValueError, match="different checkpoints"):
+        VQAScore(model=model, processor=other_processor)
+
+
+def test_a_processor_with_another_image_token_is_refused(tiny):
+    # The same number of placeholders but another token for them (a processor from another checkpoint): the model
+    # would look for its own image token id in the prompts and find none, so no image features would be used.
+    model, processor = tiny
+    other_processor = CLIPFlanT5Processor(
+        image_processor=copy.deepcopy(processor.image_processor),
+        tokenizer=copy.deepcopy(processor.tokenizer),  # the shared tokenizer must not get the new token
+        image_token="<img>",
+        image_seq_length=processor.image_seq_length,
+    )
+    assert other_processor.image_token_id != model.config.image_token_id
+    with pytest.raises(
+        ValueError,
+        match=rf"image token id \({other_processor.image_token_id}\) differs from the model's "
+        rf"\({model.config.image_token_id}\)",
+    ):
         VQAScore(model=model, processor=other_processor)
 
 
