@@ -106,6 +106,14 @@ class CLIPFlanT5Config(PreTrainedConfig):
                 f"{self.vision_config.patch_size}, strategy {self.vision_feature_select_strategy!r}). "
                 "Leave image_seq_length unset to derive it."
             )
+        layers = self.vision_config.num_hidden_layers
+        # The tower returns layers + 1 hidden states (the embeddings first): valid indices are -(layers + 1)..layers.
+        if not -(layers + 1) <= self.vision_feature_layer <= layers:
+            raise ValueError(
+                f"vision_feature_layer={self.vision_feature_layer} is outside the vision tower's {layers + 1} hidden "
+                f"states (its embeddings and {layers} layers): use an index from {-(layers + 1)} to {layers} (-2, the "
+                "second-to-last layer, for the CLIP-FlanT5 checkpoints)."
+            )
         if not 0 <= self.image_token_id < self.text_config.vocab_size:
             raise ValueError(
                 f"image_token_id={self.image_token_id} is outside the text embedding (vocab_size "
@@ -123,13 +131,20 @@ class CLIPFlanT5Config(PreTrainedConfig):
     @classmethod
     def get_config_dict(cls, pretrained_model_name_or_path, **kwargs) -> tuple[dict, dict]:
         config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        # An empty dict (transformers' answer for a folder or repo without config.json) or another model's config
+        # would otherwise fill in the defaults: a random XXL-sized model (46 GB in fp32) instead of an error.
         if not config_dict:
-            # transformers returns an empty dict for a folder or repo without config.json: the defaults would build
-            # a random XXL-sized model (46 GB in fp32) instead of failing.
             raise OSError(
                 f"{pretrained_model_name_or_path} has no config.json, so it is not a CLIP-FlanT5 checkpoint: pass a "
                 "folder written by save_pretrained (or a Hub repo of one), or an original release such as "
                 "zhiqiulin/clip-flant5-xxl."
+            )
+        model_type = config_dict.get("model_type")
+        if model_type is not None and model_type != cls.model_type:
+            raise ValueError(
+                f"{pretrained_model_name_or_path}'s config.json is a {model_type!r} config, not a CLIP-FlanT5 one "
+                f"(model_type {cls.model_type!r}); an original CLIP-FlanT5 release (model_type 't5') also names its "
+                "vision tower and projector, which this one does not (the pip package reads those releases)."
             )
         return config_dict, kwargs
 
