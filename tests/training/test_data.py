@@ -1,6 +1,7 @@
 """Training data: reading, flattening and validating LLaVA JSON."""
 
 import json
+import re
 
 import pytest
 
@@ -47,6 +48,20 @@ def test_flatten_reproduces_the_original_and_fixes_text_only_rows(tmp_path):
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Validation
+
+
+@pytest.mark.parametrize(
+    "conversations, reason",
+    [
+        ([human(" "), gpt("")], "message 0 (human) is empty"),
+        ([human("Q"), gpt(" \n")], "message 1 (gpt) is empty"),
+        ([human("Q1"), gpt("A1"), human("\t"), gpt("A2")], "message 2 (human) is empty"),
+    ],
+)
+def test_blank_messages_are_refused_with_the_row(conversations, reason):
+    rows = [{"id": "ok", "conversations": [human("Q"), gpt("A")]}, {"id": "blank", "conversations": conversations}]
+    with pytest.raises(DataValidationError, match=re.escape(f"row 1 (id 'blank'): {reason}")):
+        validate_llava_samples(rows, "t5_v1", check_images=False)
 
 
 def test_validation_fails_fast_listing_offenders(image_folder, tmp_path):

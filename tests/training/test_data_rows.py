@@ -143,6 +143,8 @@ def trainable(row) -> bool:
     for message in conversations:
         if not isinstance(message, dict) or not isinstance(message.get("value"), str):
             return False
+        if not message["value"].strip():  # a blank question or reply trains on nothing
+            return False
         if not isinstance(message.get("from"), str):
             return False
     if [message["from"] for message in conversations] != ["human", "gpt"] * (len(conversations) // 2):

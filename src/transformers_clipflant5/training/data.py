@@ -142,6 +142,9 @@ def _check_conversations(conversations: Any, template: str, has_image: bool) -> 
             return f"message {position} has 'from' {message['from']!r}; expected 'human' or 'gpt'"
         if not isinstance(message["value"], str):
             return f"message {position} has a non-string 'value' ({type(message['value']).__name__})"
+        if not message["value"].strip():
+            # A blank question trains on nothing; a blank reply teaches the model to answer with EOS alone.
+            return f"message {position} ({message['from']}) is empty; give it text or remove the row"
     if template in STAGE1_TEMPLATES:
         if not has_image:
             return f"template {template!r} (stage 1) needs an image in every row"
