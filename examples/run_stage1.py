@@ -28,7 +28,12 @@ from trl import ModelConfig, SFTConfig
 from transformers_clipflant5.testing.demo import DEMO_ARGS, prepare_demo
 from transformers_clipflant5.training.arguments import CLIPFlanT5ScriptArguments
 from transformers_clipflant5.training.model import load_model, set_trainable_parameters
-from transformers_clipflant5.training.stages import load_stage_data, parse_stage_arguments, stage_card_info
+from transformers_clipflant5.training.stages import (
+    load_stage_data,
+    parse_stage_arguments,
+    stage_card_info,
+    stage_collator,
+)
 from transformers_clipflant5.training.trainer import CLIPFlanT5SFTTrainer
 
 
@@ -49,12 +54,14 @@ def main(script_args: CLIPFlanT5ScriptArguments, training_args: SFTConfig, model
         prepare_demo(script_args, training_args.output_dir, stage=STAGE, seed=training_args.seed)
     if model_args.use_peft:
         raise ValueError("Stage 1 trains the projector only; LoRA (--use_peft) applies to stage 2.")
+    # Data first (template, rows and images checked in seconds), then the base models (minutes for FlanT5-XXL)
+    train_dataset, report = load_stage_data(STAGE, script_args)
     model, processor, sources = load_model(
         STAGE, script_args, model_args.model_name_or_path, model_args.dtype, model_args.attn_implementation
     )
     trainable = set_trainable_parameters(model, STAGE)
 
-    train_dataset, collator, report = load_stage_data(STAGE, script_args, training_args, processor)
+    collator = stage_collator(STAGE, script_args, training_args, processor)
     trainer = CLIPFlanT5SFTTrainer(
         model=model,
         args=training_args,

@@ -50,7 +50,12 @@ from transformers_clipflant5.training.model import (
     merge_lora_and_save,
     set_trainable_parameters,
 )
-from transformers_clipflant5.training.stages import load_stage_data, parse_stage_arguments, stage_card_info
+from transformers_clipflant5.training.stages import (
+    load_stage_data,
+    parse_stage_arguments,
+    stage_card_info,
+    stage_collator,
+)
 from transformers_clipflant5.training.trainer import CLIPFlanT5SFTTrainer
 
 
@@ -59,9 +64,13 @@ STAGE = 2
 
 def main(script_args: CLIPFlanT5ScriptArguments, training_args: SFTConfig, model_args: ModelConfig, demo: bool):
     start = time.perf_counter()
-    # Model and processor
     if demo:
         demo_paths = prepare_demo(script_args, training_args.output_dir, stage=STAGE, seed=training_args.seed)
+    # Data first: validated up front (template, malformed rows, missing images) in seconds, before the base models load
+    train_dataset, report = load_stage_data(STAGE, script_args)
+
+    # Model and processor
+    if demo:
         model, processor = build_demo_model(seed=training_args.seed)
         sources = {
             "text_model": "tiny random FlanT5 (built in code)",
@@ -74,8 +83,8 @@ def main(script_args: CLIPFlanT5ScriptArguments, training_args: SFTConfig, model
     peft_config = default_peft_config(model_args, STAGE)
     trainable = set_trainable_parameters(model, STAGE)
 
-    # Data: validated up front (malformed rows, missing images), images opened batch by batch in the collator
-    train_dataset, collator, report = load_stage_data(STAGE, script_args, training_args, processor)
+    # Images are opened batch by batch in the collator
+    collator = stage_collator(STAGE, script_args, training_args, processor)
     trainer = CLIPFlanT5SFTTrainer(
         model=model,
         args=training_args,

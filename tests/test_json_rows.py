@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from transformers_clipflant5.json_rows import json_lines, read_json_rows
+from transformers_clipflant5.json_rows import is_json_lines, json_lines, read_json_rows
 
 
 class FileProblem(ValueError):
@@ -40,3 +40,32 @@ def test_json_lines_numbers_lines_and_hands_back_decode_errors():
     assert [number for number, _ in parsed] == [1, 3, 4]
     assert parsed[0][1] == {"a": 1} and parsed[2][1] == [2]
     assert isinstance(parsed[1][1], json.JSONDecodeError)
+
+
+def test_text_that_is_not_utf8_is_refused_with_the_file_named(tmp_path):
+    path = tmp_path / "latin1.json"
+    path.write_bytes('[{"text": "café"}]'.encode("latin-1"))
+    with pytest.raises(FileProblem, match=r"latin1.json is not UTF-8 text .*re-save it as UTF-8"):
+        read_json_rows(path, FileProblem)
+    (tmp_path / "latin1.jsonl").write_bytes(path.read_bytes())
+    with pytest.raises(FileProblem, match=r"latin1.jsonl is not UTF-8 text"):
+        read_json_rows(tmp_path / "latin1.jsonl", FileProblem)
+    # A byte-order mark (Windows editors) is no error.
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + json.dumps([{"text": "café"}]).encode())
+    assert read_json_rows(tmp_path / "bom.json") == [{"text": "café"}]
+
+
+def test_the_jsonl_suffix_is_recognised_in_any_case_and_suggested_for_json_lines_named_json(tmp_path):
+    rows = [{"id": 0}, {"id": 1}]
+    text = "\n".join(json.dumps(row) for row in rows)
+    (tmp_path / "rows.JSONL").write_text(text)
+    assert is_json_lines(tmp_path / "rows.JSONL") and not is_json_lines(tmp_path / "rows.json")
+    assert read_json_rows(tmp_path / "rows.JSONL") == rows
+    (tmp_path / "rows.json").write_text(text)
+    with pytest.raises(FileProblem, match=r"rows.json is not valid JSON \(Extra data.*name it .jsonl"):
+        read_json_rows(tmp_path / "rows.json", FileProblem)
+
+
+def test_a_folder_is_named_as_a_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is a folder, not a file"):
+        read_json_rows(tmp_path)

@@ -1,6 +1,7 @@
 """Training data: reading, flattening and validating LLaVA JSON."""
 
 import json
+import re
 
 import pytest
 
@@ -24,8 +25,9 @@ def test_flatten_reproduces_the_original_and_fixes_text_only_rows(tmp_path):
         },
         {"id": "3", "conversations": [human("T1"), gpt("R1"), human("T2"), gpt("R2")]},
     ]
-    flattened, counts = flatten_conversations(samples)
+    flattened, counts, source_rows = flatten_conversations(samples)
     assert counts == {"samples": 3, "single_turn": 1, "multi_turn": 2, "flattened": 6}
+    assert source_rows == [0, 1, 1, 1, 2, 2]
     assert flattened[0] == samples[0]
     assert [row["conversations"] for row in flattened[1:4]] == [
         [human("<image>\nQ1"), gpt("A1")],
@@ -45,8 +47,69 @@ def test_flatten_reproduces_the_original_and_fixes_text_only_rows(tmp_path):
     assert run_command(["flatten", str(source), str(output)]) == 2  # refuses to overwrite without --force
 
 
+def test_flatten_skips_a_leading_gpt_turn_as_training_does():
+    # Valid unflattened (training drops the leading turn, see `stage2_messages`): its pairs must stay question/answer.
+    sample = {"id": "s", "conversations": [gpt("System."), human("Q1"), gpt("A1"), human("Q2"), gpt("A2")]}
+    validate_llava_samples([sample], "t5_v1", check_images=False)
+    flattened, counts, _ = flatten_conversations([sample])
+    assert [row["conversations"] for row in flattened] == [[human("Q1"), gpt("A1")], [human("Q2"), gpt("A2")]]
+    assert counts["multi_turn"] == 1
+    kept, _ = validate_llava_samples(flattened, "t5_v1", check_images=False)
+    assert len(kept) == 2
+    # One pair after the leading turn is a single-turn conversation, kept as it is.
+    single = {"id": "t", "conversations": [gpt("System."), human("Q"), gpt("A")]}
+    assert flatten_conversations([single])[:2] == (
+        [single],
+        {"samples": 1, "single_turn": 1, "multi_turn": 0, "flattened": 1},
+    )
+
+
+def test_flatten_adds_no_second_placeholder_to_a_question_that_has_one():
+    sample = {
+        "id": "i",
+        "image": "img0.png",
+        "conversations": [human("Q1"), gpt("A1"), human("<image>\nQ2"), gpt("A2")],
+    }
+    validate_llava_samples([sample], "t5_v1", check_images=False)
+    flattened, _, _ = flatten_conversations([sample])
+    assert flattened[1]["conversations"][0] == human("<image>\nQ2")
+    kept, _ = validate_llava_samples(flattened, "t5_v1", check_images=False)
+    assert len(kept) == 2
+
+
+def test_flattened_data_is_reported_by_input_row(image_folder, tmp_path):
+    samples = [
+        {"id": "multi", "image": "img0.png", "conversations": [human("<image>\nQ1"), gpt("A1"), human("Q2"), gpt("A2")]},
+        {"id": "odd", "image": "img0.png", "conversations": [human("<image>\nQ1"), gpt("A1"), human("Q2")]},
+        {"id": "gone", "image": "missing.png", "conversations": [human("<image>\nQ"), gpt("A")]},
+    ]  # fmt: skip
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(samples))
+    with pytest.raises(DataValidationError) as error:
+        load_llava_dataset(path, "t5_v1", image_folder, flatten=True)
+    message = str(error.value)
+    # The malformed row is refused whole, once, for what is wrong with it (not its pieces for what is wrong with them).
+    assert "1 malformed" in message
+    assert "row 1 (id 'odd'): the last message must be a gpt reply" in message
+    assert "row 2 (id 'gone'): image 'missing.png' missing" in message
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Validation
+
+
+@pytest.mark.parametrize(
+    "conversations, reason",
+    [
+        ([human(" "), gpt("")], "message 0 (human) is empty"),
+        ([human("Q"), gpt(" \n")], "message 1 (gpt) is empty"),
+        ([human("Q1"), gpt("A1"), human("\t"), gpt("A2")], "message 2 (human) is empty"),
+    ],
+)
+def test_blank_messages_are_refused_with_the_row(conversations, reason):
+    rows = [{"id": "ok", "conversations": [human("Q"), gpt("A")]}, {"id": "blank", "conversations": conversations}]
+    with pytest.raises(DataValidationError, match=re.escape(f"row 1 (id 'blank'): {reason}")):
+        validate_llava_samples(rows, "t5_v1", check_images=False)
 
 
 def test_validation_fails_fast_listing_offenders(image_folder, tmp_path):

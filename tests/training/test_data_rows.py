@@ -143,6 +143,8 @@ def trainable(row) -> bool:
     for message in conversations:
         if not isinstance(message, dict) or not isinstance(message.get("value"), str):
             return False
+        if not message["value"].strip():  # a blank question or reply trains on nothing
+            return False
         if not isinstance(message.get("from"), str):
             return False
     if [message["from"] for message in conversations] != ["human", "gpt"] * (len(conversations) // 2):
@@ -161,14 +163,17 @@ def test_fuzzed_rows_flatten_then_validate_keeping_every_trainable_row(samples):
     samples = [
         sample for sample in samples if isinstance(sample, dict) and isinstance(sample.get("conversations"), list)
     ]
-    flattened, counts = flatten_conversations(samples)
+    flattened, counts, source_rows = flatten_conversations(samples)
     assert counts["samples"] == len(samples)
     keep = {index for index, row in enumerate(flattened) if trainable(row)}
     try:
-        kept, report = validate_llava_samples(flattened, "t5_v1", check_images=False, max_offenders=len(flattened))
+        kept, report = validate_llava_samples(
+            flattened, "t5_v1", check_images=False, max_offenders=len(flattened), row_numbers=source_rows
+        )
     except DataValidationError as error:
+        # Offenders are named by their input row.
         refused = {int(index) for index in re.findall(r"^  - row (\d+) ", str(error), flags=re.MULTILINE)}
-        assert not refused & keep, str(error)
+        assert not refused & {source_rows[index] for index in keep}, str(error)
         # Refused for its malformed rows, or for having no row at all: never with nothing to blame.
         assert refused or not flattened, str(error)
         return
@@ -178,3 +183,15 @@ def test_fuzzed_rows_flatten_then_validate_keeping_every_trainable_row(samples):
         assert kept[index]["conversations"] == [
             {"from": message["from"], "value": message["value"]} for message in flattened[index]["conversations"]
         ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows | trainable_rows)
+def test_fuzzed_rows_training_accepts_flatten_into_rows_it_accepts(sample):
+    try:
+        validate_llava_samples([sample], "t5_v1", check_images=False)
+    except DataValidationError:
+        return
+    flattened, _, source_rows = flatten_conversations([sample])
+    kept, _ = validate_llava_samples(flattened, "t5_v1", check_images=False)
+    assert len(kept) == len(flattened) and source_rows == [0] * len(flattened)

@@ -1,6 +1,7 @@
 # Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
 """The seq2seq collator of CLIP-FlanT5 training: rows of a LLaVA dataset -> padded batches, images opened lazily."""
 
+import logging
 import os
 import random
 from pathlib import Path
@@ -12,6 +13,9 @@ from ..padding import pad_right
 from ..processing_clip_flant5 import CLIPFlanT5Processor
 from .data import IMAGE_COLUMN
 from .templates import TEMPLATES, build_prompt_and_target
+
+
+logger = logging.getLogger(__name__)
 
 
 class CLIPFlanT5DataCollator:
@@ -29,8 +33,12 @@ class CLIPFlanT5DataCollator:
             image_seq_length).
         template: `"t5_plain"`, `"t5_plain_split_text"` or `"t5_v1"`.
         image_folder: folder the `image_file` column is relative to.
-        max_length: longest prompt and target in tokens. A longer prompt is cut at the end; a cut that would drop
-            image placeholders raises (it would misalign the image features).
+        max_length: longest prompt and target in tokens. A longer prompt or target is cut at the end; a cut that would
+            drop image placeholders raises (it would misalign the image features), and so does a max_length shorter
+            than the template's shortest prompt with an image. Cuts are counted (`rows_cut` of `rows_collated`) and
+            logged as a warning at the 1st, 10th, 100th, ... cut row, not once per row: a cut prompt loses the end of
+            its question (with t5_v1 also the "ASSISTANT:" that asks for the answer), a cut target its end of
+            sequence. With dataloader workers each worker counts and warns for its own rows.
         seed: seeds the split-text cut. The cut of a row depends only on the seed and the row (not on what was
             collated before), so a run resumed from a checkpoint sees exactly the batches of an uninterrupted one;
             the price is the same cut for a row in every epoch (the paper's stage 1 is one epoch).
@@ -54,6 +62,42 @@ class CLIPFlanT5DataCollator:
         self.max_length = max_length
         self.deduplicate_images = deduplicate_images
         self.seed = seed
+        if max_length is not None:
+            shortest = self._shortest_prompt_length()
+            if max_length < shortest:
+                raise ValueError(
+                    f"max_length={max_length} cannot hold a {template!r} prompt: one image's "
+                    f"{processor.image_seq_length} placeholders and the template's own text take {shortest} tokens "
+                    "before any question. Raise --max_length (TRL's default is 1024)."
+                )
+        self.rows_collated = 0
+        self.rows_cut = 0
+        self._next_warning = 1
+
+    def _shortest_prompt_length(self) -> int:
+        """Tokens of the template's prompt for a row with an image and an empty question (its scaffolding)."""
+        prompt, _ = build_prompt_and_target(
+            [{"from": "human", "value": self.processor.image_token}, {"from": "gpt", "value": "x"}],
+            self.template,
+            True,
+            random.Random(0),
+            self.processor,
+        )
+        return len(self.processor.encode_prompt(prompt))
+
+    def _warn_about_cuts(self, row: dict[str, Any], prompt_length: int, target_length: int) -> None:
+        # Logarithmically spaced: a data set of long rows would otherwise log once per row.
+        if self.rows_cut < self._next_warning:
+            return
+        while self._next_warning <= self.rows_cut:
+            self._next_warning *= 10
+        logger.warning(
+            f"{self.rows_cut} of {self.rows_collated} rows collated so far were cut to max_length={self.max_length} "
+            f"tokens (the latest, {row.get('id')!r}: a prompt of {prompt_length} tokens, a target of {target_length}). "
+            "A cut prompt loses the end of its question (with t5_v1 also the 'ASSISTANT:' that asks for the answer); "
+            "a cut target loses its end of sequence. Raise --max_length to keep them whole. Warned again at "
+            f"{self._next_warning} cut rows."
+        )
 
     def _truncate(self, ids: list[int], row: dict[str, Any], what: str) -> list[int]:
         if self.max_length is None or len(ids) <= self.max_length:
@@ -78,15 +122,21 @@ class CLIPFlanT5DataCollator:
             prompt, target = build_prompt_and_target(
                 row["conversations"], self.template, image_file is not None, rng, self.processor
             )
-            prompt_ids = self._truncate(self.processor.encode_prompt(prompt), row, "prompt")
+            full_prompt_ids = self.processor.encode_prompt(prompt)
+            prompt_ids = self._truncate(full_prompt_ids, row, "prompt")
             n_images = prompt_ids.count(self.processor.image_token_id) // self.processor.image_seq_length
             if n_images != (1 if image_file is not None else 0):
                 raise ValueError(
                     f"Sample {row.get('id')!r} has {n_images} '<image>' slot(s) in its prompt but "
                     f"{'one image' if image_file is not None else 'no image'}."
                 )
+            target_ids = self.processor.encode_target(target)
+            self.rows_collated += 1
+            if self.max_length is not None and max(len(full_prompt_ids), len(target_ids)) > self.max_length:
+                self.rows_cut += 1
+                self._warn_about_cuts(row, len(full_prompt_ids), len(target_ids))
             prompts.append(prompt_ids)
-            targets.append(self._truncate(self.processor.encode_target(target), row, "target"))
+            targets.append(self._truncate(target_ids, row, "target"))
             if image_file is not None:
                 image_keys.append(image_file)
 

@@ -85,14 +85,23 @@ def read_llava_json(path: str | os.PathLike) -> list[Any]:
     return read_json_rows(path, DataValidationError)
 
 
-def flatten_conversations(samples: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def flatten_conversations(
+    samples: Sequence[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], dict[str, int], list[int]]:
     """
     Split multi-turn conversations into single-turn samples, as the original stage-2 data
-    (`llava_v1_5_mix665k_flattened_multi_turn.json`) was made: a 2-message conversation is kept as it is; a longer one
-    becomes one sample per question/answer pair without the earlier turns, and every pair after the first gets
-    `<image>\\n` before its question so that it still sees the image. Unlike the original script, text-only
-    conversations get no `<image>` (the original added it to them too, leaving a literal "<image>" string in rows
-    without an image). Returns the samples and counts.
+    (`llava_v1_5_mix665k_flattened_multi_turn.json`) was made: a conversation of one question/answer pair is kept as it
+    is; a longer one becomes one sample per question/answer pair without the earlier turns (nor a leading gpt turn,
+    which training drops too, see `stage2_messages`), and every pair after the first gets `<image>\\n` before its
+    question, unless that question already has one, so that it still sees the image. Unlike the original script,
+    text-only conversations get no `<image>` (the original added it to them too, leaving a literal "<image>" string in
+    rows without an image).
+
+    A row that stage-2 validation would refuse is kept whole, unsplit, for validation to report it once with its reason
+    (its pieces would be refused for reasons of their own, or pass as something the row never said).
+
+    Returns the samples, counts, and for each sample the index of the input row it came from (for error messages that
+    name the row of the file the user has).
     """
     bad = [i for i, s in enumerate(samples) if not isinstance(s, dict) or not isinstance(s.get("conversations"), list)]
     if bad:
@@ -101,27 +110,30 @@ def flatten_conversations(samples: Sequence[dict[str, Any]]) -> tuple[list[dict[
             "data?"
         )
     flattened: list[dict[str, Any]] = []
+    source_rows: list[int] = []
     single = multi = 0
-    for sample in samples:
+    for index, sample in enumerate(samples):
         conversations = sample["conversations"]
-        well_formed = all(isinstance(m, dict) and isinstance(m.get("value"), str) for m in conversations)
-        if not well_formed:
-            # Kept whole, for validation to report it with its row number.
+        if _check_row(sample, "t5_v1")[0] is not None:
             flattened.append(sample)
+            source_rows.append(index)
             continue
-        if len(conversations) == 2:
+        messages = conversations[1:] if conversations[0]["from"] != "human" else conversations
+        if len(messages) == 2:
             single += 1
             flattened.append(sample)
+            source_rows.append(index)
             continue
         multi += 1
         has_image = sample.get("image") is not None
-        for start in range(0, len(conversations), 2):
-            pair = [dict(message) for message in conversations[start : start + 2]]
-            if start > 0 and has_image:
+        for start in range(0, len(messages), 2):
+            pair = [dict(message) for message in messages[start : start + 2]]
+            if start > 0 and has_image and DEFAULT_IMAGE_TOKEN not in pair[0]["value"]:
                 pair[0]["value"] = DEFAULT_IMAGE_TOKEN + "\n" + pair[0]["value"]
             flattened.append({**sample, "conversations": pair})
+            source_rows.append(index)
     counts = {"samples": len(samples), "single_turn": single, "multi_turn": multi, "flattened": len(flattened)}
-    return flattened, counts
+    return flattened, counts, source_rows
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -142,6 +154,9 @@ def _check_conversations(conversations: Any, template: str, has_image: bool) -> 
             return f"message {position} has 'from' {message['from']!r}; expected 'human' or 'gpt'"
         if not isinstance(message["value"], str):
             return f"message {position} has a non-string 'value' ({type(message['value']).__name__})"
+        if not message["value"].strip():
+            # A blank question trains on nothing; a blank reply teaches the model to answer with EOS alone.
+            return f"message {position} ({message['from']}) is empty; give it text or remove the row"
     if template in STAGE1_TEMPLATES:
         if not has_image:
             return f"template {template!r} (stage 1) needs an image in every row"
@@ -159,6 +174,45 @@ def _check_conversations(conversations: Any, template: str, has_image: bool) -> 
     return None
 
 
+def _check_row(sample: Any, template: str) -> tuple[str | None, list[dict[str, str]], str | None]:
+    """
+    `(reason, conversations, fix)`: why `sample` cannot be trained on with `template` (None if it can); its
+    conversations as training reads them (only `from` and `value`, a stray '<image>' removed from a text-only row); and
+    the fix that needed ("placeholder_added", "stray_placeholder_removed" or None), for the report to count.
+    """
+    if not isinstance(sample, dict):
+        return f"a row must be an object, got {type(sample).__name__}", [], None
+    image = sample.get("image")
+    if image is not None and (not isinstance(image, str) or not image):
+        return f"'image' must be a relative path string, got {image!r}", [], None
+    reason = _check_conversations(sample.get("conversations"), template, image is not None)
+    if reason is not None:
+        return reason, [], None
+    conversations = [{"from": m["from"], "value": m["value"]} for m in sample["conversations"]]
+    fix = None
+    if image is not None:
+        if not any(DEFAULT_IMAGE_TOKEN in m["value"] for m in conversations if m["from"] == "human"):
+            # The template puts the image at the start of the first question.
+            fix = "placeholder_added"
+    elif any(DEFAULT_IMAGE_TOKEN in m["value"] for m in conversations):
+        for message in conversations:
+            message["value"] = message["value"].replace(DEFAULT_IMAGE_TOKEN + "\n", "")
+            message["value"] = message["value"].replace(DEFAULT_IMAGE_TOKEN, "")
+        fix = "stray_placeholder_removed"
+    if any(DEFAULT_IMAGE_TOKEN in m["value"] for m in conversations if m["from"] == "gpt"):
+        return "a gpt reply contains '<image>'", conversations, None
+    placeholders = sum(m["value"].count(DEFAULT_IMAGE_TOKEN) for m in conversations)
+    if image is not None and placeholders > 1:
+        # The template keeps one '<image>' at the start of the first question: the others would be dropped and the
+        # question changed without a word.
+        return (
+            f"{placeholders} '<image>' placeholders for one image; keep one '<image>' (in the first question)",
+            conversations,
+            None,
+        )
+    return None, conversations, fix
+
+
 def _image_ok(path: str) -> bool:
     try:
         return os.stat(path).st_size > 0
@@ -174,6 +228,7 @@ def validate_llava_samples(
     check_images: bool = True,
     max_offenders: int = 10,
     num_threads: int = 16,
+    row_numbers: Sequence[int] | None = None,
 ) -> tuple[list[dict[str, Any]], ValidationReport]:
     """
     Check every row for the layout `template` needs and every image file for existence (without decoding it, so that
@@ -181,54 +236,26 @@ def validate_llava_samples(
 
     Returns the normalised rows that go to training (columns `id`, `image_file`, `conversations`, `length`) and a
     [`ValidationReport`]. Raises [`DataValidationError`] listing the first offenders when a row is malformed, or when
-    an image is missing and `skip_missing_images` is False.
+    an image is missing and `skip_missing_images` is False. `row_numbers` are the row numbers to report for the
+    samples (the input rows that flattened samples came from, see [`flatten_conversations`]); by default their
+    positions.
     """
     if template not in TEMPLATES:
         raise ValueError(f"Unknown template {template!r}; choose one of {TEMPLATES}.")
     report = ValidationReport(total=len(samples), max_offenders=max_offenders)
     rows: list[dict[str, Any]] = []
-    for index, sample in enumerate(samples):
+    for position, sample in enumerate(samples):
+        index = row_numbers[position] if row_numbers is not None else position
         sample_id = str(sample.get("id", index)) if isinstance(sample, dict) else str(index)
-        if not isinstance(sample, dict):
-            report.malformed.append(
-                Offender(index, sample_id, f"a row must be an object, got {type(sample).__name__}")
-            )
-            continue
-        image = sample.get("image")
-        if image is not None and (not isinstance(image, str) or not image):
-            report.malformed.append(
-                Offender(index, sample_id, f"'image' must be a relative path string, got {image!r}")
-            )
-            continue
-        conversations = sample.get("conversations")
-        reason = _check_conversations(conversations, template, image is not None)
+        reason, conversations, fix = _check_row(sample, template)
         if reason is not None:
             report.malformed.append(Offender(index, sample_id, reason))
             continue
-        conversations = [{"from": m["from"], "value": m["value"]} for m in conversations]
-        if image is not None:
-            if not any(DEFAULT_IMAGE_TOKEN in m["value"] for m in conversations if m["from"] == "human"):
-                report.placeholder_added += 1
-        elif any(DEFAULT_IMAGE_TOKEN in m["value"] for m in conversations):
-            for message in conversations:
-                message["value"] = message["value"].replace(DEFAULT_IMAGE_TOKEN + "\n", "")
-                message["value"] = message["value"].replace(DEFAULT_IMAGE_TOKEN, "")
+        if fix == "placeholder_added":
+            report.placeholder_added += 1
+        elif fix == "stray_placeholder_removed":
             report.stray_placeholder_removed += 1
-        if any(DEFAULT_IMAGE_TOKEN in m["value"] for m in conversations if m["from"] == "gpt"):
-            report.malformed.append(Offender(index, sample_id, "a gpt reply contains '<image>'"))
-            continue
-        placeholders = sum(m["value"].count(DEFAULT_IMAGE_TOKEN) for m in conversations)
-        if image is not None and placeholders > 1:
-            # The template keeps one '<image>' at the start of the first question: the others would be dropped and
-            # the question changed without a word.
-            report.malformed.append(
-                Offender(
-                    index,
-                    sample_id,
-                    f"{placeholders} '<image>' placeholders for one image; keep one '<image>' (in the first question)",
-                )
-            )
-            continue
+        image = sample.get("image")
         words = sum(len(m["value"].split()) for m in conversations)
         rows.append(
             {
@@ -237,7 +264,8 @@ def validate_llava_samples(
                 "conversations": conversations,
                 # The original's modality lengths: word count, negative for text-only rows.
                 LENGTH_COLUMN: words if image is not None else -words,
-                "_index": index,
+                "_index": position,
+                "_row": index,
             }
         )
 
@@ -256,7 +284,7 @@ def validate_llava_samples(
         for row in image_rows:
             if not present[row[IMAGE_COLUMN]]:
                 report.missing_images.append(
-                    Offender(row["_index"], row["id"], f"image {row[IMAGE_COLUMN]!r} missing or empty in {folder}")
+                    Offender(row["_row"], row["id"], f"image {row[IMAGE_COLUMN]!r} missing or empty in {folder}")
                 )
                 missing_ids.add(row["_index"])
         if missing_ids and skip_missing_images:
@@ -264,7 +292,7 @@ def validate_llava_samples(
             report.skipped_missing_images = len(missing_ids)
 
     for row in rows:
-        del row["_index"]
+        del row["_index"], row["_row"]
     report.kept = len(rows)
     report.image_rows = sum(row[IMAGE_COLUMN] is not None for row in rows)
     report.text_rows = report.kept - report.image_rows
@@ -296,10 +324,16 @@ def load_llava_dataset(
     from datasets import Dataset, Features, List, Value
 
     samples = read_llava_json(data_path)
+    row_numbers = None
     if flatten:
-        samples, _ = flatten_conversations(samples)
+        samples, _, row_numbers = flatten_conversations(samples)
     rows, report = validate_llava_samples(
-        samples, template, image_folder, skip_missing_images=skip_missing_images, check_images=check_images
+        samples,
+        template,
+        image_folder,
+        skip_missing_images=skip_missing_images,
+        check_images=check_images,
+        row_numbers=row_numbers,
     )
     features = Features(
         {

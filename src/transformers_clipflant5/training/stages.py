@@ -1,6 +1,6 @@
 # Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
 """What the two stage scripts (`examples/run_stage1.py`, `examples/run_stage2.py`) do alike: parse their arguments,
-load and validate the training data with its collator, and describe the run for the model card."""
+load and validate the training data, build its collator, and describe the run for the model card."""
 
 import sys
 from typing import Any
@@ -36,29 +36,33 @@ def parse_stage_arguments(
     return script_args, training_args, model_args, demo
 
 
-def load_stage_data(
-    stage: int, script_args: CLIPFlanT5ScriptArguments, training_args: SFTConfig, processor: CLIPFlanT5Processor
-) -> tuple[Any, CLIPFlanT5DataCollator, ValidationReport]:
+def load_stage_data(stage: int, script_args: CLIPFlanT5ScriptArguments) -> tuple[Any, ValidationReport]:
     """
-    The stage's training dataset, validated up front (malformed rows, missing images), and its collator, which opens
-    the images batch by batch; plus the validation report.
+    The stage's training dataset, validated up front (template, malformed rows, missing images), and the validation
+    report. It needs no model: the scripts call it before loading the base models, so that a wrong --template or
+    --data_path is reported in seconds, not after minutes of loading.
     """
     template = check_template(stage, script_args.template)
-    dataset, report = load_llava_dataset(
+    return load_llava_dataset(
         script_args.data_path,
         template,
         image_folder=script_args.image_folder,
         skip_missing_images=script_args.skip_missing_images,
         flatten=script_args.flatten,
     )
-    collator = CLIPFlanT5DataCollator(
+
+
+def stage_collator(
+    stage: int, script_args: CLIPFlanT5ScriptArguments, training_args: SFTConfig, processor: CLIPFlanT5Processor
+) -> CLIPFlanT5DataCollator:
+    """The stage's collator, which opens the images batch by batch (it needs the model's processor)."""
+    return CLIPFlanT5DataCollator(
         processor,
-        template,
+        check_template(stage, script_args.template),
         image_folder=script_args.image_folder,
         max_length=training_args.max_length,
         seed=training_args.seed,
     )
-    return dataset, collator, report
 
 
 def stage_card_info(
@@ -80,4 +84,4 @@ def stage_card_info(
     }
 
 
-__all__ = ["load_stage_data", "parse_stage_arguments", "stage_card_info"]
+__all__ = ["load_stage_data", "parse_stage_arguments", "stage_card_info", "stage_collator"]

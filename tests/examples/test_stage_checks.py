@@ -1,0 +1,59 @@
+"""The stage scripts check their data and template before they load the base models (minutes for FlanT5-XXL)."""
+
+import importlib.util
+import json
+
+import pytest
+
+from tests.support.llava import gpt, human
+from tests.support.paths import REPO_ROOT
+from transformers_clipflant5.training.stages import parse_stage_arguments
+
+
+def load_example(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "examples" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def data(tmp_path):
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps([{"id": "t", "conversations": [human("Q"), gpt("A")]}]))
+    return path
+
+
+@pytest.mark.parametrize(
+    "stage, extra, error, message",
+    [
+        (1, ["--data_path", "{missing}"], FileNotFoundError, "File not found"),
+        (1, ["--data_path", "{data}", "--template", "t5_v1"], ValueError, "does not fit stage 1"),
+        (2, ["--data_path", "{missing}"], FileNotFoundError, "File not found"),
+        (2, ["--data_path", "{data}", "--template", "t5_plain"], ValueError, "does not fit stage 2"),
+        (2, ["--data_path", "{data}", "--template", "t5_v1", "--flatten"], None, None),
+    ],
+)
+def test_data_and_template_are_checked_before_the_models_load(
+    stage, extra, error, message, data, tmp_path, monkeypatch
+):
+    # parse_stage_arguments sets DS_ACCELERATOR on a machine without a GPU: keep it out of the rest of the session.
+    monkeypatch.setenv("DS_ACCELERATOR", "cpu")
+    script = load_example(f"run_stage{stage}")
+
+    class ModelsLoaded(Exception):
+        pass
+
+    def load_model(*args, **kwargs):
+        raise ModelsLoaded
+
+    monkeypatch.setattr(script, "load_model", load_model)
+    argv = [arg.format(missing=tmp_path / "missing.json", data=data) for arg in extra]
+    argv += ["--output_dir", str(tmp_path / "out"), "--text_model", "t", "--vision_model", "v"]
+    if error is None:
+        # Valid data and template: the next step is loading the models.
+        with pytest.raises(ModelsLoaded):
+            script.main(*parse_stage_arguments(argv))
+    else:
+        with pytest.raises(error, match=message):
+            script.main(*parse_stage_arguments(argv))
