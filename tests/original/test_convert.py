@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -339,4 +340,31 @@ def test_convert_by_repo_id_from_the_hf_cache(original_folder, reference_logits,
 def test_dry_run_reads_and_writes_nothing(tmp_path, capsys):
     assert run_convert(["zhiqiulin/clip-flant5-xxl", str(tmp_path / "out"), "--dry-run"]) == 0
     assert "would convert zhiqiulin/clip-flant5-xxl" in capsys.readouterr().out
+    assert not (tmp_path / "out").exists()
+
+
+# Each setting the model path refuses (config_from_original) is refused for a stage-1 projector too, instead of a
+# projector_config.json that silently says something else ("cls" written as "default", layer 99 copied).
+@pytest.mark.parametrize(
+    "setting,value,message",
+    [
+        ("mm_vision_select_feature", "cls", "mm_vision_select_feature 'cls' is not one of"),
+        ("mm_use_im_start_end", True, "mm_use_im_start_end"),
+        ("mm_vision_select_layer", 99, "mm_vision_select_layer 99 is outside .* from -25 to 24"),
+        ("mm_projector_type", None, "without mm_projector_type"),
+    ],
+)
+def test_projector_settings_the_model_path_refuses_are_refused(tmp_path, capsys, setting, value, message):
+    trained, _ = build_tiny_model(seed=5)
+    source = write_original_projector(trained, tmp_path / "stage-1")
+    flat = json.loads((source / "config.json").read_text())
+    if value is None:
+        del flat[setting]
+    else:
+        flat[setting] = value
+    (source / "config.json").write_text(json.dumps(flat))
+    assert run_convert([str(source), str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert str(source / "config.json") in error and len(error.strip().splitlines()) == 1
+    assert re.search(message, error), error
     assert not (tmp_path / "out").exists()

@@ -95,6 +95,51 @@ def read_original_config(name_or_path: str | os.PathLike, **kwargs) -> dict[str,
     return config_dict if is_original_config(config_dict) else None
 
 
+def original_vision_config(tower: str) -> CLIPVisionConfig:
+    """The config of the vision tower an original config names (`mm_vision_tower`): known offline for
+    `openai/clip-vit-large-patch14-336`, read from the tower's own folder or Hub repo for any other."""
+    if tower == CLIP_VIT_L_14_336:
+        return CLIPVisionConfig(**CLIP_VIT_L_14_336_VISION_CONFIG)
+    return CLIPVisionConfig.from_pretrained(tower)
+
+
+def original_vision_settings(original: dict[str, Any], num_vision_layers: int | None = None) -> dict[str, Any]:
+    """
+    The projector and vision-feature settings of an original config's `mm_*` fields, as [`CLIPFlanT5Config`]'s
+    `vision_feature_layer` and `vision_feature_select_strategy`; raises `ValueError` for a setting CLIP-FlanT5 does
+    not implement. The one reading of these fields, for stage-2 checkpoints and stage-1 projectors alike.
+
+    `mm_vision_select_layer` is checked against `num_vision_layers` when given (a projector converted on its own);
+    the model path leaves that to [`CLIPFlanT5Config`], which knows the tower.
+    """
+    # LLaVA builds a linear projector when the field is absent; CLIP-FlanT5 only implements mlp2x_gelu.
+    projector_type = original.get("mm_projector_type", "linear")
+    if projector_type != "mlp2x_gelu":
+        stated = (
+            f"mm_projector_type {projector_type!r}"
+            if "mm_projector_type" in original
+            else ("A config without mm_projector_type (LLaVA's 'linear')")
+        )
+        raise ValueError(f"{stated} is not supported: CLIP-FlanT5 checkpoints use 'mlp2x_gelu'.")
+    if original.get("mm_use_im_start_end") or original.get("mm_use_im_patch_token"):
+        raise ValueError("Checkpoints with mm_use_im_start_end or mm_use_im_patch_token are not supported.")
+    select_feature = original.get("mm_vision_select_feature", "patch")
+    if select_feature not in _ORIGINAL_SELECT_FEATURE:
+        raise ValueError(
+            f"mm_vision_select_feature {select_feature!r} is not one of {list(_ORIGINAL_SELECT_FEATURE)}."
+        )
+    layer = original.get("mm_vision_select_layer", -2)
+    if not isinstance(layer, int) or isinstance(layer, bool):
+        raise ValueError(f"mm_vision_select_layer {layer!r} is not an integer (-2 for the CLIP-FlanT5 checkpoints).")
+    if num_vision_layers is not None and not -(num_vision_layers + 1) <= layer <= num_vision_layers:
+        # The tower returns num_vision_layers + 1 hidden states (the embeddings first), which this indexes.
+        raise ValueError(
+            f"mm_vision_select_layer {layer} is outside the vision tower's hidden states: use an index from "
+            f"{-(num_vision_layers + 1)} to {num_vision_layers} (-2 for the CLIP-FlanT5 checkpoints)."
+        )
+    return {"vision_feature_layer": layer, "vision_feature_select_strategy": _ORIGINAL_SELECT_FEATURE[select_feature]}
+
+
 def config_from_original(
     original: dict[str, Any], vision_config: CLIPVisionConfig | dict | None = None, **kwargs
 ) -> CLIPFlanT5Config:
@@ -110,31 +155,15 @@ def config_from_original(
             "This config.json is not an original CLIP-FlanT5 config: it needs model_type 't5' or 'clip_t5' and an "
             "'mm_vision_tower' field."
         )
-    tower = original["mm_vision_tower"]
     if vision_config is None:
-        if tower == CLIP_VIT_L_14_336:
-            vision_config = CLIPVisionConfig(**CLIP_VIT_L_14_336_VISION_CONFIG)
-        else:
-            vision_config = CLIPVisionConfig.from_pretrained(tower)
+        vision_config = original_vision_config(original["mm_vision_tower"])
     elif isinstance(vision_config, dict):
         vision_config = CLIPVisionConfig(**vision_config)
-
-    projector_type = original.get("mm_projector_type", "linear")
-    if projector_type != "mlp2x_gelu":
-        raise ValueError(
-            f"mm_projector_type {projector_type!r} is not supported: CLIP-FlanT5 checkpoints use 'mlp2x_gelu'."
-        )
+    vision_settings = original_vision_settings(original)
     mm_hidden_size = original.get("mm_hidden_size", vision_config.hidden_size)
     if mm_hidden_size != vision_config.hidden_size:
         raise ValueError(
             f"mm_hidden_size {mm_hidden_size} differs from the vision tower's hidden_size {vision_config.hidden_size}."
-        )
-    if original.get("mm_use_im_start_end") or original.get("mm_use_im_patch_token"):
-        raise ValueError("Checkpoints with mm_use_im_start_end or mm_use_im_patch_token are not supported.")
-    select_feature = original.get("mm_vision_select_feature", "patch")
-    if select_feature not in _ORIGINAL_SELECT_FEATURE:
-        raise ValueError(
-            f"mm_vision_select_feature {select_feature!r} is not one of {list(_ORIGINAL_SELECT_FEATURE)}."
         )
 
     text_kwargs = {key: original[key] for key in _T5_KEYS if key in original}
@@ -144,8 +173,7 @@ def config_from_original(
     return CLIPFlanT5Config(
         vision_config=vision_config,
         text_config=T5Config(**text_kwargs),
-        vision_feature_layer=original.get("mm_vision_select_layer", -2),
-        vision_feature_select_strategy=_ORIGINAL_SELECT_FEATURE[select_feature],
+        **vision_settings,
         tie_word_embeddings=tied,
         **kwargs,
     )
