@@ -97,7 +97,13 @@ def test_stage1_projector_pickles(tiny, tmp_path):
         loaded = fresh.model.multi_modal_projector
         assert torch.equal(loaded.linear_1.weight, weights[f"{prefix}mm_projector.0.weight"])
         assert torch.equal(loaded.linear_2.bias, weights[f"{prefix}mm_projector.2.bias"])
-    torch.save({"mm_projector.0.weight": torch.zeros(3, 3)}, tmp_path / "bad.bin")
+    # A whole projector, for another width than the model's.
+    other_width = {
+        f"mm_projector.{i}.{p}": torch.zeros((3, 3) if p == "weight" else (3,))
+        for i in (0, 2)
+        for p in ("weight", "bias")
+    }
+    torch.save(other_width, tmp_path / "bad.bin")
     with pytest.raises(ValueError, match="shape"):
         load_original_projector(CLIPFlanT5ForConditionalGeneration(model.config), tmp_path / "bad.bin")
     torch.save({"something.else": torch.zeros(3)}, tmp_path / "none.bin")

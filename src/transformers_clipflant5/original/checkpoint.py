@@ -328,22 +328,51 @@ def _check_duplicate_embeddings(model: PreTrainedModel, name_or_path, kwargs: di
 
 
 def _original_projector_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The tensors of an `mm_projector.bin`, renamed to our projector's (`linear_1.weight`, ...)."""
+    """The tensors of an `mm_projector.bin`, renamed to our projector's (`linear_1.weight`, ...) and checked to make
+    one mlp2x_gelu projector; a file that does not raises `ValueError` naming it and what is wrong."""
     state = load_pickled_tensors(path)
+    layout = "an mm_projector.bin holds the tensors mm_projector.{0,2}.{weight,bias}"
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a dict of tensors: {layout}.")
     names = {"0": "linear_1", "2": "linear_2"}
     renamed = {}
     for key, tensor in state.items():
-        if "mm_projector." not in key:
+        if not isinstance(key, str) or "mm_projector." not in key:
             continue
         # The prefix before `mm_projector.` varies between releases (`model.` or none).
         index, _, param = key.split("mm_projector.", 1)[1].partition(".")
-        if index not in names:
-            raise ValueError(
-                f"Unexpected projector key {key!r} in {path}: expected mm_projector.{{0,2}}.{{weight,bias}}."
-            )
+        if index not in names or param not in ("weight", "bias"):
+            raise ValueError(f"Unexpected projector key {key!r} in {path}: {layout}.")
+        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+            found = tensor.dtype if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise ValueError(f"{key} in {path} is {found}, not a floating-point tensor: the file is not a projector.")
         renamed[f"{names[index]}.{param}"] = tensor
     if not renamed:
-        raise ValueError(f"{path} holds no 'mm_projector.' tensors; is it a stage-1 projector file?")
+        raise ValueError(f"{path} holds no 'mm_projector.' tensors; is it a stage-1 projector file? ({layout})")
+    # Our name -> the file's (without its release-dependent prefix), for the messages.
+    original_names = {
+        f"{ours}.{param}": f"mm_projector.{index}.{param}"
+        for index, ours in names.items()
+        for param in ("weight", "bias")
+    }
+    missing = sorted(original for ours, original in original_names.items() if ours not in renamed)
+    if missing:
+        raise ValueError(f"{path} lacks the projector tensors {missing}: {layout}.")
+    shapes = {name: tuple(tensor.shape) for name, tensor in renamed.items()}
+    text_hidden = shapes["linear_1.weight"][0]
+    vision_hidden = shapes["linear_1.weight"][1] if len(shapes["linear_1.weight"]) == 2 else None
+    expected = {
+        "linear_1.weight": (text_hidden, vision_hidden),
+        "linear_1.bias": (text_hidden,),
+        "linear_2.weight": (text_hidden, text_hidden),
+        "linear_2.bias": (text_hidden,),
+    }
+    if shapes != expected:
+        found = {original_names[name]: shape for name, shape in sorted(shapes.items())}
+        raise ValueError(
+            f"{path} holds projector tensors of shapes {found}, which do not make one mlp2x_gelu projector "
+            "(mm_projector.0.weight text x vision, mm_projector.2.weight text x text, biases of the text width)."
+        )
     return renamed
 
 
