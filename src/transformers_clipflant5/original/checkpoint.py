@@ -9,6 +9,7 @@ of it, and converting (`clip-flant5 convert`) writes the translation down once.
 
 import json
 import os
+import pickle
 import warnings
 from types import SimpleNamespace
 from typing import Any
@@ -24,7 +25,7 @@ from ..hub.arguments import hub_kwargs
 from ..image_processing_clip_flant5 import CLIPFlanT5ImageProcessor
 from ..modeling_clip_flant5 import CLIPFlanT5MultiModalProjector, CLIPFlanT5PreTrainedModel
 from ..processing_clip_flant5 import DEFAULT_IMAGE_TOKEN, CLIPFlanT5Processor
-from .pickles import load_pickled_tensors
+from .pickles import load_pickled_tensors, pickle_problem
 
 
 # The original checkpoints name their tower by Hub id only; its facts (vision config, preprocessing) are known
@@ -231,16 +232,25 @@ def load_original_model(
     kwargs["weights_only"] = True
     want_loading_info = kwargs.pop("output_loading_info", False)
     allowed = set(kwargs.pop("allowed_unmatched_keys", None) or ())
+    ignore_mismatched_sizes = kwargs.pop("ignore_mismatched_sizes", False)
     # transformers would log the set-aside embedding copies as unexpected keys; the check below reports what matters.
+    # Its report of mismatched shapes is muted with them, so mismatches are collected (ignore_mismatched_sizes) and
+    # refused by that check, with the keys named.
     verbosity = transformers_logging.get_verbosity()
     transformers_logging.set_verbosity_error()
     try:
         model, loading_info = model_class.from_pretrained(
-            name_or_path, *model_args, output_loading_info=True, **kwargs
+            name_or_path, *model_args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
         )
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as error:
+        # torch names neither the shard it could not read nor, for a refused pickle, anything but weights_only=False.
+        damaged = _damaged_pickles(name_or_path, kwargs)
+        if damaged:
+            raise ValueError(f"Cannot load the original checkpoint {name_or_path}: {'; '.join(damaged)}") from error
+        raise
     finally:
         transformers_logging.set_verbosity(verbosity)
-    _check_all_weights_matched(loading_info, allowed, name_or_path)
+    _check_all_weights_matched(loading_info, allowed, name_or_path, ignore_mismatched_sizes)
     _check_duplicate_embeddings(model, name_or_path, kwargs)
     # save_pretrained would otherwise revert the key mapping and write original key names beside our config, a folder
     # that loads with random weights. The config is ours now, so the keys must be too.
@@ -248,8 +258,11 @@ def load_original_model(
     return (model, loading_info) if want_loading_info else model
 
 
-def _check_all_weights_matched(loading_info: dict[str, Any], allowed: set[str], name_or_path) -> None:
-    """Refuse a checkpoint with weights missing (they would stay random) or left over (a layout we do not know)."""
+def _check_all_weights_matched(
+    loading_info: dict[str, Any], allowed: set[str], name_or_path, ignore_mismatched_sizes: bool = False
+) -> None:
+    """Refuse a checkpoint with weights missing (they would stay random), left over (a layout we do not know) or of
+    another shape (unless `ignore_mismatched_sizes`, transformers' opt-in to leave those random)."""
     missing = sorted(set(loading_info.get("missing_keys", ())) - allowed)
     unexpected = sorted(
         key
@@ -257,15 +270,21 @@ def _check_all_weights_matched(loading_info: dict[str, Any], allowed: set[str], 
         if key not in allowed and not key.startswith("original_duplicate_embedding.")
     )
     mismatched = sorted(
-        str(item[0]) if isinstance(item, tuple) else str(item) for item in loading_info.get("mismatched_keys", ())
+        f"{item[0]} (checkpoint {tuple(item[1])}, model {tuple(item[2])})"
+        if isinstance(item, tuple) and len(item) == 3
+        else str(item[0] if isinstance(item, tuple) else item)
+        for item in loading_info.get("mismatched_keys", ())
+        if (item[0] if isinstance(item, tuple) else item) not in allowed and not ignore_mismatched_sizes
     )
     problems = []
     if missing:
-        problems.append(f"missing from the checkpoint (they would be left random): {missing}")
+        problems.append(f"missing from the checkpoint (they would be left random): {_some(missing)}")
     if unexpected:
-        problems.append(f"in the checkpoint but not in the model: {unexpected}")
+        problems.append(f"in the checkpoint but not in the model: {_some(unexpected)}")
     if mismatched:
-        problems.append(f"with shapes that differ from the model's: {mismatched}")
+        problems.append(
+            f"with shapes that differ from the model's, which config.json sets (d_model, ...): {_some(mismatched)}"
+        )
     if problems:
         raise ValueError(
             f"The original checkpoint {name_or_path} does not match CLIP-FlanT5: weights "
@@ -273,6 +292,11 @@ def _check_all_weights_matched(loading_info: dict[str, Any], allowed: set[str], 
             + ". The checkpoint is incomplete or not a CLIP-FlanT5 checkpoint. If you know these keys are harmless, "
             "pass allowed_unmatched_keys=[...] naming them (keys as the model names them)."
         )
+
+
+def _some(keys: list[str], shown: int = 10) -> str:
+    # A config that disagrees with the weights mismatches nearly every key: the first few say it, the count the rest.
+    return str(keys) if len(keys) <= shown else f"{keys[:shown]} and {len(keys) - shown} more"
 
 
 def _original_image_token_id(name_or_path, kwargs: dict[str, Any]) -> int:
@@ -297,6 +321,15 @@ def _checkpoint_files(name_or_path: str | os.PathLike, kwargs: dict[str, Any]) -
         if found is not None:
             return [found]
     return []
+
+
+def _damaged_pickles(name_or_path: str | os.PathLike, kwargs: dict[str, Any]) -> list[str]:
+    """What is wrong with each `.bin` file of the checkpoint that cannot be loaded (refused or damaged)."""
+    try:
+        files = _checkpoint_files(name_or_path, kwargs)
+    except (OSError, ValueError):  # a missing shard or a cut-off index: transformers' error says so
+        return []
+    return [problem for path in files if path.endswith(".bin") and (problem := pickle_problem(path))]
 
 
 def _check_duplicate_embeddings(model: PreTrainedModel, name_or_path, kwargs: dict[str, Any]) -> None:
