@@ -38,10 +38,16 @@ def folder_files(folder: str | Path) -> list[str]:
     return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
 
 
+def is_pickle(name: str) -> bool:
+    """Whether the file `name` is a pickle by its suffix, in any case (`model.BIN` unpickles like `model.bin`)."""
+    return name.lower().endswith(PICKLE_SUFFIXES)
+
+
 def files_to_upload(folder: str | Path) -> list[str]:
     """The files of `folder` that [`push_folder`] uploads: everything but pickles, optimizer/scheduler states,
-    intermediate checkpoints, logs and caches (see `PUSH_IGNORE_PATTERNS`)."""
-    return list(filter_repo_objects(folder_files(folder), ignore_patterns=PUSH_IGNORE_PATTERNS))
+    intermediate checkpoints, logs and caches (see `PUSH_IGNORE_PATTERNS`), whatever the case of their names."""
+    # The patterns are lower case; matching the lower-cased names makes them case-insensitive (`x.PT`, `Optimizer.pt`).
+    return list(filter_repo_objects(folder_files(folder), ignore_patterns=PUSH_IGNORE_PATTERNS, key=str.lower))
 
 
 def check_repo_id(repo_id: str, option: str = "--push-to-hub", *, push: bool = False) -> None:
@@ -106,5 +112,6 @@ __all__ = [
     "check_repo_id",
     "files_to_upload",
     "folder_files",
+    "is_pickle",
     "push_folder",
 ]
