@@ -1,12 +1,14 @@
 """Reading the original release's checkpoints as they are: by folder and by repo id from the Hub cache, stage-1
 projector pickles, duplicated embeddings, and incomplete or foreign checkpoints refused with the keys named."""
 
+import re
 import shutil
 
 import pytest
 import torch
 from transformers import AutoProcessor
 
+from tests.support.cli import run_convert
 from tests.support.hub import hub_cache
 from transformers_clipflant5 import CLIPFlanT5ForConditionalGeneration, CLIPFlanT5Processor, load_original_projector
 from transformers_clipflant5.original.checkpoint import original_image_processor
@@ -62,6 +64,64 @@ def test_unexpected_weight_is_an_error_naming_it(original_folder, tmp_path):
         CLIPFlanT5ForConditionalGeneration.from_pretrained(folder)
 
 
+def test_mismatched_shape_is_an_error_naming_it(original_folder, tmp_path):
+    """transformers' own report of the mismatch is muted with its other loading messages: ours lists the keys."""
+    folder = tmp_path / "mismatched"
+    shutil.copytree(original_folder, folder)
+    key = "encoder.block.0.layer.0.SelfAttention.q.weight"
+    shard = shard_holding(folder, key)
+    state = torch.load(shard, weights_only=True)
+    rows, columns = state[key].shape
+    state[key] = torch.zeros(rows + 1, columns)
+    torch.save(state, shard)
+    ours = "model.language_model.encoder.block.0.layer.0.SelfAttention.q.weight"
+    with pytest.raises(
+        ValueError, match=rf"shapes that differ.*{re.escape(ours)} \(checkpoint \({rows + 1}, {columns}\)"
+    ):
+        CLIPFlanT5ForConditionalGeneration.from_pretrained(folder)
+    # transformers' explicit opt-in still loads, leaving that weight freshly initialised.
+    loaded = CLIPFlanT5ForConditionalGeneration.from_pretrained(folder, ignore_mismatched_sizes=True)
+    assert loaded.state_dict()[ours].shape == (rows, columns)
+
+
+class NotATensor:
+    """Any object a checkpoint should not hold; `weights_only=True` refuses to unpickle it."""
+
+
+def _refused_pickle(shard):
+    state = torch.load(shard, weights_only=True)
+    torch.save({**state, "extra": NotATensor()}, shard)
+
+
+def _cut_off(shard):
+    data = shard.read_bytes()
+    shard.write_bytes(data[: len(data) // 2])
+
+
+# A damaged shard of a sharded checkpoint is named, and a refused pickle is said to hold objects other than tensors,
+# never with torch's advice to load it with weights_only=False; the command line gets the same one line.
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (_refused_pickle, "holds Python objects other than tensors"),
+        (_cut_off, "cannot be read as a PyTorch checkpoint, perhaps cut off or damaged"),
+    ],
+)
+def test_a_damaged_shard_is_named(original_folder, tmp_path, capsys, damage, message):
+    folder = tmp_path / "damaged"
+    shutil.copytree(original_folder, folder)
+    shards = sorted(folder.glob("pytorch_model-*.bin"))
+    assert len(shards) == 2
+    damage(shards[1])
+    with pytest.raises(ValueError, match=f"{re.escape(str(shards[1]))} {message}") as raised:
+        CLIPFlanT5ForConditionalGeneration.from_pretrained(folder)
+    assert "weights_only" not in str(raised.value) and shards[0].name not in str(raised.value)
+    assert run_convert([str(folder), str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert str(shards[1]) in error and message in error and "weights_only" not in error
+    assert error.strip().splitlines()[-1].startswith("error:")
+
+
 def test_differing_duplicate_embedding_warns_and_uses_shared(original_folder, tmp_path):
     folder = tmp_path / "corrupt"
     shutil.copytree(original_folder, folder)
@@ -97,7 +157,13 @@ def test_stage1_projector_pickles(tiny, tmp_path):
         loaded = fresh.model.multi_modal_projector
         assert torch.equal(loaded.linear_1.weight, weights[f"{prefix}mm_projector.0.weight"])
         assert torch.equal(loaded.linear_2.bias, weights[f"{prefix}mm_projector.2.bias"])
-    torch.save({"mm_projector.0.weight": torch.zeros(3, 3)}, tmp_path / "bad.bin")
+    # A whole projector, for another width than the model's.
+    other_width = {
+        f"mm_projector.{i}.{p}": torch.zeros((3, 3) if p == "weight" else (3,))
+        for i in (0, 2)
+        for p in ("weight", "bias")
+    }
+    torch.save(other_width, tmp_path / "bad.bin")
     with pytest.raises(ValueError, match="shape"):
         load_original_projector(CLIPFlanT5ForConditionalGeneration(model.config), tmp_path / "bad.bin")
     torch.save({"something.else": torch.zeros(3)}, tmp_path / "none.bin")

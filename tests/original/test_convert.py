@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from tests.support.original_reference import save_original_checkpoint, vqa_promp
 from tests.support.paths import REPO_ROOT
 from transformers_clipflant5 import CLIPFlanT5ForConditionalGeneration, CLIPFlanT5Processor
 from transformers_clipflant5.hub.folder_checks import check_model_folder, check_projector_folder, safetensors_keys
+from transformers_clipflant5.original import load_original_projector
 from transformers_clipflant5.original.convert import convert
 from transformers_clipflant5.projector import load_projector
 from transformers_clipflant5.testing.tiny import build_tiny_model, train_tiny_sentencepiece
@@ -340,3 +342,84 @@ def test_dry_run_reads_and_writes_nothing(tmp_path, capsys):
     assert run_convert(["zhiqiulin/clip-flant5-xxl", str(tmp_path / "out"), "--dry-run"]) == 0
     assert "would convert zhiqiulin/clip-flant5-xxl" in capsys.readouterr().out
     assert not (tmp_path / "out").exists()
+
+
+# Each setting the model path refuses (config_from_original) is refused for a stage-1 projector too, instead of a
+# projector_config.json that silently says something else ("cls" written as "default", layer 99 copied).
+@pytest.mark.parametrize(
+    "setting,value,message",
+    [
+        ("mm_vision_select_feature", "cls", "mm_vision_select_feature 'cls' is not one of"),
+        ("mm_use_im_start_end", True, "mm_use_im_start_end"),
+        ("mm_vision_select_layer", 99, "mm_vision_select_layer 99 is outside .* from -25 to 24"),
+        ("mm_projector_type", None, "without mm_projector_type"),
+    ],
+)
+def test_projector_settings_the_model_path_refuses_are_refused(tmp_path, capsys, setting, value, message):
+    trained, _ = build_tiny_model(seed=5)
+    source = write_original_projector(trained, tmp_path / "stage-1")
+    flat = json.loads((source / "config.json").read_text())
+    if value is None:
+        del flat[setting]
+    else:
+        flat[setting] = value
+    (source / "config.json").write_text(json.dumps(flat))
+    assert run_convert([str(source), str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert str(source / "config.json") in error and len(error.strip().splitlines()) == 1
+    assert re.search(message, error), error
+    assert not (tmp_path / "out").exists()
+
+
+def _projector_tensor_only(path: Path) -> None:
+    torch.save(torch.zeros(3), path)
+
+
+def _projector_second_layer_only(path: Path) -> None:
+    state = torch.load(path, weights_only=True)
+    torch.save({key: value for key, value in state.items() if "mm_projector.2." in key}, path)
+
+
+def _projector_int_weight(path: Path) -> None:
+    state = torch.load(path, weights_only=True)
+    state["model.mm_projector.0.weight"] = state["model.mm_projector.0.weight"].to(torch.int64)
+    torch.save(state, path)
+
+
+def _projector_wrong_shape(path: Path) -> None:
+    state = torch.load(path, weights_only=True)
+    state["model.mm_projector.2.weight"] = state["model.mm_projector.2.weight"][:, :-1].clone()
+    torch.save(state, path)
+
+
+def _projector_cut_off(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+# A malformed mm_projector.bin is refused in one line naming it and what is wrong, by `convert` and by
+# `load_original_projector` alike, instead of an AttributeError / KeyError / TypeError traceback.
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (_projector_tensor_only, "holds a Tensor, not a dict of tensors"),
+        (
+            _projector_second_layer_only,
+            r"lacks the projector tensors \['mm_projector.0.bias', 'mm_projector.0.weight'\]",
+        ),
+        (_projector_int_weight, "model.mm_projector.0.weight .* is torch.int64, not a floating-point tensor"),
+        (_projector_wrong_shape, "do not make one mlp2x_gelu projector"),
+        (_projector_cut_off, "cannot be read as a PyTorch checkpoint, perhaps cut off or damaged"),
+    ],
+)
+def test_a_malformed_mm_projector_bin_is_named_with_what_is_wrong(tmp_path, capsys, damage, message):
+    trained, _ = build_tiny_model(seed=5)
+    source = write_original_projector(trained, tmp_path / "stage-1")
+    damage(source / "mm_projector.bin")
+    assert run_convert([str(source), str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {source / 'mm_projector.bin'}") or f"in {source / 'mm_projector.bin'}" in error
+    assert len(error.strip().splitlines()) == 1 and re.search(message, error), error
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ValueError, match=message):
+        load_original_projector(trained, source)

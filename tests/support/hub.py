@@ -5,7 +5,7 @@ import shutil
 from pathlib import Path
 from unittest.mock import create_autospec
 
-from huggingface_hub import CommitInfo, HfApi, RepoUrl
+from huggingface_hub import CommitInfo, HfApi, RepoUrl, constants
 
 
 def hub_cache(
@@ -80,6 +80,9 @@ class FakeHub:
             ("upload_folder", no_network),
         ):
             monkeypatch.setattr(HfApi, name, create_autospec(getattr(HfApi, name), side_effect=fake))
+        # The fake Hub is reachable: a push is not refused as offline (the tests run with HF_HUB_OFFLINE=1, under
+        # which the real HfApi refuses to upload). Downloads stay local: no test loads a Hub id while it is installed.
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
 
     def remote(self, repo_id: str, revision: str = "main") -> Path:
         return self.root / f"{repo_id.replace('/', '--')}@{revision}"

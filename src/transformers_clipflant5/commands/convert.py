@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..hub.model_card import published_results
 from ..hub.model_source import LOAD_ERRORS, check_model_source, explain_load_error
-from ..hub.publish import HUB_REPO_URL, files_to_upload, folder_files, push_folder
+from ..hub.publish import HUB_REPO_URL, check_repo_id, files_to_upload, folder_files, push_folder
 from ..original.convert import convert
 from ..original.release import (
     OriginalCheckpoint,
@@ -63,18 +63,31 @@ def run(args: argparse.Namespace) -> int:
         if not args.source or not args.output_dir:
             print("error: give SRC and DST (or --all-original --output-dir DIR).", file=sys.stderr)
             return 2
+        _check_repo_ids(args, args.push_to_hub)
         if args.dry_run:
             push = f", then push to {args.push_to_hub}" if args.push_to_hub else ""
             print(f"Dry run: would convert {args.source} -> {args.output_dir}{push}. Nothing was read or written.")
             return 0
         _convert_and_push(args, args.source, args.output_dir, args.push_to_hub)
     except LOAD_ERRORS as error:
-        # A cut-off JSON file or a damaged weight file (safetensors, pickle) is named, instead of a bare message or
-        # a traceback.
-        plain = isinstance(error, (OSError, ValueError)) and not isinstance(error, json.JSONDecodeError)
-        print(f"error: {error if plain else explain_load_error(args.source, error, 'SRC')}", file=sys.stderr)
+        print(f"error: {_error_message(args.source, error)}", file=sys.stderr)
         return 2
     return 0
+
+
+def _error_message(source: str | None, error: BaseException) -> str:
+    # A cut-off JSON file or a damaged weight file (safetensors, pickle) is named, instead of a bare message or a
+    # traceback. Without a source (--all-original before its loop) the error is all there is to say.
+    plain = isinstance(error, (OSError, ValueError)) and not isinstance(error, json.JSONDecodeError)
+    return str(error) if plain or source is None else explain_load_error(source, error, "SRC")
+
+
+def _check_repo_ids(args: argparse.Namespace, push_to: str | None) -> None:
+    """Refuse a push target or --repo-id that cannot be used, before any conversion (exit status 2)."""
+    if push_to:
+        check_repo_id(push_to, "--push-to-hub" if args.push_to_hub else "--org", push=not args.dry_run)
+    if args.repo_id:
+        check_repo_id(args.repo_id, "--repo-id")
 
 
 def _run_all_original(args: argparse.Namespace) -> int:
@@ -85,6 +98,8 @@ def _run_all_original(args: argparse.Namespace) -> int:
         print("error: --all-original needs --output-dir DIR.", file=sys.stderr)
         return 2
     plan = plan_original_release(args.output_dir_all, args.org, args.source_org, args.source_root, args.only)
+    # Every push target is --org/<name>: one checks --org for all.
+    _check_repo_ids(args, plan[0].push_to if plan else None)
     header = "Dry run: nothing is downloaded, written or uploaded." if args.dry_run else ""
     print(f"Converting {len(plan)} original CLIP-FlanT5 checkpoint(s). {header}".rstrip())
     print(format_plan(plan))
@@ -94,9 +109,10 @@ def _run_all_original(args: argparse.Namespace) -> int:
     for step in plan:
         try:
             _convert_and_push(args, step.source, step.output_dir, step.push_to, step.checkpoint)
-        except (OSError, ValueError) as error:
+        except LOAD_ERRORS as error:
+            # Whatever one checkpoint's files raise, the others are still converted; the exit status says it.
             failures.append(step.checkpoint.name)
-            print(f"error: {step.checkpoint.name}: {error}", file=sys.stderr)
+            print(f"error: {step.checkpoint.name}: {_error_message(step.source, error)}", file=sys.stderr)
     print(
         f"Done: {len(plan) - len(failures)} converted, {len(failures)} failed{': ' if failures else ''}{', '.join(failures)}"
     )

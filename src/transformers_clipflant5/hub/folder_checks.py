@@ -7,8 +7,8 @@ from typing import Any
 
 from safetensors import safe_open
 
-from ..projector import PROJECTOR_CONFIG_NAME, PROJECTOR_WEIGHTS_NAME
-from .publish import PICKLE_SUFFIXES, folder_files
+from ..projector import PROJECTOR_CONFIG_NAME, PROJECTOR_FORMAT, PROJECTOR_WEIGHTS_NAME
+from .publish import folder_files, is_pickle
 
 
 REMOTE_CODE_FILES = (
@@ -25,19 +25,33 @@ _TIED_ALIASES = (
 
 
 def _read_json(path: Path, problems: list[str]) -> dict[str, Any]:
+    """The JSON object in `path`, or {} with the problem (missing, not JSON, not an object) added to `problems`."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        content = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         problems.append(f"{path.name} is missing")
     except ValueError as error:
         problems.append(f"{path.name} is not valid JSON ({error})")
+    else:
+        if isinstance(content, dict):
+            return content
+        problems.append(f"{path.name} holds a JSON {type(content).__name__}, not an object")
+    return {}
+
+
+def _json_object(config: dict[str, Any], key: str, file: str, problems: list[str]) -> dict[str, Any]:
+    """`config[key]` when it is a JSON object, else {} with the problem added to `problems`."""
+    value = config.get(key)
+    if isinstance(value, dict):
+        return value
+    problems.append(f"{file} {key} is {json.dumps(value)}, not an object")
     return {}
 
 
 def _files_and_pickles(folder: Path) -> tuple[list[str], list[str]]:
     """The files of `folder`, and the first problem of any folder we publish: pickles (if there are any)."""
     files = folder_files(folder)
-    pickles = [name for name in files if name.endswith(PICKLE_SUFFIXES)]
+    pickles = [name for name in files if is_pickle(name)]
     return files, [f"pickle files present: {pickles}"] if pickles else []
 
 
@@ -85,7 +99,10 @@ def check_model_folder(folder: str | Path) -> None:
     aliases = sorted(set(all_keys) & set(_TIED_ALIASES))
     if aliases:
         problems.append(f"tied copies of the shared embedding stored again: {aliases}")
-    tied = config.get("tie_word_embeddings", config.get("text_config", {}).get("tie_word_embeddings", False))
+    text_config = _json_object(config, "text_config", "config.json", problems) if config else {}
+    if config:
+        _json_object(config, "vision_config", "config.json", problems)
+    tied = config.get("tie_word_embeddings", text_config.get("tie_word_embeddings", False))
     if all_keys and tied and "lm_head.weight" in all_keys:
         problems.append("lm_head.weight is stored although tie_word_embeddings is true (a duplicate of shared)")
     if all_keys and not tied and "lm_head.weight" not in all_keys:
@@ -110,8 +127,22 @@ def check_projector_folder(folder: str | Path) -> None:
     for name in (PROJECTOR_WEIGHTS_NAME, PROJECTOR_CONFIG_NAME, "README.md"):
         if name not in files:
             problems.append(f"{name} is missing")
-    config = _read_json(folder / PROJECTOR_CONFIG_NAME, problems) if PROJECTOR_CONFIG_NAME in files else {}
-    if PROJECTOR_WEIGHTS_NAME in files and config:
+    sizes = ("text_hidden_size", "vision_hidden_size")
+    config, config_read = {}, False
+    if PROJECTOR_CONFIG_NAME in files:
+        reported = len(problems)
+        config = _read_json(folder / PROJECTOR_CONFIG_NAME, problems)
+        config_read = len(problems) == reported
+    if config_read:
+        # A JSON object (even {}): what load_projector reads must be there, or it would load with nothing checked.
+        if config.get("format") != PROJECTOR_FORMAT:
+            problems.append(
+                f"{PROJECTOR_CONFIG_NAME} has format {config.get('format')!r}, expected {PROJECTOR_FORMAT!r}"
+            )
+        missing = [key for key in sizes if not isinstance(config.get(key), int)]
+        if missing:
+            problems.append(f"{PROJECTOR_CONFIG_NAME} lacks the integer(s) {missing}")
+    if PROJECTOR_WEIGHTS_NAME in files and all(isinstance(config.get(key), int) for key in sizes):
         expected = {
             "linear_1.weight": (config["text_hidden_size"], config["vision_hidden_size"]),
             "linear_1.bias": (config["text_hidden_size"],),

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 
+from ..original.pickles import pickle_problem
+
 
 # What loading a model or processor raises for an unusable source (missing, unreachable, cut off, damaged).
 # ImportError: a backend the loading needs (a --quantization one) is not installed.
@@ -84,7 +86,8 @@ def check_model_source(
 
 
 def _damaged_files(folder: Path) -> list[str]:
-    """The JSON files that do not parse and the safetensors files whose header cannot be read, in `folder`."""
+    """The JSON files that do not parse, the safetensors files whose header cannot be read and the pickled weights
+    that cannot be loaded (cut off, or refused by `weights_only=True` as holding more than tensors), in `folder`."""
     problems = []
     for path in sorted(folder.glob("*.json")):
         try:
@@ -97,6 +100,8 @@ def _damaged_files(folder: Path) -> list[str]:
                 pass
         except (OSError, SafetensorError) as error:
             problems.append(f"{path} cannot be read, perhaps cut off or damaged ({error})")
+    # The weight files transformers loads from a folder; other pickles there (training_args.bin) are not weights.
+    problems.extend(problem for path in sorted(folder.glob("pytorch_model*.bin")) if (problem := pickle_problem(path)))
     return problems
 
 

@@ -6,8 +6,9 @@ Used alike by `clip-flant5 convert --push-to-hub` and by the trainer's `push_to_
 
 from pathlib import Path
 
-from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi
-from huggingface_hub.utils import filter_repo_objects
+from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, constants
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import filter_repo_objects, validate_repo_id
 
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
@@ -37,10 +38,36 @@ def folder_files(folder: str | Path) -> list[str]:
     return sorted(path.relative_to(folder).as_posix() for path in folder.rglob("*") if path.is_file())
 
 
+def is_pickle(name: str) -> bool:
+    """Whether the file `name` is a pickle by its suffix, in any case (`model.BIN` unpickles like `model.bin`)."""
+    return name.lower().endswith(PICKLE_SUFFIXES)
+
+
 def files_to_upload(folder: str | Path) -> list[str]:
     """The files of `folder` that [`push_folder`] uploads: everything but pickles, optimizer/scheduler states,
-    intermediate checkpoints, logs and caches (see `PUSH_IGNORE_PATTERNS`)."""
-    return list(filter_repo_objects(folder_files(folder), ignore_patterns=PUSH_IGNORE_PATTERNS))
+    intermediate checkpoints, logs and caches (see `PUSH_IGNORE_PATTERNS`), whatever the case of their names."""
+    # The patterns are lower case; matching the lower-cased names makes them case-insensitive (`x.PT`, `Optimizer.pt`).
+    return list(filter_repo_objects(folder_files(folder), ignore_patterns=PUSH_IGNORE_PATTERNS, key=str.lower))
+
+
+def check_repo_id(repo_id: str, option: str = "--push-to-hub", *, push: bool = False) -> None:
+    """
+    Raise `ValueError` naming `option` if `repo_id` is not a Hub repo id (`name` or `namespace/name`), or, when the
+    folder is to be pushed to it (`push`), if `HF_HUB_OFFLINE` forbids uploading: checked before converting, so
+    that a conversion of many GB is not done for a push that cannot happen.
+    """
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(
+            f"{option} {repo_id!r} is not a Hub repo id: use 'name' or 'namespace/name', of letters, digits, '-', "
+            "'_' and '.' (at most 96 characters)."
+        ) from error
+    if push and constants.HF_HUB_OFFLINE:
+        raise ValueError(
+            f"{option} {repo_id}: HF_HUB_OFFLINE=1 forbids uploading. Unset it to push, or convert without {option} "
+            "and push the folder later."
+        )
 
 
 def push_folder(
@@ -78,4 +105,13 @@ def push_folder(
     )
 
 
-__all__ = ["HUB_REPO_URL", "PICKLE_SUFFIXES", "PUSH_IGNORE_PATTERNS", "files_to_upload", "folder_files", "push_folder"]
+__all__ = [
+    "HUB_REPO_URL",
+    "PICKLE_SUFFIXES",
+    "PUSH_IGNORE_PATTERNS",
+    "check_repo_id",
+    "files_to_upload",
+    "folder_files",
+    "is_pickle",
+    "push_folder",
+]

@@ -9,6 +9,7 @@ of it, and converting (`clip-flant5 convert`) writes the translation down once.
 
 import json
 import os
+import pickle
 import warnings
 from types import SimpleNamespace
 from typing import Any
@@ -24,7 +25,7 @@ from ..hub.arguments import hub_kwargs
 from ..image_processing_clip_flant5 import CLIPFlanT5ImageProcessor
 from ..modeling_clip_flant5 import CLIPFlanT5MultiModalProjector, CLIPFlanT5PreTrainedModel
 from ..processing_clip_flant5 import DEFAULT_IMAGE_TOKEN, CLIPFlanT5Processor
-from .pickles import load_pickled_tensors
+from .pickles import load_pickled_tensors, pickle_problem
 
 
 # The original checkpoints name their tower by Hub id only; its facts (vision config, preprocessing) are known
@@ -95,6 +96,51 @@ def read_original_config(name_or_path: str | os.PathLike, **kwargs) -> dict[str,
     return config_dict if is_original_config(config_dict) else None
 
 
+def original_vision_config(tower: str) -> CLIPVisionConfig:
+    """The config of the vision tower an original config names (`mm_vision_tower`): known offline for
+    `openai/clip-vit-large-patch14-336`, read from the tower's own folder or Hub repo for any other."""
+    if tower == CLIP_VIT_L_14_336:
+        return CLIPVisionConfig(**CLIP_VIT_L_14_336_VISION_CONFIG)
+    return CLIPVisionConfig.from_pretrained(tower)
+
+
+def original_vision_settings(original: dict[str, Any], num_vision_layers: int | None = None) -> dict[str, Any]:
+    """
+    The projector and vision-feature settings of an original config's `mm_*` fields, as [`CLIPFlanT5Config`]'s
+    `vision_feature_layer` and `vision_feature_select_strategy`; raises `ValueError` for a setting CLIP-FlanT5 does
+    not implement. The one reading of these fields, for stage-2 checkpoints and stage-1 projectors alike.
+
+    `mm_vision_select_layer` is checked against `num_vision_layers` when given (a projector converted on its own);
+    the model path leaves that to [`CLIPFlanT5Config`], which knows the tower.
+    """
+    # LLaVA builds a linear projector when the field is absent; CLIP-FlanT5 only implements mlp2x_gelu.
+    projector_type = original.get("mm_projector_type", "linear")
+    if projector_type != "mlp2x_gelu":
+        stated = (
+            f"mm_projector_type {projector_type!r}"
+            if "mm_projector_type" in original
+            else ("A config without mm_projector_type (LLaVA's 'linear')")
+        )
+        raise ValueError(f"{stated} is not supported: CLIP-FlanT5 checkpoints use 'mlp2x_gelu'.")
+    if original.get("mm_use_im_start_end") or original.get("mm_use_im_patch_token"):
+        raise ValueError("Checkpoints with mm_use_im_start_end or mm_use_im_patch_token are not supported.")
+    select_feature = original.get("mm_vision_select_feature", "patch")
+    if select_feature not in _ORIGINAL_SELECT_FEATURE:
+        raise ValueError(
+            f"mm_vision_select_feature {select_feature!r} is not one of {list(_ORIGINAL_SELECT_FEATURE)}."
+        )
+    layer = original.get("mm_vision_select_layer", -2)
+    if not isinstance(layer, int) or isinstance(layer, bool):
+        raise ValueError(f"mm_vision_select_layer {layer!r} is not an integer (-2 for the CLIP-FlanT5 checkpoints).")
+    if num_vision_layers is not None and not -(num_vision_layers + 1) <= layer <= num_vision_layers:
+        # The tower returns num_vision_layers + 1 hidden states (the embeddings first), which this indexes.
+        raise ValueError(
+            f"mm_vision_select_layer {layer} is outside the vision tower's hidden states: use an index from "
+            f"{-(num_vision_layers + 1)} to {num_vision_layers} (-2 for the CLIP-FlanT5 checkpoints)."
+        )
+    return {"vision_feature_layer": layer, "vision_feature_select_strategy": _ORIGINAL_SELECT_FEATURE[select_feature]}
+
+
 def config_from_original(
     original: dict[str, Any], vision_config: CLIPVisionConfig | dict | None = None, **kwargs
 ) -> CLIPFlanT5Config:
@@ -110,31 +156,15 @@ def config_from_original(
             "This config.json is not an original CLIP-FlanT5 config: it needs model_type 't5' or 'clip_t5' and an "
             "'mm_vision_tower' field."
         )
-    tower = original["mm_vision_tower"]
     if vision_config is None:
-        if tower == CLIP_VIT_L_14_336:
-            vision_config = CLIPVisionConfig(**CLIP_VIT_L_14_336_VISION_CONFIG)
-        else:
-            vision_config = CLIPVisionConfig.from_pretrained(tower)
+        vision_config = original_vision_config(original["mm_vision_tower"])
     elif isinstance(vision_config, dict):
         vision_config = CLIPVisionConfig(**vision_config)
-
-    projector_type = original.get("mm_projector_type", "linear")
-    if projector_type != "mlp2x_gelu":
-        raise ValueError(
-            f"mm_projector_type {projector_type!r} is not supported: CLIP-FlanT5 checkpoints use 'mlp2x_gelu'."
-        )
+    vision_settings = original_vision_settings(original)
     mm_hidden_size = original.get("mm_hidden_size", vision_config.hidden_size)
     if mm_hidden_size != vision_config.hidden_size:
         raise ValueError(
             f"mm_hidden_size {mm_hidden_size} differs from the vision tower's hidden_size {vision_config.hidden_size}."
-        )
-    if original.get("mm_use_im_start_end") or original.get("mm_use_im_patch_token"):
-        raise ValueError("Checkpoints with mm_use_im_start_end or mm_use_im_patch_token are not supported.")
-    select_feature = original.get("mm_vision_select_feature", "patch")
-    if select_feature not in _ORIGINAL_SELECT_FEATURE:
-        raise ValueError(
-            f"mm_vision_select_feature {select_feature!r} is not one of {list(_ORIGINAL_SELECT_FEATURE)}."
         )
 
     text_kwargs = {key: original[key] for key in _T5_KEYS if key in original}
@@ -144,8 +174,7 @@ def config_from_original(
     return CLIPFlanT5Config(
         vision_config=vision_config,
         text_config=T5Config(**text_kwargs),
-        vision_feature_layer=original.get("mm_vision_select_layer", -2),
-        vision_feature_select_strategy=_ORIGINAL_SELECT_FEATURE[select_feature],
+        **vision_settings,
         tie_word_embeddings=tied,
         **kwargs,
     )
@@ -203,16 +232,25 @@ def load_original_model(
     kwargs["weights_only"] = True
     want_loading_info = kwargs.pop("output_loading_info", False)
     allowed = set(kwargs.pop("allowed_unmatched_keys", None) or ())
+    ignore_mismatched_sizes = kwargs.pop("ignore_mismatched_sizes", False)
     # transformers would log the set-aside embedding copies as unexpected keys; the check below reports what matters.
+    # Its report of mismatched shapes is muted with them, so mismatches are collected (ignore_mismatched_sizes) and
+    # refused by that check, with the keys named.
     verbosity = transformers_logging.get_verbosity()
     transformers_logging.set_verbosity_error()
     try:
         model, loading_info = model_class.from_pretrained(
-            name_or_path, *model_args, output_loading_info=True, **kwargs
+            name_or_path, *model_args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
         )
+    except (pickle.UnpicklingError, RuntimeError, OSError, EOFError) as error:
+        # torch names neither the shard it could not read nor, for a refused pickle, anything but weights_only=False.
+        damaged = _damaged_pickles(name_or_path, kwargs)
+        if damaged:
+            raise ValueError(f"Cannot load the original checkpoint {name_or_path}: {'; '.join(damaged)}") from error
+        raise
     finally:
         transformers_logging.set_verbosity(verbosity)
-    _check_all_weights_matched(loading_info, allowed, name_or_path)
+    _check_all_weights_matched(loading_info, allowed, name_or_path, ignore_mismatched_sizes)
     _check_duplicate_embeddings(model, name_or_path, kwargs)
     # save_pretrained would otherwise revert the key mapping and write original key names beside our config, a folder
     # that loads with random weights. The config is ours now, so the keys must be too.
@@ -220,8 +258,11 @@ def load_original_model(
     return (model, loading_info) if want_loading_info else model
 
 
-def _check_all_weights_matched(loading_info: dict[str, Any], allowed: set[str], name_or_path) -> None:
-    """Refuse a checkpoint with weights missing (they would stay random) or left over (a layout we do not know)."""
+def _check_all_weights_matched(
+    loading_info: dict[str, Any], allowed: set[str], name_or_path, ignore_mismatched_sizes: bool = False
+) -> None:
+    """Refuse a checkpoint with weights missing (they would stay random), left over (a layout we do not know) or of
+    another shape (unless `ignore_mismatched_sizes`, transformers' opt-in to leave those random)."""
     missing = sorted(set(loading_info.get("missing_keys", ())) - allowed)
     unexpected = sorted(
         key
@@ -229,15 +270,21 @@ def _check_all_weights_matched(loading_info: dict[str, Any], allowed: set[str], 
         if key not in allowed and not key.startswith("original_duplicate_embedding.")
     )
     mismatched = sorted(
-        str(item[0]) if isinstance(item, tuple) else str(item) for item in loading_info.get("mismatched_keys", ())
+        f"{item[0]} (checkpoint {tuple(item[1])}, model {tuple(item[2])})"
+        if isinstance(item, tuple) and len(item) == 3
+        else str(item[0] if isinstance(item, tuple) else item)
+        for item in loading_info.get("mismatched_keys", ())
+        if (item[0] if isinstance(item, tuple) else item) not in allowed and not ignore_mismatched_sizes
     )
     problems = []
     if missing:
-        problems.append(f"missing from the checkpoint (they would be left random): {missing}")
+        problems.append(f"missing from the checkpoint (they would be left random): {_some(missing)}")
     if unexpected:
-        problems.append(f"in the checkpoint but not in the model: {unexpected}")
+        problems.append(f"in the checkpoint but not in the model: {_some(unexpected)}")
     if mismatched:
-        problems.append(f"with shapes that differ from the model's: {mismatched}")
+        problems.append(
+            f"with shapes that differ from the model's, which config.json sets (d_model, ...): {_some(mismatched)}"
+        )
     if problems:
         raise ValueError(
             f"The original checkpoint {name_or_path} does not match CLIP-FlanT5: weights "
@@ -245,6 +292,11 @@ def _check_all_weights_matched(loading_info: dict[str, Any], allowed: set[str], 
             + ". The checkpoint is incomplete or not a CLIP-FlanT5 checkpoint. If you know these keys are harmless, "
             "pass allowed_unmatched_keys=[...] naming them (keys as the model names them)."
         )
+
+
+def _some(keys: list[str], shown: int = 10) -> str:
+    # A config that disagrees with the weights mismatches nearly every key: the first few say it, the count the rest.
+    return str(keys) if len(keys) <= shown else f"{keys[:shown]} and {len(keys) - shown} more"
 
 
 def _original_image_token_id(name_or_path, kwargs: dict[str, Any]) -> int:
@@ -269,6 +321,15 @@ def _checkpoint_files(name_or_path: str | os.PathLike, kwargs: dict[str, Any]) -
         if found is not None:
             return [found]
     return []
+
+
+def _damaged_pickles(name_or_path: str | os.PathLike, kwargs: dict[str, Any]) -> list[str]:
+    """What is wrong with each `.bin` file of the checkpoint that cannot be loaded (refused or damaged)."""
+    try:
+        files = _checkpoint_files(name_or_path, kwargs)
+    except (OSError, ValueError):  # a missing shard or a cut-off index: transformers' error says so
+        return []
+    return [problem for path in files if path.endswith(".bin") and (problem := pickle_problem(path))]
 
 
 def _check_duplicate_embeddings(model: PreTrainedModel, name_or_path, kwargs: dict[str, Any]) -> None:
@@ -300,22 +361,51 @@ def _check_duplicate_embeddings(model: PreTrainedModel, name_or_path, kwargs: di
 
 
 def _original_projector_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The tensors of an `mm_projector.bin`, renamed to our projector's (`linear_1.weight`, ...)."""
+    """The tensors of an `mm_projector.bin`, renamed to our projector's (`linear_1.weight`, ...) and checked to make
+    one mlp2x_gelu projector; a file that does not raises `ValueError` naming it and what is wrong."""
     state = load_pickled_tensors(path)
+    layout = "an mm_projector.bin holds the tensors mm_projector.{0,2}.{weight,bias}"
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} holds a {type(state).__name__}, not a dict of tensors: {layout}.")
     names = {"0": "linear_1", "2": "linear_2"}
     renamed = {}
     for key, tensor in state.items():
-        if "mm_projector." not in key:
+        if not isinstance(key, str) or "mm_projector." not in key:
             continue
         # The prefix before `mm_projector.` varies between releases (`model.` or none).
         index, _, param = key.split("mm_projector.", 1)[1].partition(".")
-        if index not in names:
-            raise ValueError(
-                f"Unexpected projector key {key!r} in {path}: expected mm_projector.{{0,2}}.{{weight,bias}}."
-            )
+        if index not in names or param not in ("weight", "bias"):
+            raise ValueError(f"Unexpected projector key {key!r} in {path}: {layout}.")
+        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+            found = tensor.dtype if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise ValueError(f"{key} in {path} is {found}, not a floating-point tensor: the file is not a projector.")
         renamed[f"{names[index]}.{param}"] = tensor
     if not renamed:
-        raise ValueError(f"{path} holds no 'mm_projector.' tensors; is it a stage-1 projector file?")
+        raise ValueError(f"{path} holds no 'mm_projector.' tensors; is it a stage-1 projector file? ({layout})")
+    # Our name -> the file's (without its release-dependent prefix), for the messages.
+    original_names = {
+        f"{ours}.{param}": f"mm_projector.{index}.{param}"
+        for index, ours in names.items()
+        for param in ("weight", "bias")
+    }
+    missing = sorted(original for ours, original in original_names.items() if ours not in renamed)
+    if missing:
+        raise ValueError(f"{path} lacks the projector tensors {missing}: {layout}.")
+    shapes = {name: tuple(tensor.shape) for name, tensor in renamed.items()}
+    text_hidden = shapes["linear_1.weight"][0]
+    vision_hidden = shapes["linear_1.weight"][1] if len(shapes["linear_1.weight"]) == 2 else None
+    expected = {
+        "linear_1.weight": (text_hidden, vision_hidden),
+        "linear_1.bias": (text_hidden,),
+        "linear_2.weight": (text_hidden, text_hidden),
+        "linear_2.bias": (text_hidden,),
+    }
+    if shapes != expected:
+        found = {original_names[name]: shape for name, shape in sorted(shapes.items())}
+        raise ValueError(
+            f"{path} holds projector tensors of shapes {found}, which do not make one mlp2x_gelu projector "
+            "(mm_projector.0.weight text x vision, mm_projector.2.weight text x text, biases of the text width)."
+        )
     return renamed
 
 

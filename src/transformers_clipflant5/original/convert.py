@@ -36,7 +36,13 @@ from ..hub.model_card import is_hub_id, render_model_card, render_projector_card
 from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration
 from ..processing_clip_flant5 import CLIPFlanT5Processor
 from ..projector import PROJECTOR_CONFIG_NAME, PROJECTOR_WEIGHTS_NAME, save_projector
-from .checkpoint import CLIP_VIT_L_14_336, ORIGINAL_PROJECTOR_NAME, read_original_projector
+from .checkpoint import (
+    CLIP_VIT_L_14_336,
+    ORIGINAL_PROJECTOR_NAME,
+    original_vision_config,
+    original_vision_settings,
+    read_original_projector,
+)
 from .release import OriginalCheckpoint, find_original_checkpoint
 
 
@@ -47,6 +53,7 @@ MODEL_WEIGHT_FILES = (
     "pytorch_model.bin.index.json",
     "pytorch_model.bin",
 )
+_DEEPEST_CLIP_TOWER_LAYERS = 48
 
 
 @dataclass
@@ -222,13 +229,17 @@ def convert_projector(source: str, output_dir: str | Path, settings: ConversionS
                 f"{source}/config.json says {key}={flat[key]} but {ORIGINAL_PROJECTOR_NAME} has {actual}: the repo is "
                 "inconsistent."
             )
-    projector_type = flat.get("mm_projector_type", "mlp2x_gelu")
-    if projector_type != "mlp2x_gelu":
-        raise ValueError(f"{source} has mm_projector_type {projector_type!r}; only 'mlp2x_gelu' is supported.")
+    vision_model = flat.get("mm_vision_tower", CLIP_VIT_L_14_336)
+    # A bare mm_projector.bin states no settings: the weights are mlp2x_gelu's, the feature settings the defaults.
+    vision_settings = {}
+    if config_file:
+        try:
+            vision_settings = original_vision_settings(flat, _vision_layer_count(vision_model))
+        except ValueError as error:
+            raise ValueError(f"{source}/config.json: {error}") from error
     checkpoint = settings.checkpoint or find_original_checkpoint(source)
     recorded_text_model = flat.get("_name_or_path") if is_hub_id(flat.get("_name_or_path")) else None
     text_model = settings.text_model or (checkpoint.text_model if checkpoint else None) or recorded_text_model
-    vision_model = flat.get("mm_vision_tower", CLIP_VIT_L_14_336)
     target_dtype = DTYPES[settings.dtype] if settings.dtype else projector.linear_1.weight.dtype
     save_projector(
         projector,
@@ -237,10 +248,7 @@ def convert_projector(source: str, output_dir: str | Path, settings: ConversionS
         vision_model=vision_model if is_hub_id(vision_model) else None,
         dtype=target_dtype,
         source=source if is_hub_id(source) else Path(source).name,
-        vision_feature_layer=flat.get("mm_vision_select_layer", -2),
-        vision_feature_select_strategy={"patch": "default", "cls_patch": "full"}.get(
-            flat.get("mm_vision_select_feature", "patch"), "default"
-        ),
+        **vision_settings,
     )
     card = render_projector_card(
         repo_id=settings.card_repo_id(output_dir),
@@ -255,6 +263,16 @@ def convert_projector(source: str, output_dir: str | Path, settings: ConversionS
     )
     card.save(output_dir / "README.md")
     return output_dir
+
+
+def _vision_layer_count(tower: str) -> int:
+    """The number of layers of `tower`, to check the projector's `mm_vision_select_layer` against."""
+    try:
+        return original_vision_config(tower).num_hidden_layers
+    except (OSError, ValueError):
+        # A stage-1 repo holds no tower; one that cannot be read here (offline, say) is bounded by the deepest CLIP
+        # towers (ViT-bigG/14: 48 layers), which still refuses an index no tower has.
+        return _DEEPEST_CLIP_TOWER_LAYERS
 
 
 def convert(
