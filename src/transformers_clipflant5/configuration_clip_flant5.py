@@ -30,6 +30,17 @@ CLIP_VIT_L_14_336_VISION_CONFIG = {
 }
 
 
+def check_vision_feature_layer(layer: int, num_layers: int, name: str = "vision_feature_layer") -> None:
+    """Raise unless `layer` indexes the hidden states of a vision tower of `num_layers` layers: it returns
+    `num_layers + 1` of them (the embeddings first), so -(num_layers + 1) to num_layers."""
+    if not -(num_layers + 1) <= layer <= num_layers:
+        raise ValueError(
+            f"{name}={layer} is outside the vision tower's {num_layers + 1} hidden states (its embeddings and "
+            f"{num_layers} layers): use an index from {-(num_layers + 1)} to {num_layers} (-2, the second-to-last "
+            "layer, for the CLIP-FlanT5 checkpoints)."
+        )
+
+
 @strict
 class CLIPFlanT5Config(PreTrainedConfig):
     r"""
@@ -106,14 +117,7 @@ class CLIPFlanT5Config(PreTrainedConfig):
                 f"{self.vision_config.patch_size}, strategy {self.vision_feature_select_strategy!r}). "
                 "Leave image_seq_length unset to derive it."
             )
-        layers = self.vision_config.num_hidden_layers
-        # The tower returns layers + 1 hidden states (the embeddings first): valid indices are -(layers + 1)..layers.
-        if not -(layers + 1) <= self.vision_feature_layer <= layers:
-            raise ValueError(
-                f"vision_feature_layer={self.vision_feature_layer} is outside the vision tower's {layers + 1} hidden "
-                f"states (its embeddings and {layers} layers): use an index from {-(layers + 1)} to {layers} (-2, the "
-                "second-to-last layer, for the CLIP-FlanT5 checkpoints)."
-            )
+        check_vision_feature_layer(self.vision_feature_layer, self.vision_config.num_hidden_layers)
         if not 0 <= self.image_token_id < self.text_config.vocab_size:
             raise ValueError(
                 f"image_token_id={self.image_token_id} is outside the text embedding (vocab_size "

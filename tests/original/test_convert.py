@@ -351,7 +351,7 @@ def test_dry_run_reads_and_writes_nothing(tmp_path, capsys):
     [
         ("mm_vision_select_feature", "cls", "mm_vision_select_feature 'cls' is not one of"),
         ("mm_use_im_start_end", True, "mm_use_im_start_end"),
-        ("mm_vision_select_layer", 99, "mm_vision_select_layer 99 is outside .* from -25 to 24"),
+        ("mm_vision_select_layer", 99, "mm_vision_select_layer=99 is outside .* from -25 to 24"),
         ("mm_projector_type", None, "without mm_projector_type"),
     ],
 )

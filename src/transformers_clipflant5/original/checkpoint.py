@@ -20,7 +20,11 @@ from transformers.models.clip.image_processing_pil_clip import CLIPImageProcesso
 from transformers.utils import cached_file
 from transformers.utils import logging as transformers_logging
 
-from ..configuration_clip_flant5 import CLIP_VIT_L_14_336_VISION_CONFIG, CLIPFlanT5Config
+from ..configuration_clip_flant5 import (
+    CLIP_VIT_L_14_336_VISION_CONFIG,
+    CLIPFlanT5Config,
+    check_vision_feature_layer,
+)
 from ..hub.arguments import hub_kwargs
 from ..image_processing_clip_flant5 import CLIPFlanT5ImageProcessor
 from ..modeling_clip_flant5 import CLIPFlanT5MultiModalProjector, CLIPFlanT5PreTrainedModel
@@ -132,12 +136,8 @@ def original_vision_settings(original: dict[str, Any], num_vision_layers: int | 
     layer = original.get("mm_vision_select_layer", -2)
     if not isinstance(layer, int) or isinstance(layer, bool):
         raise ValueError(f"mm_vision_select_layer {layer!r} is not an integer (-2 for the CLIP-FlanT5 checkpoints).")
-    if num_vision_layers is not None and not -(num_vision_layers + 1) <= layer <= num_vision_layers:
-        # The tower returns num_vision_layers + 1 hidden states (the embeddings first), which this indexes.
-        raise ValueError(
-            f"mm_vision_select_layer {layer} is outside the vision tower's hidden states: use an index from "
-            f"{-(num_vision_layers + 1)} to {num_vision_layers} (-2 for the CLIP-FlanT5 checkpoints)."
-        )
+    if num_vision_layers is not None:
+        check_vision_feature_layer(layer, num_vision_layers, name="mm_vision_select_layer")
     return {"vision_feature_layer": layer, "vision_feature_select_strategy": _ORIGINAL_SELECT_FEATURE[select_feature]}
 
 
