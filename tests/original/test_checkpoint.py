@@ -32,14 +32,19 @@ def test_load_by_repo_id_from_offline_hub_cache(tmp_path, original_folder, tiny,
         assert torch.allclose(loaded(**batch).logits, model(**batch).logits, atol=1e-6)
 
 
-def test_missing_weight_is_an_error_naming_it(original_folder, tmp_path):
-    folder = tmp_path / "incomplete"
+def edited_copy(original_folder, folder, key: str, edit):
+    """A copy of the original checkpoint in `folder`, with `edit(state)` applied to the shard that stores `key`."""
     shutil.copytree(original_folder, folder)
-    key = "encoder.block.0.layer.0.SelfAttention.q.weight"
     shard = shard_holding(folder, key)
     state = torch.load(shard, weights_only=True)
-    del state[key]
+    edit(state)
     torch.save(state, shard)
+    return folder
+
+
+def test_missing_weight_is_an_error_naming_it(original_folder, tmp_path):
+    key = "encoder.block.0.layer.0.SelfAttention.q.weight"
+    folder = edited_copy(original_folder, tmp_path / "incomplete", key, lambda state: state.pop(key))
     with pytest.raises(
         ValueError, match=r"missing from the checkpoint.*encoder\.block\.0\.layer\.0\.SelfAttention\.q"
     ):
@@ -54,26 +59,24 @@ def test_missing_weight_is_an_error_naming_it(original_folder, tmp_path):
 
 
 def test_unexpected_weight_is_an_error_naming_it(original_folder, tmp_path):
-    folder = tmp_path / "foreign"
-    shutil.copytree(original_folder, folder)
-    shard = shard_holding(folder, "shared.weight")
-    state = torch.load(shard, weights_only=True)
-    state["mm_projector.4.weight"] = torch.zeros(2, 2)
-    torch.save(state, shard)
+    # A key the original's mapping would route to the projector, which has no such layer.
+    foreign = {"mm_projector.4.weight": torch.zeros(2, 2)}
+    folder = edited_copy(original_folder, tmp_path / "foreign", "shared.weight", lambda state: state.update(foreign))
     with pytest.raises(ValueError, match=r"not in the model.*mm_projector\.4\.weight"):
         CLIPFlanT5ForConditionalGeneration.from_pretrained(folder)
 
 
 def test_mismatched_shape_is_an_error_naming_it(original_folder, tmp_path):
     """transformers' own report of the mismatch is muted with its other loading messages: ours lists the keys."""
-    folder = tmp_path / "mismatched"
-    shutil.copytree(original_folder, folder)
     key = "encoder.block.0.layer.0.SelfAttention.q.weight"
-    shard = shard_holding(folder, key)
-    state = torch.load(shard, weights_only=True)
-    rows, columns = state[key].shape
-    state[key] = torch.zeros(rows + 1, columns)
-    torch.save(state, shard)
+    shape = []
+
+    def widen(state):
+        shape.extend(state[key].shape)
+        state[key] = torch.zeros(shape[0] + 1, shape[1])
+
+    folder = edited_copy(original_folder, tmp_path / "mismatched", key, widen)
+    rows, columns = shape
     ours = "model.language_model.encoder.block.0.layer.0.SelfAttention.q.weight"
     with pytest.raises(
         ValueError, match=rf"shapes that differ.*{re.escape(ours)} \(checkpoint \({rows + 1}, {columns}\)"
