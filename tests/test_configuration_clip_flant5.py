@@ -63,3 +63,11 @@ def test_an_original_config_selecting_a_layer_the_tower_lacks_is_refused():
     assert config_from_original(original).vision_feature_layer == original["mm_vision_select_layer"]
     with pytest.raises(ValueError, match="vision_feature_layer=40 is outside the vision tower's 25 hidden states"):
         config_from_original({**original, "mm_vision_select_layer": 40})
+
+
+def test_an_original_release_read_as_a_config_points_to_the_readers(original_folder):
+    """CLIPFlanT5Config alone does not translate the original layout (that lives outside the remote-code files): it
+    says which loaders read it, instead of building a default config from a T5 one."""
+    with pytest.raises(ValueError, match="read as it is by CLIPFlanT5ForConditionalGeneration.from_pretrained"):
+        CLIPFlanT5Config.from_pretrained(original_folder)
+    assert CLIPFlanT5ForConditionalGeneration.from_pretrained(original_folder).config.model_type == "clip_flant5"

@@ -147,8 +147,9 @@ class CLIPFlanT5Config(PreTrainedConfig):
         if model_type is not None and model_type != cls.model_type:
             raise ValueError(
                 f"{pretrained_model_name_or_path}'s config.json is a {model_type!r} config, not a CLIP-FlanT5 one "
-                f"(model_type {cls.model_type!r}); an original CLIP-FlanT5 release (model_type 't5') also names its "
-                "vision tower and projector, which this one does not (the pip package reads those releases)."
+                f"(model_type {cls.model_type!r}). An original CLIP-FlanT5 release (a T5 config that also names a "
+                "vision tower and projector) is read as it is by CLIPFlanT5ForConditionalGeneration.from_pretrained "
+                "and VQAScore.from_pretrained, and converted to this format by `clip-flant5 convert`."
             )
         return config_dict, kwargs
 
