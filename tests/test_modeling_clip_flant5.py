@@ -602,3 +602,17 @@ def test_meta_tensors_for_a_model_with_weights_are_refused(tiny, batch):
     for name in ("pixel_values", "input_ids"):
         with pytest.raises(ValueError, match=f"{name} is on the meta device"):
             model(**{**batch, name: batch[name].to("meta")})
+
+
+def test_token_ids_outside_the_vocabulary_are_refused_by_name(tiny, batch):
+    # They failed in the embedding as a bare "index out of range in self" (a device-side assert on a GPU).
+    model, _ = tiny
+    vocab_size = model.config.text_config.vocab_size
+    input_ids = batch["input_ids"].clone()
+    input_ids[0, 0] = vocab_size
+    with pytest.raises(ValueError, match=re.escape(f"input_ids holds ids [{vocab_size}] outside the model's vocab")):
+        model(**{**batch, "input_ids": input_ids})
+    labels = batch["labels"].clone()
+    labels[1, 0] = -1
+    with pytest.raises(ValueError, match=re.escape("labels holds ids [-1] outside the model's vocabulary")):
+        model(**{**batch, "labels": labels})

@@ -294,7 +294,11 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
                 f"{tuple(inputs_embeds.shape)}."
             )
         embeddings = self.get_input_embeddings()
-        _check_has_data("input_ids" if input_ids is not None else "inputs_embeds", input_ids, embeddings)
+        if input_ids is not None:
+            _check_has_data("input_ids", input_ids, embeddings)
+            _check_token_ids("input_ids", input_ids, embeddings.num_embeddings)
+        else:
+            _check_has_data("inputs_embeds", inputs_embeds, embeddings)
         if inputs_embeds is None:
             inputs_embeds = embeddings(input_ids)
         image_features = image_embeds
@@ -464,6 +468,7 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
         if labels is not None:
             _check_labels(labels, input_ids, inputs_embeds, encoder_outputs)
+            _check_token_ids("labels", labels, self.config.text_config.vocab_size, ignore_index=-100)
         if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
             decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
             use_cache = False
@@ -593,6 +598,23 @@ def _checked_image_index(image_index, num_images: int) -> torch.Tensor:
             "must be a row of pixel_values/image_embeds."
         )
     return image_index
+
+
+def _check_token_ids(name: str, ids: torch.Tensor, vocab_size: int, ignore_index: int | None = None) -> None:
+    """Ids outside the vocabulary (typically a token added to the tokenizer without `resize_token_embeddings`) fail
+    in the embedding lookup as a bare "index out of range in self", on a GPU as a device-side assert that leaves the
+    CUDA context unusable."""
+    if ids.is_meta:
+        return
+    valid = (ids >= 0) & (ids < vocab_size)
+    if ignore_index is not None:
+        valid |= ids == ignore_index
+    if not bool(valid.all()):
+        raise ValueError(
+            f"{name} holds ids {ids[~valid].unique()[:5].tolist()} outside the model's vocabulary (0 to "
+            f"{vocab_size - 1}{'' if ignore_index is None else f', or {ignore_index} where ignored'}): a tokenizer "
+            "with added tokens needs model.resize_token_embeddings(len(tokenizer))."
+        )
 
 
 def _check_labels(labels: torch.Tensor, input_ids, inputs_embeds, encoder_outputs) -> None:
