@@ -537,3 +537,82 @@ def test_saved_weights_follow_the_umask(tiny, tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
     assert stat.S_IMODE((tmp_path / "model" / "config.json").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "group-only" / "model.safetensors").stat().st_mode) == 0o640
+
+
+def test_placeholders_that_do_not_make_whole_images_are_refused(tiny, batch):
+    # masked_scatter fills placeholders in reading order: with the right total but an image's run split across two
+    # rows, the model ran and showed part of one image in another prompt.
+    model, _ = tiny
+    input_ids = batch["input_ids"].clone()
+    image_token_id = model.config.image_token_id
+    moved = (input_ids[0] == image_token_id).nonzero()[:3, 0]
+    text = ((input_ids[1] != image_token_id) & (batch["attention_mask"][1] == 1)).nonzero()[:3, 0]
+    input_ids[0, moved] = int(input_ids[0, 0])
+    input_ids[1, text] = image_token_id
+    with pytest.raises(ValueError, match="Row 0 holds a run of 13 image placeholder tokens .* image_seq_length=16"):
+        model(**{**batch, "input_ids": input_ids})
+
+
+def test_an_attention_mask_of_another_shape_is_refused(tiny, batch, inputs):
+    # T5 broadcast a mask of one row, or padded a short one, and attended to the wrong tokens without a word.
+    model, _ = tiny
+    mask = batch["attention_mask"]
+    for wrong in (mask[:, :-3], mask[:1], torch.cat([mask, mask[:, :2]], 1)):
+        with pytest.raises(ValueError, match=re.escape(f"attention_mask has shape {tuple(wrong.shape)} but")):
+            model(**{**batch, "attention_mask": wrong})
+    with pytest.raises(ValueError, match="attention_mask has shape"):
+        model.generate(**{**inputs, "attention_mask": mask[:, :-3]}, max_new_tokens=2)
+
+
+def test_image_index_must_name_rows_of_the_given_images(tiny, batch):
+    model, _ = tiny
+    # A negative entry used to count from the end without a word, one past the end failed as a bare IndexError.
+    for index in ([0, 1, 3], [0, 1, -1]):
+        with pytest.raises(ValueError, match=re.escape(f"image_index holds {index} but only images 0 to 2")):
+            model(**batch, image_index=torch.tensor(index))
+    with pytest.raises(ValueError, match="image_index must be a 1-D integer tensor"):
+        model(**batch, image_index=torch.tensor([[0, 1, 2]]))
+    assert torch.equal(model(**batch, image_index=[0, 1, 2]).logits, model(**batch).logits)
+
+
+def test_inputs_of_the_wrong_shape_are_refused_by_name(tiny, batch):
+    # Each used to fail deep inside torch or T5 ("expected input to have 3 channels", "tuple index out of range",
+    # "mat1 and mat2 shapes cannot be multiplied", "Number of elements of source < number of ones in mask").
+    model, _ = tiny
+    pixel_values = batch["pixel_values"]
+    for wrong in (pixel_values[:, :1], pixel_values.permute(0, 2, 3, 1), pixel_values.repeat(1, 1, 2, 2)):
+        with pytest.raises(
+            ValueError,
+            match=re.escape(f"height = width = 32 (the vision tower's image_size), got {tuple(wrong.shape)}"),
+        ):
+            model(**{**batch, "pixel_values": wrong})
+    labels = batch["labels"]
+    for wrong in (labels[0], labels[:1], labels.float()):
+        with pytest.raises(ValueError, match=re.escape("labels must be an integer tensor of shape (batch_size=3,")):
+            model(**{**batch, "labels": wrong})
+    with pytest.raises(ValueError, match=re.escape("input_ids must have shape (batch_size, sequence_length)")):
+        model(input_ids=batch["input_ids"][2], pixel_values=pixel_values[2:])
+    features = model.get_image_features(pixel_values).pooler_output
+    with pytest.raises(ValueError, match=re.escape("image_embeds must have shape (num_images, image_seq_length=16")):
+        model(input_ids=batch["input_ids"], image_embeds=features[..., :7])
+
+
+def test_meta_tensors_for_a_model_with_weights_are_refused(tiny, batch):
+    model, _ = tiny
+    for name in ("pixel_values", "input_ids"):
+        with pytest.raises(ValueError, match=f"{name} is on the meta device"):
+            model(**{**batch, name: batch[name].to("meta")})
+
+
+def test_token_ids_outside_the_vocabulary_are_refused_by_name(tiny, batch):
+    # They failed in the embedding as a bare "index out of range in self" (a device-side assert on a GPU).
+    model, _ = tiny
+    vocab_size = model.config.text_config.vocab_size
+    input_ids = batch["input_ids"].clone()
+    input_ids[0, 0] = vocab_size
+    with pytest.raises(ValueError, match=re.escape(f"input_ids holds ids [{vocab_size}] outside the model's vocab")):
+        model(**{**batch, "input_ids": input_ids})
+    labels = batch["labels"].clone()
+    labels[1, 0] = -1
+    with pytest.raises(ValueError, match=re.escape("labels holds ids [-1] outside the model's vocabulary")):
+        model(**{**batch, "labels": labels})

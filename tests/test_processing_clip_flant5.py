@@ -180,6 +180,10 @@ def test_processor_errors_name_the_problem(tiny, tmp_path, image):
         processor(images=[image], text=["<image> <image>"])
     with pytest.raises(ValueError, match="Images per prompt"):
         processor(images=[[image, image], []], text=["<image>", "<image>"])
+    # A mix of single images and lists used to fail with "object of type 'Image' has no len()", or be flattened.
+    for mixed in ([[image], image], [image, [image]]):
+        with pytest.raises(ValueError, match="mixes single images and lists of images"):
+            processor(images=mixed, text=["<image>", "<image>"])
     with pytest.raises(ValueError, match="would cut image placeholder"):
         processor(images=[image], text=["a b c <image>"], truncation=True, max_length=5)
     truncated = processor(images=[image], text=["<image> " + "word " * 50], truncation=True, max_length=30)

@@ -186,10 +186,21 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
                 f"pixel_values must be a floating-point tensor, got {pixel_values.dtype}: run the images through "
                 "CLIPFlanT5Processor (it rescales and normalises them)."
             )
-        if pixel_values.dim() != 4:
+        vision_config = self.config.vision_config
+        size = vision_config.image_size
+        # The tower would fail deep inside its patch convolution (wrong channels, channels-last) or position embedding
+        # (wrong size) without naming pixel_values; other sizes are only valid when positions are interpolated.
+        if (
+            pixel_values.dim() != 4
+            or pixel_values.shape[1] != vision_config.num_channels
+            or (not kwargs.get("interpolate_pos_encoding") and tuple(pixel_values.shape[2:]) != (size, size))
+        ):
             raise ValueError(
-                f"pixel_values must have shape (num_images, 3, height, width), got {tuple(pixel_values.shape)}."
+                f"pixel_values must have shape (num_images, {vision_config.num_channels}, height, width) with height = "
+                f"width = {size} (the vision tower's image_size), got {tuple(pixel_values.shape)}: run the images "
+                "through CLIPFlanT5Processor (channels first, resized and cropped to the tower's size)."
             )
+        _check_has_data("pixel_values", pixel_values, self.vision_tower)
         output_hidden_states = (
             self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
         )
@@ -235,6 +246,7 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
             )
             mask = (inputs_embeds == placeholder.to(inputs_embeds.dtype)).all(-1)
         if image_features is not None:
+            _check_placeholder_runs(mask, self.config.image_seq_length)
             n_tokens = int(mask.sum())
             n_features = image_features.shape[0] * image_features.shape[1]
             if n_tokens != n_features:
@@ -269,15 +281,41 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
             raise ValueError("Pass pixel_values or precomputed image_embeds, not both.")
         if input_ids is not None and input_ids.dtype not in (torch.int32, torch.int64):
             raise TypeError(f"input_ids must be an integer tensor, got {input_ids.dtype}.")
+        # Without these checks a 1-D prompt fails inside T5 with "tuple index out of range", and a meta tensor in
+        # the embedding lookup with "Tensor.item() cannot be called on meta tensors".
+        if input_ids is not None and input_ids.dim() != 2:
+            raise ValueError(
+                f"input_ids must have shape (batch_size, sequence_length), got {tuple(input_ids.shape)}: for one "
+                "prompt, use input_ids[None]."
+            )
+        if inputs_embeds is not None and inputs_embeds.dim() != 3:
+            raise ValueError(
+                "inputs_embeds must have shape (batch_size, sequence_length, d_model), got "
+                f"{tuple(inputs_embeds.shape)}."
+            )
+        embeddings = self.get_input_embeddings()
+        if input_ids is not None:
+            _check_has_data("input_ids", input_ids, embeddings)
+            _check_token_ids("input_ids", input_ids, embeddings.num_embeddings)
+        else:
+            _check_has_data("inputs_embeds", inputs_embeds, embeddings)
         if inputs_embeds is None:
-            inputs_embeds = self.get_input_embeddings()(input_ids)
+            inputs_embeds = embeddings(input_ids)
         image_features = image_embeds
+        expected = (self.config.image_seq_length, self.config.text_config.d_model)
+        if image_embeds is not None and (image_embeds.dim() != 3 or tuple(image_embeds.shape[1:]) != expected):
+            raise ValueError(
+                f"image_embeds must have shape (num_images, image_seq_length={expected[0]}, d_model={expected[1]}), "
+                f"got {tuple(image_embeds.shape)}: pass get_image_features(pixel_values).pooler_output."
+            )
         if pixel_values is not None:
             image_features = self.get_image_features(pixel_values, return_dict=True).pooler_output
         if image_index is not None:
             if image_features is None:
                 raise ValueError("image_index selects rows of pixel_values or image_embeds; pass one of them.")
-            image_features = image_features[image_index.to(image_features.device)]
+            image_features = image_features[
+                _checked_image_index(image_index, len(image_features)).to(image_features.device)
+            ]
         if image_features is not None:
             mask = self.get_placeholder_mask(input_ids, inputs_embeds, image_features)
             image_features = image_features.to(inputs_embeds.device, inputs_embeds.dtype)
@@ -326,6 +364,7 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
             inputs_embeds, image_features = self.embed_inputs(
                 input_ids, pixel_values, inputs_embeds, image_embeds, image_index, _cross_attention_is_cached(cache)
             )
+            _check_attention_mask(attention_mask, inputs_embeds)
             encoder_outputs = self.language_model.encoder(
                 attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
             )
@@ -335,6 +374,8 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
                 hidden_states=encoder_outputs[1] if len(encoder_outputs) > 1 else None,
                 attentions=encoder_outputs[2] if len(encoder_outputs) > 2 else None,
             )
+        # Again for given encoder_outputs (generation's decoding steps): the mask also masks cross-attention.
+        _check_attention_mask(attention_mask, encoder_outputs.last_hidden_state)
         if decoder_input_ids is None and decoder_inputs_embeds is None:
             batch_size = encoder_outputs.last_hidden_state.shape[0]
             decoder_input_ids = torch.full(
@@ -425,6 +466,9 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
             For each `<image>` slot in prompt order, the row of `pixel_values`/`image_embeds` it shows.
         """
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
+        if labels is not None:
+            _check_labels(labels, input_ids, inputs_embeds, encoder_outputs)
+            _check_token_ids("labels", labels, self.config.text_config.vocab_size, ignore_index=-100)
         if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
             decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
             use_cache = False
@@ -485,6 +529,7 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
             image_index=model_kwargs.get("image_index"),
             images_already_encoded=_cross_attention_is_cached(model_kwargs.get("cache")),
         )
+        _check_attention_mask(model_kwargs.get("attention_mask"), inputs_embeds)
         model_kwargs["inputs_embeds"] = inputs_embeds
         model_kwargs = self._prepare_text_encoder_decoder_kwargs_for_generation(
             inputs_tensor=None,
@@ -501,6 +546,87 @@ def _cross_attention_is_cached(cache: Cache | None) -> bool:
     generation continued from it needs the prompt's images no more."""
     cross_attention_cache = getattr(cache, "cross_attention_cache", None)
     return cross_attention_cache is not None and cross_attention_cache.get_seq_length() > 0
+
+
+def _check_has_data(name: str, tensor: torch.Tensor | None, module: nn.Module) -> None:
+    """A meta tensor has a shape but no values: the model can only run on it when the model is on meta too."""
+    if tensor is not None and tensor.is_meta and next(module.parameters()).device.type != "meta":
+        raise ValueError(f"{name} is on the meta device: it has a shape but no values. Pass a tensor with data.")
+
+
+def _check_attention_mask(attention_mask: torch.Tensor | None, encoder_input: torch.Tensor) -> None:
+    """The attention mask must be (batch_size, sequence_length) of the encoder input (`inputs_embeds` or the
+    encoder's output): T5 broadcasts a one-row mask, pads a short one, or fails inside attention with a bare size
+    mismatch. Custom 4-D masks are left to transformers."""
+    shape = tuple(encoder_input.shape[:2])
+    if attention_mask is not None and attention_mask.dim() != 4 and tuple(attention_mask.shape) != shape:
+        raise ValueError(
+            f"attention_mask has shape {tuple(attention_mask.shape)} but the encoder input is {shape} "
+            "(batch_size, sequence_length): pass the attention_mask that came with these input_ids."
+        )
+
+
+def _check_placeholder_runs(mask: torch.Tensor, image_seq_length: int) -> None:
+    """Each image fills `image_seq_length` consecutive placeholders; `masked_scatter` fills them in reading order, so
+    a run of another length (even with the right total) would silently split an image across rows or positions."""
+    # Runs of True in each row, found in one pass over the rows laid end to end with a False between them.
+    flat = torch.nn.functional.pad(mask, (1, 1)).flatten().to(torch.int8)
+    edges = flat.diff()
+    starts, ends = (edges == 1).nonzero()[:, 0], (edges == -1).nonzero()[:, 0]
+    bad = ((ends - starts) % image_seq_length).nonzero()[:, 0]
+    if len(bad):
+        row, column = divmod(int(starts[bad[0]]), mask.shape[1] + 2)
+        raise ValueError(
+            f"Row {row} holds a run of {int(ends[bad[0]] - starts[bad[0]])} image placeholder tokens at position "
+            f"{column}, not a multiple of image_seq_length={image_seq_length}: each image takes exactly that many "
+            "consecutive placeholders. Build inputs with CLIPFlanT5Processor, and do not truncate inside them."
+        )
+
+
+def _checked_image_index(image_index, num_images: int) -> torch.Tensor:
+    """`image_index` as a tensor, refused unless it is 1-D and each entry is a row of the `num_images` given
+    (a negative entry would silently count from the end)."""
+    image_index = torch.as_tensor(image_index)
+    if image_index.dim() != 1 or image_index.is_floating_point() or image_index.dtype == torch.bool:
+        raise ValueError(
+            f"image_index must be a 1-D integer tensor (one row per <image> slot), got shape "
+            f"{tuple(image_index.shape)} and dtype {image_index.dtype}."
+        )
+    if len(image_index) and (int(image_index.min()) < 0 or int(image_index.max()) >= num_images):
+        raise ValueError(
+            f"image_index holds {image_index.tolist()} but only images 0 to {num_images - 1} were given: each entry "
+            "must be a row of pixel_values/image_embeds."
+        )
+    return image_index
+
+
+def _check_token_ids(name: str, ids: torch.Tensor, vocab_size: int, ignore_index: int | None = None) -> None:
+    """Ids outside the vocabulary (typically a token added to the tokenizer without `resize_token_embeddings`) fail
+    in the embedding lookup as a bare "index out of range in self", on a GPU as a device-side assert that leaves the
+    CUDA context unusable."""
+    if ids.is_meta:
+        return
+    valid = (ids >= 0) & (ids < vocab_size)
+    if ignore_index is not None:
+        valid |= ids == ignore_index
+    if not bool(valid.all()):
+        raise ValueError(
+            f"{name} holds ids {ids[~valid].unique()[:5].tolist()} outside the model's vocabulary (0 to "
+            f"{vocab_size - 1}{'' if ignore_index is None else f', or {ignore_index} where ignored'}): a tokenizer "
+            "with added tokens needs model.resize_token_embeddings(len(tokenizer))."
+        )
+
+
+def _check_labels(labels: torch.Tensor, input_ids, inputs_embeds, encoder_outputs) -> None:
+    """Labels must be (batch_size, target_length) integers for the encoder's batch; T5 otherwise fails deep inside
+    (tuple index out of range, a shape mismatch in attention) without naming them."""
+    source = next(t for t in (input_ids, inputs_embeds, encoder_outputs) if t is not None)
+    batch_size = (source[0] if encoder_outputs is not None and source is encoder_outputs else source).shape[0]
+    if labels.dim() != 2 or labels.shape[0] != batch_size or labels.is_floating_point():
+        raise ValueError(
+            f"labels must be an integer tensor of shape (batch_size={batch_size}, target_length), got shape "
+            f"{tuple(labels.shape)} and dtype {labels.dtype}: one row of target ids per prompt, -100 where ignored."
+        )
 
 
 def _to_module(tensor: torch.Tensor, module: nn.Module) -> torch.Tensor:

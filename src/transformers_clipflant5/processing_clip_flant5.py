@@ -257,7 +257,16 @@ class CLIPFlanT5Processor(ProcessorMixin):
                 f"{n_placeholders}) but {len(flat_images)} image(s) were given. Put exactly one {self.image_token!r} "
                 "in a prompt for each of its images."
             )
-        if isinstance(images, (list, tuple)) and images and isinstance(images[0], (list, tuple)):
+        groups = [isinstance(item, (list, tuple)) for item in images] if isinstance(images, (list, tuple)) else []
+        if any(groups) and not all(groups):
+            # A list of lists is read as one group per prompt; a mix would be flattened, and its images could land
+            # in other prompts than the caller meant.
+            raise ValueError(
+                "images mixes single images and lists of images: pass one flat list of images (in the order of the "
+                f"{self.image_token!r} across the prompts) or one list of images per prompt (an empty list for a "
+                "prompt without images)."
+            )
+        if any(groups):
             per_text = [len(group) for group in images]
             if per_text != n_placeholders:
                 raise ValueError(
