@@ -1,11 +1,12 @@
+# shellcheck shell=bash
 # Shared by the sbatch scripts of this folder (sourced, not run): the rendezvous taken from slurm's environment, the
 # batch plan that keeps the paper's global batch whatever the number of nodes, resuming from the last checkpoint,
 # and the launch lines (one slurm task per node, each starting the processes of its node's GPUs).
 #
 # Tunable through the environment (sbatch passes the submitting shell's environment on):
 #   GPUS_PER_NODE   processes per node (default: slurm's SLURM_GPUS_ON_NODE, else 8)
-#   MASTER_PORT     rendezvous port on the first node (default: 20000 + job id % 20000, so that two jobs sharing a
-#                   node do not collide)
+#   MASTER_PORT     rendezvous port on the first node (default: 20000 + job id % 10000, so that two jobs sharing a
+#                   node do not collide, and below the kernel's ephemeral ports)
 #   LAUNCHER        the launcher program (default: "accelerate launch" for training, "torchrun" for scoring); set it
 #                   to "echo accelerate launch" to print each node's launch line instead of running it.
 
@@ -28,12 +29,24 @@ slurm_rendezvous() {
         fail "SLURM_JOB_NODELIST/SLURM_NNODES are not set: submit this script with sbatch (see its header)."
     NNODES=$SLURM_NNODES
     GPUS_PER_NODE=${GPUS_PER_NODE:-${SLURM_GPUS_ON_NODE:-8}}
+    # Checked before any arithmetic: bash reads "abc" as an unset variable and 0 as a world of no processes, which
+    # made node_counts_dividing below loop forever.
+    [[ "$GPUS_PER_NODE" =~ ^[1-9][0-9]*$ ]] ||
+        fail "GPUS_PER_NODE is '$GPUS_PER_NODE': set it to the number of GPUs per node (a positive integer)," \
+            "or submit with sbatch --gpus-per-node N."
+    # More processes than the node's GPUs would put two ranks on one GPU (NCCL stops with "Duplicate GPU detected"
+    # only once the model has loaded).
+    if [[ "${SLURM_GPUS_ON_NODE:-}" =~ ^[0-9]+$ ]] && ((GPUS_PER_NODE > SLURM_GPUS_ON_NODE)); then
+        fail "GPUS_PER_NODE=$GPUS_PER_NODE but slurm gave each node $SLURM_GPUS_ON_NODE GPU(s):" \
+            "unset GPUS_PER_NODE, or submit with sbatch --gpus-per-node $GPUS_PER_NODE."
+    fi
     TOTAL_PROCESSES=$((NNODES * GPUS_PER_NODE))
     # Not `| head -n 1`: with pipefail, scontrol killed by SIGPIPE on a long node list would fail the job.
     local hosts
     hosts=$(scontrol show hostnames "$SLURM_JOB_NODELIST")
     MASTER_ADDR=${hosts%%$'\n'*}
-    MASTER_PORT=${MASTER_PORT:-$((20000 + ${SLURM_JOB_ID:-0} % 20000))}
+    # 20000-29999: below Linux's ephemeral range (32768-60999), where an outgoing connection may already hold the port.
+    MASTER_PORT=${MASTER_PORT:-$((20000 + ${SLURM_JOB_ID:-0} % 10000))}
     export NNODES GPUS_PER_NODE TOTAL_PROCESSES MASTER_ADDR MASTER_PORT
     echo "rendezvous: $NNODES node(s) x $GPUS_PER_NODE processes, $MASTER_ADDR:$MASTER_PORT" >&2
 }
@@ -46,9 +59,16 @@ slurm_rendezvous() {
 # does not divide the global batch is refused rather than silently training with another batch.
 batch_plan() {
     local global=$1 max_per_device=$2
-    ((global % TOTAL_PROCESSES == 0)) ||
+    if ((global % TOTAL_PROCESSES != 0)); then
+        local counts
+        counts=$(node_counts_dividing "$global")
+        # No node count fits when GPUS_PER_NODE itself does not divide the global batch: say what to change then.
+        [[ -n "$counts" ]] ||
+            fail "the global batch $global does not split over $GPUS_PER_NODE processes per node, whatever the node" \
+                "count: use nodes whose GPU count divides $global (set GPUS_PER_NODE / sbatch --gpus-per-node)."
         fail "the global batch $global does not split over $TOTAL_PROCESSES processes ($NNODES node(s) x $GPUS_PER_NODE)." \
-            "Pick a node count that fits: $(node_counts_dividing "$global") (x $GPUS_PER_NODE processes)."
+            "Pick a node count that fits: $counts (x $GPUS_PER_NODE processes)."
+    fi
     local per_process=$((global / TOTAL_PROCESSES))
     GRAD_ACCUM=1
     while ((per_process % GRAD_ACCUM != 0 || per_process / GRAD_ACCUM > max_per_device)); do
@@ -65,7 +85,8 @@ node_counts_dividing() {
             counts+=("$nodes")
         fi
     done
-    echo "${counts[*]}"
+    # `:-`: bash < 4.4 calls an empty array unbound under `set -u`.
+    echo "${counts[*]:-}"
 }
 
 # find_checkpoint OUTPUT_DIR: sets RESUME_ARGS to "--resume_from_checkpoint <the newest complete checkpoint>" if

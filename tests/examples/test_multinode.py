@@ -434,3 +434,28 @@ def test_batch_plan_keeps_the_global_batch_or_refuses(slurm):
     assert result.returncode == 2
     assert "the global batch 96 does not split over 40 processes" in result.stderr
     assert "Pick a node count that fits: 1 2 3 4 6 12 (x 8 processes)" in result.stderr
+
+
+def test_rendezvous_refuses_what_would_hang_or_misplace_ranks(slurm, tmp_path):
+    def rendezvous(nodes: int, **extra: str) -> subprocess.CompletedProcess:
+        command = "source examples/slurm/common.sh && slurm_rendezvous && batch_plan 256 32"
+        environment = {**slurm(nodes), **extra}  # extra may replace the fixture's own variables
+        return subprocess.run(["bash", "-c", command], cwd=REPO_ROOT, env=environment, capture_output=True, text=True,
+                              timeout=30)  # fmt: skip
+
+    # GPUS_PER_NODE=0 looped forever in the batch plan's list of node counts; "abc" read as an unset variable.
+    for value in ["0", "abc", "-8"]:
+        result = rendezvous(2, GPUS_PER_NODE=value)
+        assert result.returncode == 2 and f"GPUS_PER_NODE is '{value}'" in result.stderr, result.stderr
+    result = rendezvous(2, GPUS_PER_NODE="8", SLURM_GPUS_ON_NODE="4")  # two ranks per GPU
+    assert result.returncode == 2 and "slurm gave each node 4 GPU(s)" in result.stderr, result.stderr
+    result = rendezvous(1, GPUS_PER_NODE="3")  # no node count fits: the list of node counts would be empty
+    assert result.returncode == 2 and "3 processes per node, whatever the node count" in result.stderr
+    # The default port stays below Linux's ephemeral ports (32768 and up) whatever the job id.
+    result = rendezvous(2, SLURM_JOB_ID="14321", SLURM_GPUS_ON_NODE="8")
+    assert result.returncode == 0 and "node(s) x 8 processes, 127.0.0.1:24321" in result.stderr, result.stderr
+
+    # Submitted from another folder: one clear error, not a series of "command not found".
+    result = sbatch("stage1.sbatch", {**slurm(2), "SLURM_SUBMIT_DIR": str(tmp_path)})
+    assert result.returncode == 2 and "run sbatch from the repository root" in result.stderr, result.stderr
+    assert "command not found" not in result.stderr
