@@ -28,6 +28,11 @@ slurm_rendezvous() {
     [[ -n "${SLURM_JOB_NODELIST:-}" && -n "${SLURM_NNODES:-}" ]] ||
         fail "SLURM_JOB_NODELIST/SLURM_NNODES are not set: submit this script with sbatch (see its header)."
     NNODES=$SLURM_NNODES
+    if [[ -z "${GPUS_PER_NODE:-}" && -z "${SLURM_GPUS_ON_NODE:-}" ]]; then
+        # Said aloud: on a node with fewer GPUs the job fails at its first NCCL call, after the model has loaded.
+        echo "GPUS_PER_NODE is unset and slurm gave no SLURM_GPUS_ON_NODE (submit with --gpus-per-node):" \
+            "assuming 8 GPUs per node." >&2
+    fi
     GPUS_PER_NODE=${GPUS_PER_NODE:-${SLURM_GPUS_ON_NODE:-8}}
     # Checked before any arithmetic: bash reads "abc" as an unset variable and 0 as a world of no processes, which
     # made node_counts_dividing below loop forever.

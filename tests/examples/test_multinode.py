@@ -454,6 +454,12 @@ def test_rendezvous_refuses_what_would_hang_or_misplace_ranks(slurm, tmp_path):
     # The default port stays below Linux's ephemeral ports (32768 and up) whatever the job id.
     result = rendezvous(2, SLURM_JOB_ID="14321", SLURM_GPUS_ON_NODE="8")
     assert result.returncode == 0 and "node(s) x 8 processes, 127.0.0.1:24321" in result.stderr, result.stderr
+    assert "assuming 8 GPUs per node" not in result.stderr
+    # Without GPUS_PER_NODE or slurm's GPU count, the assumed 8 is said, not silent.
+    unset = {name: value for name, value in slurm(2).items() if name not in ("GPUS_PER_NODE", "SLURM_GPUS_ON_NODE")}
+    result = subprocess.run(["bash", "-c", "source examples/slurm/common.sh && slurm_rendezvous"], cwd=REPO_ROOT,
+                            env=unset, capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert result.returncode == 0 and "assuming 8 GPUs per node" in result.stderr, result.stderr
 
     # Submitted from another folder: one clear error, not a series of "command not found".
     result = sbatch("stage1.sbatch", {**slurm(2), "SLURM_SUBMIT_DIR": str(tmp_path)})
