@@ -269,13 +269,15 @@ def _check_all_weights_matched(
         for key in loading_info.get("unexpected_keys", ())
         if key not in allowed and not key.startswith("original_duplicate_embedding.")
     )
-    mismatched = sorted(
-        f"{item[0]} (checkpoint {tuple(item[1])}, model {tuple(item[2])})"
-        if isinstance(item, tuple) and len(item) == 3
-        else str(item[0] if isinstance(item, tuple) else item)
-        for item in loading_info.get("mismatched_keys", ())
-        if (item[0] if isinstance(item, tuple) else item) not in allowed and not ignore_mismatched_sizes
-    )
+    mismatched = []
+    if not ignore_mismatched_sizes:
+        # transformers reports (key, checkpoint shape, model shape), or the key alone.
+        items = [item if isinstance(item, tuple) else (item,) for item in loading_info.get("mismatched_keys", ())]
+        mismatched = sorted(
+            f"{item[0]} (checkpoint {tuple(item[1])}, model {tuple(item[2])})" if len(item) == 3 else str(item[0])
+            for item in items
+            if item[0] not in allowed
+        )
     problems = []
     if missing:
         problems.append(f"missing from the checkpoint (they would be left random): {_some(missing)}")

@@ -71,14 +71,14 @@ def fit_text(
         return text
     prompt_tokens = _prompt_tokens(processor, text, question_template)
     if prompt_tokens > limit:
-        template_tokens = _prompt_tokens(processor, "", question_template)
-        if not truncate and template_tokens >= limit:
-            # Telling the caller to shorten the text would not help (truncation reports this as "cannot be cut").
-            raise ValueError(
-                f"The question template alone makes a prompt of {template_tokens} text tokens, the tokenizer's limit "
-                f"being {limit}: no text fits ({where} included). Use a shorter question_template."
-            )
         if not truncate:
+            template_tokens = _prompt_tokens(processor, "", question_template)
+            if template_tokens >= limit:
+                # Telling the caller to shorten the text would not help (truncation reports this as "cannot be cut").
+                raise ValueError(
+                    f"The question template alone makes a prompt of {template_tokens} text tokens, the tokenizer's "
+                    f"limit being {limit}: no text fits ({where} included). Use a shorter question_template."
+                )
             raise ValueError(
                 f"{where} makes a prompt of {prompt_tokens} text tokens, more than the limit of {limit} (the "
                 "tokenizer's model_max_length): the model was trained on shorter prompts and memory grows with the "
