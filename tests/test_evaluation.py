@@ -182,6 +182,19 @@ def test_eval_command_pairwise_and_correlation_files(tmp_path, capsys):
     assert code == 2 and "File not found" in err
 
 
+@pytest.mark.parametrize("option", ["--write-pairs", "--output"])
+def test_eval_output_that_cannot_be_written_is_status_2(tmp_path, capsys, option):
+    # The help promises 0 or 2; a folder given as the file to write was a traceback with status 1.
+    benchmark = write_jsonl(
+        tmp_path / "wino.jsonl", [{"images": ["a.png", "b.png"], "captions": ["a", "b"], "scores": BOTH}]
+    )
+    code, out, err = run_cli(
+        ["eval", "--task", "winoground", "--benchmark", str(benchmark), option, str(tmp_path)], capsys
+    )
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and str(tmp_path) in err and "Traceback" not in err, err
+
+
 def test_a_nan_score_is_rejected_with_its_row_named(tmp_path, capsys):
     # NaN compares false with everything: unchecked, it would count as "not preferred" and move the metrics silently.
     benchmark = write_jsonl(

@@ -33,8 +33,8 @@ HELP = "benchmark metrics (Winoground, pairwise preference, correlation) from sc
 EPILOG = """\
 exit status:
   0  the metrics were printed (or, with --write-pairs, the pairs written)
-  2  nothing was computed: a bad command line, or a benchmark or scores file that cannot be read or evaluated
-     (the message names the row)"""
+  2  nothing was printed or written: a bad command line, a benchmark or scores file that cannot be read or
+     evaluated (the message names the row), or a --write-pairs or --output file that cannot be written"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -26,11 +26,15 @@ def run(args: argparse.Namespace) -> int:
             return 0
         table = read_score_table(args.scores) if args.scores is not None else None
         metrics = evaluate(args.task, rows, table)
-    except (BenchmarkError, FileNotFoundError, ImportError) as error:
+        text = json.dumps({"task": args.task, "benchmark": str(args.benchmark), **metrics}, indent=2)
+        # Written before printing: an --output that cannot be written stops the command with status 2, as its help
+        # says, instead of a traceback after the metrics.
+        if args.output is not None:
+            args.output.write_text(text + "\n", encoding="utf-8")
+    except (BenchmarkError, OSError, ImportError) as error:
+        # OSError: a missing file to read, or a --write-pairs/--output file that cannot be written (a folder, no
+        # permission, a missing folder).
         print(f"error: {error}", file=sys.stderr)
         return 2
-    text = json.dumps({"task": args.task, "benchmark": str(args.benchmark), **metrics}, indent=2)
     print(text)
-    if args.output is not None:
-        args.output.write_text(text + "\n", encoding="utf-8")
     return 0
