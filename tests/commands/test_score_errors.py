@@ -154,6 +154,17 @@ def test_unusable_option_is_named_before_the_model_loads(folder, tmp_path, capsy
         assert err.startswith(f"error: {option}") and err.count("\n") == 1 and message in err, err
 
 
+@pytest.mark.parametrize("option", ["--output", "--image-root"])
+def test_pairs_file_options_with_a_single_pair_are_refused(folder, tmp_path, capsys, option):
+    # --output and --image-root belong to --pairs: with --image/--text they were silently ignored (the scores went to
+    # stdout and no --output file was written although its help says the scores are appended to it).
+    single = both_modes(folder, folder / "damaged-weights", tmp_path)[0]
+    code, out, err = run_cli([*single, option, str(tmp_path / "scores.jsonl")], capsys)
+    assert code == 2 and out == ""
+    assert err.startswith(f"error: {option} goes with --pairs") and err.count("\n") == 1, err
+    assert not (tmp_path / "scores.jsonl").exists()
+
+
 def test_pairs_file_that_is_not_utf8_is_named(folder, tmp_path, capsys):
     pairs = tmp_path / "pairs.csv"
     pairs.write_bytes(b"image,text\ncat.png,a cat\ncat.png,caf\xe9\n")

@@ -44,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
             return _usage_error("--pairs needs --output, the JSONL file the scores go to.")
     elif not args.image or not args.text:
         return _usage_error("Pass --image and --text (one pair), or --pairs and --output (a file of pairs).")
+    elif args.output is not None or args.image_root is not None:
+        # Not silently ignored: with --image/--text the scores go to stdout, and --image paths are used as given.
+        option = "--output" if args.output is not None else "--image-root"
+        return _usage_error(f"{option} goes with --pairs; with --image/--text the scores are printed on stdout.")
     elif len(args.image) != len(args.text):
         return _usage_error(f"Got {len(args.image)} --image but {len(args.text)} --text; pass them in pairs.")
     if args.no_progress:
