@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Create ./.venv and install the package with its training and test extras, on the CPU build of PyTorch.
+# Create ./.venv and install the package with its training, quantization and test extras.
 # Idempotent: a second run only re-installs when pyproject.toml changed.
 #
 # What it installs: torch (pinned, TORCH_VERSION, default 2.13.0) first, then this package in editable mode with
-# the `train` (trl, datasets, deepspeed, peft) and `dev` (pytest, ruff, hypothesis) extras.
+# the `train` (trl, datasets, deepspeed, peft), `quant` (torchao, bitsandbytes) and `dev` (pytest, ruff, hypothesis)
+# extras.
 # Which torch build: pip's default index serves the CUDA build on Linux (several GB). For the CPU build set
 #   TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 # (or the index of the CUDA version you want, e.g. .../whl/cu128); pip's own configuration (find-links, a local

@@ -98,8 +98,9 @@ def prepare_demo(
     script_args: CLIPFlanT5ScriptArguments, output_dir: str | os.PathLike, stage: int = 2, seed: int = 0
 ) -> dict[str, Any]:
     """
-    Write the synthetic data under `output_dir/data` and point `script_args` at it. For stage 1 also write tiny
-    base checkpoints (`output_dir/base`) and point `--text_model`/`--vision_model` at them.
+    Write the synthetic data into the folder `<output_dir>-data` (beside the model's, e.g.
+    `outputs/clip-flant5-demo-data`) and point `script_args` at it. For stage 1 also write tiny base checkpoints
+    (`<output_dir>-data/base`) and point `--text_model`/`--vision_model` at them.
     """
 
     paths = write_synthetic_dataset(
