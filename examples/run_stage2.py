@@ -43,7 +43,7 @@ from trl import ModelConfig, SFTConfig
 from transformers_clipflant5 import VQAScore
 from transformers_clipflant5.testing.demo import DEMO_ARGS, build_demo_model, prepare_demo
 from transformers_clipflant5.testing.synthetic import evaluate_discrimination
-from transformers_clipflant5.training.arguments import CLIPFlanT5ScriptArguments
+from transformers_clipflant5.training.arguments import CLIPFlanT5ScriptArguments, stage_do_pad
 from transformers_clipflant5.training.model import (
     default_peft_config,
     load_model,
@@ -71,7 +71,7 @@ def main(script_args: CLIPFlanT5ScriptArguments, training_args: SFTConfig, model
 
     # Model and processor
     if demo:
-        model, processor = build_demo_model(seed=training_args.seed)
+        model, processor = build_demo_model(training_args.seed, stage_do_pad(STAGE, script_args.do_pad))
         sources = {
             "text_model": "tiny random FlanT5 (built in code)",
             "vision_model": "tiny random CLIP (built in code)",

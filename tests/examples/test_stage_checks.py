@@ -57,3 +57,21 @@ def test_data_and_template_are_checked_before_the_models_load(
     else:
         with pytest.raises(error, match=message):
             script.main(*parse_stage_arguments(argv))
+
+
+@pytest.mark.parametrize("flag, padded", [([], True), (["--do_pad", "false"], False)])
+def test_demo_model_follows_do_pad(flag, padded, tmp_path, monkeypatch):
+    monkeypatch.setenv("DS_ACCELERATOR", "cpu")
+    script = load_example("run_stage2")
+
+    class CollatorBuilt(Exception):
+        pass
+
+    def stage_collator(stage, script_args, training_args, processor):
+        raise CollatorBuilt(processor.image_processor.do_pad)
+
+    monkeypatch.setattr(script, "stage_collator", stage_collator)
+    argv = ["--output_dir", str(tmp_path / "out"), "--demo_train_images", "2", "--demo_eval_images", "2", *flag]
+    with pytest.raises(CollatorBuilt) as built:
+        script.main(*parse_stage_arguments(argv))
+    assert built.value.args == (padded,)

@@ -62,14 +62,17 @@ def build_demo_tokenizer(seed: int = 0):
     return build_tiny_tokenizer(vocab_size=400, seed=seed, model_type="bpe", extra_sentences=prompts)
 
 
-def build_demo_model(seed: int = 0) -> tuple[CLIPFlanT5ForConditionalGeneration, CLIPFlanT5Processor]:
-    """The demo's tiny CLIP-FlanT5 (random weights, built in code): 32 px images, 16 image tokens, d_model 128."""
+def build_demo_model(
+    seed: int = 0, do_pad: bool = True
+) -> tuple[CLIPFlanT5ForConditionalGeneration, CLIPFlanT5Processor]:
+    """The demo's tiny CLIP-FlanT5 (random weights, built in code): 32 px images, 16 image tokens, d_model 128;
+    images padded to square as in stage 2 unless `do_pad` is False."""
 
     tokenizer = build_demo_tokenizer(seed=seed)
     config = tiny_config(tokenizer, **DEMO_MODEL)
     torch.manual_seed(seed)
     model = CLIPFlanT5ForConditionalGeneration(config)
-    return model, tiny_processor(tokenizer, config, do_pad=True)
+    return model, tiny_processor(tokenizer, config, do_pad=do_pad)
 
 
 def write_demo_base_checkpoints(folder: str | os.PathLike, seed: int = 0) -> tuple[Path, Path]:

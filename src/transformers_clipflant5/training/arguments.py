@@ -82,6 +82,11 @@ def check_template(stage: int, template: str | None) -> str:
     return template
 
 
+def stage_do_pad(stage: int, do_pad: bool | None) -> bool:
+    """Whether images are padded to square: `--do_pad` when given, else the stage's default."""
+    return STAGE_DEFAULTS[stage]["do_pad"] if do_pad is None else do_pad
+
+
 def describe_training(training_args, stage: int, template: str, num_rows: int) -> dict[str, Any]:
     """The hyper-parameters a model card records."""
     global_batch = (
@@ -104,4 +109,4 @@ def describe_training(training_args, stage: int, template: str, num_rows: int) -
     }
 
 
-__all__ = ["STAGE_DEFAULTS", "CLIPFlanT5ScriptArguments", "check_template", "describe_training"]
+__all__ = ["STAGE_DEFAULTS", "CLIPFlanT5ScriptArguments", "check_template", "describe_training", "stage_do_pad"]

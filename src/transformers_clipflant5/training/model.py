@@ -21,7 +21,7 @@ from ..configuration_clip_flant5 import CLIPFlanT5Config
 from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration, CLIPFlanT5MultiModalProjector
 from ..processing_clip_flant5 import DEFAULT_IMAGE_TOKEN, CLIPFlanT5Processor
 from ..projector import load_projector
-from .arguments import STAGE_DEFAULTS, CLIPFlanT5ScriptArguments
+from .arguments import CLIPFlanT5ScriptArguments, stage_do_pad
 
 
 logger = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def load_model(
 
     Padding images to square is set to the stage's default (or `script_args.do_pad`).
     """
-    do_pad = STAGE_DEFAULTS[stage]["do_pad"] if script_args.do_pad is None else script_args.do_pad
+    do_pad = stage_do_pad(stage, script_args.do_pad)
     torch_dtype = None if dtype in (None, "auto") else getattr(torch, dtype)
     sources: dict[str, Any] = {}
     if stage == 1 or model_name_or_path is None:
