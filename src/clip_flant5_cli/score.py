@@ -5,7 +5,8 @@ prints nan there and its error on stderr.
 
 Pairs files:
 - JSONL: one object per line with `image` (a path) and `text`, optionally `id`; blank lines are ignored.
-- CSV: a header row naming the columns `image`, `text` and optionally `id`.
+- CSV (or TSV, tab-separated, for a `.tsv` file): a header row naming the columns `image`, `text` and optionally
+  `id`.
 Relative image paths are resolved against `--image-root` (default: the pairs file's folder).
 
 The output is JSONL, one object per scored row: `{"row": <0-based row of the pairs file>, "id": <its id or null>,
@@ -52,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     single.add_argument("--image", action="append", help="image file to score")
     single.add_argument("--text", action="append", help="text to score the image with")
     many = parser.add_argument_group("a file of pairs")
-    many.add_argument("--pairs", type=Path, help="JSONL or CSV file of rows with image, text and optionally id")
+    many.add_argument("--pairs", type=Path, help="JSONL, CSV or TSV file of rows with image, text and optionally id")
     many.add_argument("--output", type=Path, help="JSONL file the scores are appended to (required with --pairs)")
     many.add_argument(
         "--image-root", type=Path, help="folder relative image paths start from (default: the pairs file's folder)"

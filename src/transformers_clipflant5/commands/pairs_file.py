@@ -29,12 +29,12 @@ class PairRow:
 
 
 def read_pairs(path: Path) -> list[PairRow]:
-    """The rows of a JSONL or CSV pairs file; rows that cannot be scored carry a `problem` instead of raising."""
+    """The rows of a JSONL, CSV or TSV pairs file; rows that cannot be scored carry a `problem` instead of raising."""
     if not path.is_file():
         raise ScoreFileError(f"Pairs file not found: {path}")
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".csv", ".tsv"):
-        raise ScoreFileError(f"Unknown pairs file type {path.suffix!r} ({path}): use .jsonl or .csv.")
+        raise ScoreFileError(f"Unknown pairs file type {path.suffix!r} ({path}): use .jsonl, .csv or .tsv.")
     text = _read_text(path)
     if suffix == ".jsonl":
         rows = _read_jsonl_pairs(text)
