@@ -40,6 +40,21 @@ def test_winoground_scores_by_construction():
         winoground_metrics([[0.1, 0.2]])
 
 
+def test_a_tie_in_one_comparison_fails_that_criterion_alone():
+    """Each criterion needs both of its comparisons strict: a tie in one of them fails it, the other still counts."""
+    image_tie = [[0.5, 0.1], [0.5, 0.9]]  # captions right (0.5 > 0.1, 0.9 > 0.5); caption 0 ties between images
+    text_tie = [[0.5, 0.5], [0.1, 0.9]]  # images right (0.5 > 0.1, 0.9 > 0.5); image 0 ties between captions
+    metrics = winoground_metrics([image_tie, text_tie])
+    assert metrics["text_score"] == pytest.approx(50.0)  # image_tie
+    assert metrics["image_score"] == pytest.approx(50.0)  # text_tie
+    assert metrics["group_score"] == pytest.approx(0.0)
+    # Reversed: the tie is in the second comparison of each criterion.
+    image_tie_second = [[0.9, 0.5], [0.1, 0.5]]  # captions right (0.9 > 0.5, 0.5 > 0.1); caption 1 ties
+    text_tie_second = [[0.9, 0.1], [0.5, 0.5]]  # images right (0.9 > 0.5, 0.5 > 0.1); image 1 ties
+    metrics = winoground_metrics([image_tie_second, text_tie_second])
+    assert (metrics["text_score"], metrics["image_score"], metrics["group_score"]) == pytest.approx((50.0, 50.0, 0.0))
+
+
 def brute_force_tie_accuracy(difference, human):
     """Every epsilon in {0} U {|d|}, every pair checked one by one."""
     best = (-1.0, None)

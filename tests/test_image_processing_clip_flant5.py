@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
+from tests.support.images import make_images
+from tests.support.original_reference import _original_pixels
 from transformers_clipflant5.image_processing_clip_flant5 import CLIPFlanT5ImageProcessor, flatten_images, load_image
 
 
@@ -205,3 +207,17 @@ def test_every_pil_mode_becomes_8_bit_rgb(mode):
     image = Image.new(mode, (5, 4))
     loaded = load_image(image)
     assert loaded.mode == "RGB" and loaded.size == (5, 4)
+
+
+# ====================================================================================================================
+# Defaults: a processor built without settings preprocesses as the released checkpoints did.
+
+
+def test_the_default_settings_are_the_released_checkpoints_preprocessing():
+    """No settings: CLIP ViT-L/14-336 preprocessing padded to square (what the stage-2 checkpoints and VQAScore use,
+    and what `original_image_processor` builds for `openai/clip-vit-large-patch14-336`), pixel for pixel."""
+    processor = CLIPFlanT5ImageProcessor()
+    assert processor.do_pad is True
+    for image in make_images([(20, 40), (50, 30)], seed=6):
+        pixels = processor(image, return_tensors="pt")["pixel_values"][0]
+        torch.testing.assert_close(pixels, _original_pixels(image, 336, pad=True), rtol=0, atol=1e-6)

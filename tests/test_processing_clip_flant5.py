@@ -6,10 +6,11 @@ import copy
 import pytest
 import torch
 from transformers import AutoProcessor, pipeline
+from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
 from tests.support.images import make_images
-from tests.support.original_reference import SYSTEM, stage2_prompt
-from transformers_clipflant5 import CLIPFlanT5Processor
+from tests.support.original_reference import SYSTEM, _original_pixels, stage2_prompt
+from transformers_clipflant5 import CLIPFlanT5ImageProcessor, CLIPFlanT5Processor
 
 
 PROMPT = "<image>\nWhat is it?"
@@ -215,3 +216,18 @@ def test_an_image_aspect_ratio_other_than_pad_or_square_is_refused(tiny):
     assert with_aspect_ratio("square").image_processor.do_pad is False
     with pytest.raises(ValueError, match="image_aspect_ratio must be 'pad' or 'square', got 'anyres'"):
         with_aspect_ratio("anyres")
+
+
+def test_a_plain_clip_image_processor_gets_the_originals_padding(tiny):
+    """A plain CLIP image processor keeps its settings and gains the original's pad to square (stage 2, VQAScore):
+    its pixels are the original's padded ones."""
+    _, processor = tiny
+    plain = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    wrapped = CLIPFlanT5Processor(
+        image_processor=plain, tokenizer=processor.tokenizer, image_seq_length=processor.image_seq_length
+    )
+    assert isinstance(wrapped.image_processor, CLIPFlanT5ImageProcessor)
+    assert wrapped.image_processor.do_pad is True
+    for image in make_images([(20, 40), (50, 30)], seed=4):
+        pixels = wrapped.image_processor(image, return_tensors="pt")["pixel_values"][0]
+        torch.testing.assert_close(pixels, _original_pixels(image, 32, pad=True), rtol=0, atol=1e-6)

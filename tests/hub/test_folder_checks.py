@@ -1,9 +1,11 @@
-"""The checks of a folder before it is published: pickles by any case of suffix, configs of the wrong shape."""
+"""The checks of a folder before it is published: pickles by any suffix and case, configs of the wrong shape, and
+model folders missing a part (remote code, chat template, weights) or storing a weight twice."""
 
 import json
 import shutil
 
 import pytest
+from safetensors.torch import load_file, save_file
 
 from tests.support.cli import run_convert
 from tests.support.original_reference import write_original_projector
@@ -64,3 +66,85 @@ def test_a_model_config_with_a_null_sub_config_is_a_problem_not_a_crash(converte
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=f"config.json {key} is null, not an object"):
         check_model_folder(folder)
+
+
+def _edit_weights(folder, edit) -> None:
+    path = folder / "model.safetensors"
+    state = load_file(path)
+    edit(state)
+    save_file(state, path, metadata={"format": "pt"})
+
+
+def _remove_remote_code(folder):
+    (folder / "modeling_clip_flant5.py").unlink()
+
+
+def _remove_chat_template(folder):
+    (folder / "chat_template.jinja").unlink()
+
+
+def _store_tied_alias(folder):
+    def add_alias(state):
+        state["model.language_model.encoder.embed_tokens.weight"] = state["model.language_model.shared.weight"].clone()
+
+    _edit_weights(folder, add_alias)
+
+
+def _remove_untied_head(folder):
+    _edit_weights(folder, lambda state: state.pop("lm_head.weight"))
+
+
+def _declare_the_stored_head_tied(folder):
+    config = json.loads((folder / "config.json").read_text())
+    assert config["tie_word_embeddings"] is False  # the converted folder stores its own head
+    config["tie_word_embeddings"] = True
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def _remove_vision_tower(folder):
+    def drop_tower(state):
+        for key in [key for key in state if key.startswith("model.vision_tower.")]:
+            del state[key]
+
+    _edit_weights(folder, drop_tower)
+
+
+# A folder that would not load with transformers alone or not chat, or whose weights are stored twice or not at all.
+DEFECTS = {
+    "remote code missing": (_remove_remote_code, "modeling_clip_flant5.py is missing"),
+    "chat template missing": (_remove_chat_template, "no chat template"),
+    "tied alias stored": (
+        _store_tied_alias,
+        r"tied copies of the shared embedding stored again: \['model.language_model.encoder.embed_tokens.weight'\]",
+    ),
+    "untied head missing": (_remove_untied_head, "lm_head.weight is missing although tie_word_embeddings is false"),
+    "tied head stored": (
+        _declare_the_stored_head_tied,
+        "lm_head.weight is stored although tie_word_embeddings is true",
+    ),
+    "vision tower missing": (_remove_vision_tower, "the vision tower weights are missing"),
+}
+
+
+@pytest.mark.parametrize("defect", list(DEFECTS))
+def test_an_incomplete_model_folder_is_refused_with_the_problem_named(converted_folder, tmp_path, defect):
+    folder = tmp_path / "model"
+    shutil.copytree(converted_folder, folder)
+    make_defect, message = DEFECTS[defect]
+    make_defect(folder)
+    with pytest.raises(ValueError, match=message):
+        check_model_folder(folder)
+
+
+def test_every_pickle_format_and_training_state_stay_unpublished(tmp_path):
+    """Pickles by every usual suffix (torch, Lightning, plain pickle) and Trainer's training state are never
+    uploaded, and a folder holding them is refused."""
+    pickles = ["training_args.bin", "model.pth", "state.pkl", "data.pickle", "last.ckpt", "extra.pt"]
+    state = ["scheduler.json", "rng_state_0.json", "global_step10/mp_rank_00_states.json", "runs/events.out"]
+    for name in ["model.safetensors", *pickles, *state]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    assert files_to_upload(tmp_path) == ["model.safetensors"]
+    with pytest.raises(ValueError, match="pickle files present") as refused:
+        check_projector_folder(tmp_path)
+    assert all(repr(name) in str(refused.value) for name in pickles), refused.value

@@ -1,6 +1,7 @@
 """Reading the original release's checkpoints as they are: by folder and by repo id from the Hub cache, stage-1
 projector pickles, duplicated embeddings, and incomplete or foreign checkpoints refused with the keys named."""
 
+import json
 import re
 import shutil
 
@@ -10,7 +11,9 @@ from transformers import AutoProcessor
 
 from tests.support.cli import run_convert
 from tests.support.hub import hub_cache
+from tests.support.paths import REPO_ROOT
 from transformers_clipflant5 import CLIPFlanT5ForConditionalGeneration, CLIPFlanT5Processor, load_original_projector
+from transformers_clipflant5.original import config_from_original
 from transformers_clipflant5.original.checkpoint import original_image_processor
 
 
@@ -189,3 +192,23 @@ def test_the_released_tower_gets_its_preprocessing_offline(config, aspect_ratio)
     assert processor.do_normalize
     assert tuple(processor.image_mean) == pytest.approx((0.48145466, 0.4578275, 0.40821073))
     assert tuple(processor.image_std) == pytest.approx((0.26862954, 0.26130258, 0.27577711))
+
+
+@pytest.mark.parametrize(
+    "fields,layer,strategy",
+    [
+        # Absent: the released checkpoints' values (the second-to-last layer, patch tokens only).
+        ({}, -2, "default"),
+        ({"mm_vision_select_layer": -2, "mm_vision_select_feature": "patch"}, -2, "default"),
+        # LLaVA's "cls_patch" keeps the CLS token beside the patches (transformers' "full").
+        ({"mm_vision_select_layer": -1, "mm_vision_select_feature": "cls_patch"}, -1, "full"),
+        ({"mm_vision_select_layer": 5}, 5, "default"),
+    ],
+)
+def test_the_vision_feature_fields_of_an_original_config_are_translated(fields, layer, strategy):
+    original = json.loads((REPO_ROOT / "tests" / "fixtures" / "clip-flant5-xl-config.json").read_text())
+    del original["mm_vision_select_layer"], original["mm_vision_select_feature"]
+    config = config_from_original({**original, **fields})
+    assert (config.vision_feature_layer, config.vision_feature_select_strategy) == (layer, strategy)
+    # ViT-L/14 at 336 pixels: 24 x 24 patches, and the CLS token when it is kept.
+    assert config.image_seq_length == (336 // 14) ** 2 + (strategy == "full")

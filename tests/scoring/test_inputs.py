@@ -119,6 +119,23 @@ def test_over_long_text_is_refused_before_model_work(scorer, images, limit):
         handle.remove()
 
 
+def test_a_prompt_of_exactly_the_limit_fits_and_one_token_more_does_not(tiny, limit):
+    _, processor = tiny
+
+    def text_tokens(text: str) -> int:  # the prompt's tokens but the image placeholders, as the limit counts them
+        ids = processor.encode_prompt(processor.chat_prompt(DEFAULT_QUESTION_TEMPLATE.format(text)))
+        return len(ids) - processor.image_seq_length
+
+    candidates = [" ".join(["red"] * words) + tail for words in range(1, 80) for tail in ("", " a", " x y")]
+    exact = next(text for text in candidates if text_tokens(text) == limit)
+    over = next(text for text in candidates if text_tokens(text) == limit + 1)
+    assert fit_text(processor, exact, "t", DEFAULT_QUESTION_TEMPLATE, DEFAULT_ANSWER_TEMPLATE) == exact
+    with pytest.raises(
+        ValueError, match=rf"t makes a prompt of {limit + 1} text tokens, more than the limit of {limit}"
+    ):
+        fit_text(processor, over, "t", DEFAULT_QUESTION_TEMPLATE, DEFAULT_ANSWER_TEMPLATE)
+
+
 def test_truncate_texts_cuts_only_the_text(scorer, tiny, images, limit):
     _, processor = tiny
     long_text = "a red circle on the left " * 40

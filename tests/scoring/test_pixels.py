@@ -153,6 +153,27 @@ def test_preprocessing_passes_gradcheck(tiny):
         )
 
 
+def test_quantize_passes_gradients_straight_through(tiny):
+    """quantize=True rounds the forward pass to 8-bit levels and leaves the backward pass as if it did not: away from
+    clipping the preprocessing is linear, so its gradient equals the unrounded path's (rounding itself has none)."""
+    _, processor = tiny
+    generator = torch.Generator().manual_seed(1)
+    pixels = 0.3 + 0.4 * torch.rand(1, 3, 20, 45, generator=generator, dtype=torch.float64)
+    weights = None
+    outputs, gradients = [], []
+    for quantize in (False, True):
+        values = pixels.clone().requires_grad_()
+        output = preprocess_pixels(values, processor, quantize=quantize)
+        if weights is None:
+            weights = torch.randn(output.shape, generator=generator, dtype=output.dtype)
+        (output * weights).sum().backward()
+        outputs.append(output.detach())
+        gradients.append(values.grad)
+    assert not torch.equal(outputs[0], outputs[1])  # the forward pass is rounded
+    assert gradients[1].abs().max() > 0
+    torch.testing.assert_close(gradients[1], gradients[0], rtol=1e-9, atol=1e-12)
+
+
 def test_a_list_of_mixed_sizes_scores_each_image_as_alone(scorer):
     sizes = [(20, 40), (32, 32), (50, 30)]
     pixels = [as_pixels(random_uint8(*size, seed)) for seed, size in enumerate(sizes)]

@@ -107,6 +107,17 @@ def test_batch_size_order_and_padding_do_not_change_scores(scorer, image_files):
     torch.testing.assert_close(together[:1], alone, rtol=0, atol=1e-5)
 
 
+def test_more_distinct_images_than_one_chunk_are_all_scored(scorer):
+    """Distinct images are encoded a chunk of max(batch_size, 32) at a time: with more than a chunk holds, every pair
+    is still scored with its own image, as it is in calls small enough for one chunk."""
+    images = make_images([(6 + index % 5, 7 + index % 3) for index in range(35)], seed=9)
+    texts = ["a red circle", "a cat", "x"] * 11 + ["a cat", "x"]
+    scores = scorer(images, texts, batch_size=4)
+    expected = torch.cat([scorer(images[start : start + 7], texts[start : start + 7]) for start in range(0, 35, 7)])
+    assert torch.isfinite(scores).all()
+    torch.testing.assert_close(scores, expected, rtol=1e-5, atol=0)
+
+
 def test_each_image_is_encoded_once_and_only_answer_logits_are_computed(scorer, image_files):
     model = scorer.model
     seen = {"images": 0, "logit_rows": 0}
