@@ -176,6 +176,27 @@ def test_generate_with_several_sequences_returns_each_prompt_its_own(scorer, ima
     assert single == [answers[0] for answers in expected]
 
 
+def test_generate_follows_a_generation_config_and_max_length(scorer, image_files):
+    """Settings in a `generation_config` count as keyword arguments do (n answers per prompt), and `max_length`
+    (which counts the decoder's start token) bounds the answer instead of the 128 new tokens of the default."""
+    prompts = ["What is in the image?", "Describe the image in detail, please."]
+    settings = dict(max_new_tokens=5, num_beams=3, num_return_sequences=2)
+    config = copy.deepcopy(scorer.model.generation_config)
+    config.update(**settings)
+    by_config = scorer.generate(image_files[:2], prompts, generation_config=config)
+    assert by_config == scorer.generate(image_files[:2], prompts, **settings)
+    assert [len(answers) for answers in by_config] == [2, 2]
+    # A generation_config that sets no length gets the default of 128 new tokens, not transformers' max_length of 20.
+    unbounded = copy.deepcopy(scorer.model.generation_config)
+    assert unbounded.max_new_tokens is None and unbounded.max_length in (None, 20)
+    assert scorer.generate(image_files[:2], prompts, generation_config=unbounded) == scorer.generate(
+        image_files[:2], prompts
+    )
+    short = scorer.generate(image_files[:2], prompts, max_new_tokens=2)
+    assert scorer.generate(image_files[:2], prompts, max_length=3) == short
+    assert scorer.generate(image_files[:2], prompts, max_new_tokens=8) != short  # the limit shows in the answers
+
+
 def test_from_pretrained_our_format_and_dtypes(tiny, tmp_path, image_files):
     model, processor = tiny
     model.save_pretrained(tmp_path)

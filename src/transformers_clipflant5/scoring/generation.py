@@ -2,11 +2,13 @@
 """`VQAScore.generate`: answers to questions about images (VQA, captions) in the stage-2 chat format, through the
 scorer's own plan (each distinct image encoded once, rows sorted by prompt length)."""
 
+import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
+from transformers import GenerationConfig
 
 from ..image_processing_clip_flant5 import ImageInput
 from ..padding import pad_right
@@ -40,8 +42,8 @@ def generate(
         batch_size: rows per `generate` call (default: the scorer's).
         truncate_prompts: cut a prompt whose chat prompt exceeds the tokenizer's `model_max_length` (512 for
             FlanT5) to fit, instead of raising a ValueError with its token count (the default).
-        generation_kwargs: passed to `model.generate` (`max_new_tokens`, defaulting to 128, `num_beams`,
-            `do_sample`, `temperature`, ...).
+        generation_kwargs: passed to `model.generate` (`max_new_tokens`, defaulting to 128 unless `max_length` or
+            a `generation_config` that sets either is given, `num_beams`, `do_sample`, `temperature`, ...).
 
     Returns:
         The decoded answers, special tokens removed and whitespace stripped: one string per prompt, or with
@@ -55,8 +57,7 @@ def generate(
     for index, prompt in enumerate(prompts):
         check_text(prompt, f"prompts[{index}]", self.processor.image_token)
     prompts = fit_texts(self.processor, prompts, "prompts", "{}", None, truncate_prompts)
-    if "max_new_tokens" not in generation_kwargs and "max_length" not in generation_kwargs:
-        generation_kwargs["max_new_tokens"] = DEFAULT_MAX_NEW_TOKENS
+    _default_max_new_tokens(generation_kwargs)
 
     distinct_images, rows = self._plan_rows(images, prompts, "{}", None)
     answers: list[str | list[str]] = [""] * len(rows)
@@ -65,6 +66,21 @@ def generate(
         for row, answer in zip(batch, _generate_batch(self, features, image_slots, batch, generation_kwargs)):
             answers[row.index] = answer
     return answers
+
+
+def _default_max_new_tokens(generation_kwargs: dict) -> None:
+    """Bound the answers by `DEFAULT_MAX_NEW_TOKENS` unless the call bounds them: by `max_new_tokens` or `max_length`,
+    or in its `generation_config` (a `max_new_tokens`, or a `max_length` other than transformers' default)."""
+    if "max_new_tokens" in generation_kwargs or "max_length" in generation_kwargs:
+        return
+    config = generation_kwargs.get("generation_config")
+    if config is None:
+        generation_kwargs["max_new_tokens"] = DEFAULT_MAX_NEW_TOKENS
+    elif config.max_new_tokens is None and config.max_length == GenerationConfig().max_length:
+        # On a copy of the caller's config: transformers deprecates passing a generation_config with other settings.
+        config = copy.deepcopy(config)
+        config.max_new_tokens = DEFAULT_MAX_NEW_TOKENS
+        generation_kwargs["generation_config"] = config
 
 
 def _generate_batch(
