@@ -15,7 +15,13 @@ import warnings
 import pytest
 import torch
 from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoModelForSeq2SeqLM, set_seed
+from transformers import (
+    AutoModelForImageTextToText,
+    AutoModelForSeq2SeqLM,
+    DynamicCache,
+    EncoderDecoderCache,
+    set_seed,
+)
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.auto import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
 
@@ -23,6 +29,7 @@ from tests.support.hub import hub_cache
 from tests.support.images import make_images
 from tests.support.original_reference import vqa_prompt
 from transformers_clipflant5 import (
+    CLIPFlanT5Config,
     CLIPFlanT5ForConditionalGeneration,
     CLIPFlanT5ImageProcessor,
     CLIPFlanT5Model,
@@ -258,6 +265,75 @@ def test_get_image_features_returns_projected_features_with_the_towers_outputs(t
             assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[1], outputs.pooler_output)
 
 
+@pytest.mark.parametrize(("layer", "strategy"), [(-1, "full"), (1, "default")])
+def test_vision_feature_layer_and_select_strategy_pick_the_features(tiny, batch, layer, strategy):
+    """A config of other feature settings (an original `cls_patch` checkpoint keeps the CLS token, `full`) projects
+    that layer, with or without CLS, and takes one placeholder per feature."""
+    model, processor = tiny
+    config = CLIPFlanT5Config(
+        vision_config=model.config.vision_config,
+        text_config=model.config.text_config,
+        image_token_id=model.config.image_token_id,
+        vision_feature_layer=layer,
+        vision_feature_select_strategy=strategy,
+    )
+    patches = (config.vision_config.image_size // config.vision_config.patch_size) ** 2
+    assert config.image_seq_length == patches + (strategy == "full")
+    variant = CLIPFlanT5ForConditionalGeneration(config).eval()
+    variant.load_state_dict(model.state_dict())
+    pixel_values = batch["pixel_values"]
+    with torch.no_grad():
+        hidden = model.model.vision_tower(pixel_values, output_hidden_states=True).hidden_states[layer]
+        selected = hidden if strategy == "full" else hidden[:, 1:]
+        projector = model.model.multi_modal_projector
+        expected = projector.linear_2(torch.nn.functional.gelu(projector.linear_1(selected)))
+        features = variant.get_image_features(pixel_values).pooler_output
+        assert features.shape == (3, config.image_seq_length, config.text_config.d_model)
+        assert torch.allclose(features, expected, atol=1e-6)
+        wide = CLIPFlanT5Processor(
+            image_processor=processor.image_processor,
+            tokenizer=processor.tokenizer,
+            image_seq_length=config.image_seq_length,
+        )
+        outputs = variant(**wide(images=make_images([(20, 40)]), text=[PROMPTS[0]], text_target=["Yes"]))
+    assert torch.isfinite(outputs.loss) and outputs.image_hidden_states.shape[1] == config.image_seq_length
+
+
+def test_features_of_a_bfloat16_tower_reach_a_float32_projector(tiny, batch):
+    """Parts in different dtypes (e.g. `dtype={"vision_tower": torch.bfloat16, "": torch.float32}`): the tower runs
+    in its dtype, its output is cast back to the input's dtype for the projector, as the original did."""
+    model = copy.deepcopy(tiny[0])
+    model.model.vision_tower.to(torch.bfloat16)
+    pixel_values = batch["pixel_values"]
+    with torch.no_grad():
+        features = model.get_image_features(pixel_values).pooler_output
+        hidden = model.model.vision_tower(pixel_values.bfloat16(), output_hidden_states=True).hidden_states[-2]
+        projector = model.model.multi_modal_projector
+        expected = projector.linear_2(torch.nn.functional.gelu(projector.linear_1(hidden[:, 1:].float())))
+        logits = model(**batch).logits
+    assert features.dtype == torch.float32 and torch.allclose(features, expected, atol=1e-6)
+    assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
+
+
+def test_resize_token_embeddings_grows_the_embedding_the_head_and_the_vocabulary(tiny, batch):
+    """A token added to the tokenizer needs `resize_token_embeddings`: the T5 embedding, the LM head and the text
+    config's vocabulary all grow, the existing rows are kept, and the new id works as input and as a label."""
+    model = copy.deepcopy(tiny[0])
+    old = model.config.text_config.vocab_size
+    embedding, head = model.get_input_embeddings().weight.clone(), model.lm_head.weight.clone()
+    model.resize_token_embeddings(old + 8, mean_resizing=False)
+    assert model.get_input_embeddings().weight.shape[0] == old + 8
+    assert model.lm_head.weight.shape[0] == old + 8
+    assert model.config.text_config.vocab_size == old + 8
+    assert torch.equal(model.get_input_embeddings().weight[:old], embedding)
+    assert torch.equal(model.lm_head.weight[:old], head)
+    input_ids, labels = batch["input_ids"].clone(), batch["labels"].clone()
+    input_ids[:, -1], labels[:, 0] = old + 7, old + 7
+    with torch.no_grad():
+        outputs = model(**{**batch, "input_ids": input_ids, "labels": labels})
+    assert outputs.logits.shape[-1] == old + 8 and torch.isfinite(outputs.loss)
+
+
 def test_inputs_embeds_with_pixel_values_equal_input_ids(tiny, batch):
     model, _ = tiny
     embeds = model.get_input_embeddings()(batch["input_ids"])
@@ -415,6 +491,19 @@ def test_generation_continues_from_a_returned_cache_without_the_images(tiny, inp
     # Without a cache, the missing images are still an error.
     with pytest.raises(ValueError, match="no pixel_values"):
         model.generate(**without_images, max_new_tokens=1)
+
+
+def test_an_empty_cache_does_not_stand_for_the_images(tiny, inputs):
+    """Only a cache that holds the encoder's cross-attention excuses missing images; a fresh, empty one does not."""
+    model, _ = tiny
+    without_images = {k: v for k, v in inputs.items() if k != "pixel_values"}
+    decoder_input_ids = torch.zeros(3, 1, dtype=torch.long)
+    for call in (
+        lambda cache: model(**without_images, decoder_input_ids=decoder_input_ids, cache=cache, use_cache=True),
+        lambda cache: model.generate(**without_images, max_new_tokens=1, cache=cache),
+    ):
+        with pytest.raises(ValueError, match="no pixel_values"):
+            call(EncoderDecoderCache(DynamicCache(), DynamicCache()))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

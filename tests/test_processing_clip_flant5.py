@@ -90,6 +90,49 @@ def test_padding_side_and_labels(tiny):
     assert right["labels"][0][right["labels"][0] != -100].tolist() == processor.tokenizer("Yes")["input_ids"]
 
 
+def test_without_attention_mask_and_with_targets_alone(tiny):
+    _, processor = tiny
+    assert "attention_mask" not in processor(text=["a", "a b c"], return_attention_mask=False)
+    yes, longer = processor.tokenizer("Yes")["input_ids"], processor.tokenizer("a b c d")["input_ids"]
+    labels = processor(text_target=["Yes", "a b c d"])["labels"]
+    assert isinstance(labels, torch.Tensor)
+    assert labels.tolist() == [yes + [-100] * (len(longer) - len(yes)), longer]
+    assert processor(text_target=["Yes"], return_tensors=None)["labels"] == [yes]
+
+
+def test_truncation_that_would_cut_the_last_placeholder_is_refused(tiny, image):
+    """Cutting at the last placeholder drops one of them: refused, as any cut inside the image is."""
+    _, processor = tiny
+    ids = processor.encode_prompt(PROMPT)
+    last = max(position for position, token in enumerate(ids) if token == processor.image_token_id)
+    with pytest.raises(ValueError, match="would cut image placeholder"):
+        processor(images=[image], text=[PROMPT], truncation=True, max_length=last)
+    kept = processor(images=[image], text=[PROMPT], truncation=True, max_length=last + 1)["input_ids"][0]
+    assert kept.tolist() == ids[: last + 1]
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_offsets_point_into_each_prompt_on_either_padding_side(tiny, image, padding_side):
+    """Each token's character span in its own prompt (the image placeholders span their `<image>`), (0, 0) on the
+    padding, wherever the tokenizer put it."""
+    _, processor = tiny
+    prompts = ["Hi <image> a red circle", "<image>\nWhat color is the shape on the left of the image?"]
+    batch = processor(images=[image, image], text=prompts, return_offsets_mapping=True, padding_side=padding_side)
+    for row, prompt in enumerate(prompts):
+        real = batch["attention_mask"][row].bool()
+        offsets, ids = batch["offset_mapping"][row], batch["input_ids"][row]
+        assert (offsets[~real] == 0).all()
+        start = prompt.index("<image>")
+        placeholders = offsets[ids == processor.image_token_id]
+        assert len(placeholders) == processor.image_seq_length
+        assert placeholders.tolist() == [[start, start + len("<image>")]] * processor.image_seq_length
+        # The text tokens span characters of the prompt outside the `<image>`, and as in the prompt encoded alone.
+        text = offsets[real & (ids != processor.image_token_id)]
+        assert ((text[:, 1] <= start) | (text[:, 0] >= start + len("<image>"))).all() and text.max() <= len(prompt)
+        alone = processor(images=[image], text=[prompt], return_offsets_mapping=True)["offset_mapping"][0]
+        assert torch.equal(offsets[real], alone)
+
+
 def test_chat_template_renders_the_stage2_prompt(tiny):
     _, processor = tiny
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is in the image?"}]}]

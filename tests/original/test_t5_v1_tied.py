@@ -95,6 +95,21 @@ def test_scores_and_greedy_answers_equal_the_naive_original(t5_v1_folder, image_
     assert scorer.generate(image_files[:2], prompts, max_new_tokens=6) == expected_answers
 
 
+def test_logits_are_the_rescaled_decoder_output_through_the_tied_embedding():
+    """T5 v1.0's head: logits = (decoder output * d_model^-0.5) @ embedding^T. Scoring takes another path and greedy
+    answers do not change with the scale, so the model's own logits are checked against the formula."""
+    model = tiny_t5_v1_model()
+    _, processor = build_tiny_model(seed=4)
+    inputs = processor(images=make_images([(20, 40), (33, 33)], seed=7), text=[vqa_prompt(t) for t in TEXTS[:2]])
+    decoder_input_ids = torch.tensor([[0, 5, 9], [0, 7, 3]])
+    with torch.no_grad():
+        logits = model(**inputs, decoder_input_ids=decoder_input_ids).logits
+        hidden = model.model(**inputs, decoder_input_ids=decoder_input_ids).last_hidden_state
+    embedding = model.get_input_embeddings().weight
+    expected = (hidden * model.config.text_config.d_model**-0.5) @ embedding.T
+    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_converted_alone_and_through_all_original(t5_v1_folder, image_files, tmp_path, capsys):
     expected = naive_scores(NaiveOriginal(t5_v1_folder), image_files, TEXTS)
     alone = tmp_path / "alone"
