@@ -100,6 +100,20 @@ def test_pairwise_preferences_by_construction():
         pairwise_preference_metrics([0.1], [0.2], ["left"])
 
 
+def test_a_human_winner_the_metric_ranks_last_or_ties_is_a_miss():
+    # Human: b wins; metric: a higher, then equal scores. Both wrong, whichever side the human took.
+    assert pairwise_preference_metrics([0.9], [0.1], [1])["accuracy_without_ties"] == 0.0
+    assert pairwise_preference_metrics([0.5, 0.5], [0.5, 0.5], [0, 1])["accuracy_without_ties"] == 0.0
+
+
+def test_rank_correlations_with_tied_scores():
+    # Scores 1, 2, 2, 3 rank as 1, 2.5, 2.5, 4 against 1, 2, 3, 4: Spearman = 4.5 / sqrt(4.5 * 5) = sqrt(0.9);
+    # Kendall tau-b: 5 concordant pairs, none discordant, one tied in the scores: 5 / sqrt((6 - 1) * 6).
+    metrics = correlation_metrics([1.0, 2.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0])
+    assert metrics["spearman"] == pytest.approx(0.9**0.5)
+    assert metrics["kendall_tau_b"] == pytest.approx(5 / 30**0.5)
+
+
 def test_correlations_by_construction():
     # Ranks differ by one swap: Spearman = 1 - 6 * 2 / (4 * 15) = 0.8, Kendall = (5 - 1) / 6, Pearson = 0.8 on ranks.
     metrics = correlation_metrics([1.0, 2.0, 3.0, 4.0], [1.0, 3.0, 2.0, 4.0])
@@ -150,6 +164,22 @@ def test_evaluate_reads_inline_scores_or_a_score_table():
         evaluate("winoground", [{"images": ["a", "b"], "scores": BOTH}])
     with pytest.raises(BenchmarkError, match="'human' must be a number"):
         evaluate("correlation", [{"image": "a", "text": "t", "score": 0.1, "human": "good"}] * 2)
+
+
+def test_evaluate_correlation_averages_raters_and_compares_within_groups():
+    rows = [
+        {"image": "a", "text": "t1", "score": 0.8, "human": [1, 3], "group": "p1"},
+        {"image": "b", "text": "t1", "score": 0.9, "human": 4, "group": "p1"},
+        {"image": "c", "text": "t2", "score": 0.1, "human": [5, 7], "group": "p2"},
+        {"image": "d", "text": "t2", "score": 0.2, "human": 8, "group": "p2"},
+    ]
+    metrics = evaluate("correlation", rows)
+    # The raters' means are 2, 4, 6, 8; only the two within-group pairs are compared, and both agree.
+    assert metrics["pearson"] == pytest.approx(np.corrcoef([0.8, 0.9, 0.1, 0.2], [2, 4, 6, 8])[0, 1])
+    assert metrics["num_pairs"] == 2 and metrics["pairwise_accuracy_tie_calibrated"] == 100.0
+    # Without groups every pair counts, and the four across groups disagree.
+    ungrouped = evaluate("correlation", [{k: v for k, v in row.items() if k != "group"} for row in rows])
+    assert ungrouped["num_pairs"] == 6 and ungrouped["pairwise_accuracy_tie_calibrated"] == pytest.approx(200 / 6)
 
 
 def write_jsonl(path, rows):

@@ -60,5 +60,9 @@ def test_an_unreadable_image_among_threaded_reads_names_its_row(tiny, images, tm
     assert sorted(index for rows, _ in scores for index in rows) == [0, 2]
 
 
-def test_reading_threads_are_bounded():
+def test_reading_threads_are_bounded(monkeypatch):
     assert 1 <= reading_threads() <= 8
+    # A large machine still reads with MAX_READING_THREADS threads (more would only contend for the GIL).
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(64)), raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    assert reading_threads() == 8

@@ -4,6 +4,7 @@ flags, and clear errors."""
 
 import importlib.util
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,7 +15,11 @@ from tests.support.images import make_images
 from tests.support.models import randomize
 from tests.support.original_reference import save_original_checkpoint
 from transformers_clipflant5 import VQAScore
-from transformers_clipflant5.scoring.precision import QuantizationBackendMissing, linear_weight_bytes
+from transformers_clipflant5.scoring.precision import (
+    QuantizationBackendMissing,
+    check_finite_scores,
+    linear_weight_bytes,
+)
 from transformers_clipflant5.testing.tiny import build_tiny_model, train_tiny_sentencepiece
 
 
@@ -325,3 +330,13 @@ def test_cli_int4(wide_folder, tmp_path, pair_images, capsys):
     code, out, _ = run_cli([*argv, "--quantization", "int4"], capsys)
     assert code == 0 and float(out) == pytest.approx(float(expected), rel=1e-5)
     assert float(out) != pytest.approx(float(full), rel=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_one_non_finite_score_among_finite_ones_voids_the_call(dtype):
+    """A single NaN or inf is refused, and in fp16 the message names the overflow and the way out."""
+    model = SimpleNamespace(dtype=dtype)  # all it reads of the model
+    check_finite_scores(torch.tensor([0.25, 0.75]), model)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(FloatingPointError, match="overflowed" if dtype == torch.float16 else "bfloat16"):
+            check_finite_scores(torch.tensor([0.25, bad, 0.75]), model)
