@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from transformers_clipflant5 import CLIPFlanT5Config, CLIPFlanT5ForConditionalGeneration
 from transformers_clipflant5.projector import PROJECTOR_CONFIG_NAME, load_projector, save_projector
 
 
@@ -23,6 +24,26 @@ def test_a_saved_projector_loads_back(model, tmp_path):
     load_projector(model, folder)
     for name, tensor in model.model.multi_modal_projector.state_dict().items():
         assert torch.equal(tensor, saved[name]), name
+
+
+def test_a_projector_records_the_feature_settings_of_its_model(tiny, tmp_path):
+    """Saved from a model of other feature settings, a projector says so: it loads back into that model and is refused
+    by a model of the default settings."""
+    model = tiny[0]
+    config = CLIPFlanT5Config(
+        vision_config=model.config.vision_config,
+        text_config=model.config.text_config,
+        image_token_id=model.config.image_token_id,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+    )
+    variant = CLIPFlanT5ForConditionalGeneration(config)
+    folder = save_projector(variant, tmp_path)
+    recorded = json.loads((folder / PROJECTOR_CONFIG_NAME).read_text())
+    assert (recorded["vision_feature_layer"], recorded["vision_feature_select_strategy"]) == (-1, "full")
+    load_projector(variant, folder)
+    with pytest.raises(ValueError, match="was trained with vision_feature_layer=-1"):
+        load_projector(copy.deepcopy(model), folder)
 
 
 @pytest.mark.parametrize(

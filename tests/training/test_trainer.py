@@ -2,6 +2,7 @@
 
 import copy
 import json
+import re
 
 import pytest
 import torch
@@ -250,6 +251,33 @@ def test_build_from_base_checkpoints(bases, tmp_path):
         model.model.vision_tower.embeddings.patch_embedding.weight,
         full.vision_model.embeddings.patch_embedding.weight,
     )
+
+
+def test_build_in_bfloat16_puts_every_part_in_bfloat16(bases):
+    model, _ = build_model_from_base_checkpoints(*bases, dtype="bfloat16")
+    assert {param.dtype for param in model.parameters()} == {torch.bfloat16}
+
+
+def test_default_lora_targets_every_t5_projection_and_nothing_else(base):
+    """LoRA goes on every linear layer of the T5 encoder and decoder (attention and feed-forward, `wo` included),
+    never on the frozen vision tower or the LM head; the projector is trained in full beside it."""
+    model, _ = base
+    peft_config = default_peft_config(ModelConfig(use_peft=True), stage=2)
+    linears = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+    t5 = {
+        name for name in linears if name.startswith(("model.language_model.encoder.", "model.language_model.decoder."))
+    }
+    assert any(name.endswith(".wo") for name in t5) and any(name.endswith(".wi_1") for name in t5)
+    # PEFT matches a string of target modules against each module's full name with re.fullmatch.
+    assert {name for name in linears if re.fullmatch(peft_config.target_modules, name)} == t5
+    assert "multi_modal_projector" in peft_config.modules_to_save
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_the_default_model_card_names_the_stage_from_what_trains(base, data, tmp_path, stage):
+    model, processor = fresh(base, stage)
+    trainer = make_trainer(model, processor, data["stage2"], data["image_folder"], tmp_path)
+    assert trainer.card_info["stage"] == stage
 
 
 def test_stage1_outputs_are_self_contained_and_feed_stage2(bases, data, tmp_path):
