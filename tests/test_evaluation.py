@@ -16,6 +16,7 @@ from transformers_clipflant5.evaluation import (
     correlation_metrics,
     evaluate,
     pairwise_preference_metrics,
+    read_score_table,
     tie_calibrated_accuracy,
     winoground_metrics,
 )
@@ -325,3 +326,15 @@ def test_write_pairs_score_and_eval_end_to_end(tiny, tmp_path, capsys):
     for row, matrix in zip(rows, matrices):
         for (i, image), (j, caption) in itertools.product(enumerate(row["images"]), enumerate(row["captions"])):
             assert table[(image, caption)] == pytest.approx(float(matrix[i, j]), rel=1e-5)
+
+
+def test_a_pair_scored_twice_must_agree_with_itself(tmp_path):
+    # Two score files concatenated (e.g. runs of different models) would otherwise silently keep the last score.
+    rows = [{"image": "a.png", "text": "cat", "score": 0.25}, {"image": "b.png", "text": "cat", "score": 0.5}]
+    assert read_score_table(write_jsonl(tmp_path / "same.jsonl", rows + rows[:1])) == {
+        ("a.png", "cat"): 0.25,
+        ("b.png", "cat"): 0.5,
+    }
+    conflicting = [*rows, {"image": "a.png", "text": "cat", "score": 0.75}]
+    with pytest.raises(BenchmarkError, match=r"scores the pair \('a.png', 'cat'\) twice with different values"):
+        read_score_table(write_jsonl(tmp_path / "conflict.jsonl", conflicting))
