@@ -8,6 +8,7 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 from peft import PeftModel
+from PIL import Image
 from safetensors.torch import load_file
 from transformers import (
     AutoModelForImageTextToText,
@@ -20,7 +21,7 @@ from trl import ModelConfig, SFTConfig
 
 from tests.support.hub import FakeHub
 from tests.support.scores import forward_vqascores
-from transformers_clipflant5 import VQAScore
+from transformers_clipflant5 import CLIPFlanT5ForConditionalGeneration, VQAScore
 from transformers_clipflant5.projector import load_projector
 from transformers_clipflant5.testing.demo import write_demo_base_checkpoints
 from transformers_clipflant5.testing.synthetic import write_synthetic_dataset
@@ -251,6 +252,43 @@ def test_build_from_base_checkpoints(bases, tmp_path):
         model.model.vision_tower.embeddings.patch_embedding.weight,
         full.vision_model.embeddings.patch_embedding.weight,
     )
+
+
+def test_build_from_a_tied_base_without_room_for_the_image_token(bases, tmp_path):
+    """An original-T5-style base (head tied to the embedding, no spare embedding rows, a tokenizer without `<image>`):
+    the built model keeps the tie and grows the vocabulary to hold `<image>`, also across save and load."""
+    from transformers import T5Config, T5Tokenizer
+
+    from transformers_clipflant5.testing.tiny import train_tiny_sentencepiece
+
+    _, vision_folder = bases
+    text_folder = tmp_path / "t5-v1-tiny"
+    text_folder.mkdir()
+    (text_folder / "spiece.model").write_bytes(train_tiny_sentencepiece(seed=3))
+    tokenizer = T5Tokenizer.from_pretrained(text_folder, extra_ids=100)
+    vocab_rows = len(tokenizer)  # every row taken: <image> (id vocab_rows) has none
+    tokenizer.save_pretrained(text_folder)
+    torch.manual_seed(0)
+    text = T5ForConditionalGeneration(
+        T5Config(vocab_size=vocab_rows, d_model=32, d_ff=64, d_kv=8, num_heads=4, num_layers=1, dropout_rate=0.0,
+                 decoder_start_token_id=0, tie_word_embeddings=True)
+    )  # fmt: skip
+    text.save_pretrained(text_folder)
+
+    model, processor = build_model_from_base_checkpoints(text_folder, vision_folder)
+    image_token_id = processor.tokenizer.convert_tokens_to_ids("<image>")
+    assert image_token_id == vocab_rows == model.config.image_token_id
+    rows = model.get_input_embeddings().weight.shape[0]
+    assert rows > image_token_id and rows % 64 == 0
+    assert model.config.tie_word_embeddings and model.lm_head.weight is model.get_input_embeddings().weight
+    inputs = processor(images=[Image.new("RGB", (40, 30), "red")], text=["<image> a red image"],
+                       text_target=["yes"], return_tensors="pt")  # fmt: skip
+    assert torch.isfinite(model(**inputs).loss)
+
+    model.save_pretrained(tmp_path / "built")
+    reloaded = CLIPFlanT5ForConditionalGeneration.from_pretrained(tmp_path / "built")
+    assert reloaded.lm_head.weight.data_ptr() == reloaded.get_input_embeddings().weight.data_ptr()
+    torch.testing.assert_close(reloaded.lm_head.weight, model.lm_head.weight, rtol=0, atol=0)
 
 
 def test_build_in_bfloat16_puts_every_part_in_bfloat16(bases):
