@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 
@@ -66,3 +68,27 @@ def test_reading_threads_are_bounded(monkeypatch):
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(64)), raising=False)
     monkeypatch.setattr("os.cpu_count", lambda: 64)
     assert reading_threads() == 8
+
+
+def test_an_image_over_the_processors_pixel_limit_is_refused_before_it_is_decoded(tiny, tmp_path, monkeypatch):
+    """The reader applies the image processor's `max_image_pixels` when it opens a file, from the header: a
+    decompression bomb is never decoded (the processor's own check comes only after decoding)."""
+    from PIL import Image, ImageFile
+
+    _, processor = tiny
+    image_processor = copy.deepcopy(processor.image_processor)
+    image_processor.max_image_pixels = 40 * 40 - 1
+    path = tmp_path / "large.png"
+    Image.new("RGB", (40, 40), "red").save(path)
+    decoded = []
+    original_load = ImageFile.ImageFile.load
+
+    def recording_load(image):
+        decoded.append(image.size)
+        return original_load(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", recording_load)
+    with ImageReader(image_processor, threads=1) as reader:
+        with pytest.raises(ValueError, match="1600 pixels, more than the limit of 1599"):
+            reader.read([path])[0].result()
+    assert decoded == []
