@@ -1,4 +1,5 @@
-"""Every runnable code block of README.md is executed, so the docs cannot rot; every CLI help page is checked.
+"""Every runnable code block of README.md and of the guides in docs/ is executed, so the docs cannot rot; every CLI
+help page is checked.
 
 Blocks run in a scratch folder whose Hugging Face cache holds tiny models under the Hub ids the README names
 (`zhiqiulin/clip-flant5-xxl` and `-xl` in the original layout, `zhiqiulin/clip-flant5-xxl-stage-1` as an original
@@ -27,8 +28,29 @@ ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"(?:<!-- readme-test: skip \((?P<reason>[^)]*)\) -->\n)?```(?P<lang>\w+)\n(?P<code>.*?)```", re.S)
 
 
+# The documents whose blocks run, in this order (later blocks may use files earlier ones wrote).
+DOCUMENTS = ("README.md", "docs/scoring.md", "docs/checkpoints.md", "docs/training.md")
+
+
 def readme_blocks() -> list[tuple[str, str, str | None]]:
-    return [(m["lang"], m["code"], m["reason"]) for m in BLOCK.finditer((ROOT / "README.md").read_text())]
+    return [
+        (m["lang"], m["code"], m["reason"])
+        for document in DOCUMENTS
+        for m in BLOCK.finditer((ROOT / document).read_text())
+    ]
+
+
+def test_every_guide_is_tested_or_says_why_not():
+    # A new guide in docs/ must either have its blocks run here or hold no runnable block.
+    for path in sorted((ROOT / "docs").glob("*.md")):
+        if f"docs/{path.name}" in DOCUMENTS:
+            continue
+        runnable = [
+            m["code"][:60]
+            for m in BLOCK.finditer(path.read_text())
+            if m["lang"] in ("python", "bash") and m["reason"] is None
+        ]
+        assert not runnable, f"docs/{path.name} has runnable blocks no test runs: add it to DOCUMENTS or mark them"
 
 
 @pytest.fixture(scope="module")

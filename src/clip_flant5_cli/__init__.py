@@ -1,12 +1,11 @@
 # Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
-"""The `clip-flant5` command line (also `python -m transformers_clipflant5`): its parsers, help pages and `main`.
+"""The `clip-flant5` command line (also `python -m transformers_clipflant5`): each command in a folder of its own.
 
-Apart from `transformers_clipflant5` so that `--help` and usage errors answer at once: importing that package imports
-torch and transformers (seconds), as it must to register CLIP-FlanT5 with transformers' Auto classes. This package
-imports only the standard library. Each command has a module here holding its options and help (the module's
-docstring is the command's description, `HELP` its line in the command list, `EPILOG` what follows its options), and
-`main` imports the implementation, `transformers_clipflant5.commands.<name>`, only once the command line has parsed.
-What both sides need (choices, the original release's checkpoints) lives once, in `facts`.
+`clip_flant5_cli/<name>/__init__.py` holds the command's options and help (its docstring is the command's description,
+`HELP` its line in the command list, `EPILOG` what follows its options) and imports only the standard library and
+`clip_flant5_choices`, so that `--help` and usage errors answer at once; `clip_flant5_cli/<name>/command.py` holds
+`run(args) -> exit status`, which calls the library (`transformers_clipflant5`, whose import takes seconds: torch and
+transformers). `main` imports a command's `command` module only once the command line has parsed.
 """
 
 import argparse
@@ -55,5 +54,5 @@ def main(argv: list[str] | None = None) -> NoReturn:
     """Run `clip-flant5 ARGV` (default: `sys.argv[1:]`) and exit with the command's status (2 for a usage error)."""
     args = build_parser().parse_args(argv)
     # Only now: the implementation imports torch and transformers, which the help and usage errors never need.
-    command = importlib.import_module(f"transformers_clipflant5.commands.{args.command}")
+    command = importlib.import_module(f"{__name__}.{args.command}.command")
     sys.exit(command.run(args))

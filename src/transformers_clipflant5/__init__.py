@@ -6,7 +6,7 @@ processor classes for auto-class export so that every `save_pretrained` folder c
 `from_pretrained` read the original release's checkpoints (`zhiqiulin/clip-flant5-xxl`, ...) as they are.
 """
 
-from .import_noise import quiet_backend_import_logs
+from .log_filters import quiet_backend_import_logs
 
 
 quiet_backend_import_logs()  # before transformers imports torchao
@@ -29,9 +29,8 @@ from .modeling_clip_flant5 import (
 )
 from .original import load_original_model, load_original_processor, load_original_projector
 from .processing_clip_flant5 import CHAT_TEMPLATE, SYSTEM_MESSAGE, CLIPFlanT5Processor
+from .version import __version__  # noqa: F401 (re-exported)
 
-
-__version__ = "0.1.0"
 
 AutoConfig.register("clip_flant5", CLIPFlanT5Config, exist_ok=True)
 AutoModel.register(CLIPFlanT5Config, CLIPFlanT5Model, exist_ok=True)

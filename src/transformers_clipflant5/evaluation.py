@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from clip_flant5_cli.facts import EVAL_TASKS as TASKS
+from clip_flant5_choices import EVAL_TASKS as TASKS
 
 from .json_rows import read_json_rows
 

@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.utils import cached_file
 
-from .hub.arguments import hub_kwargs as select_hub_kwargs
+from .hub_kwargs import hub_kwargs as select_hub_kwargs
 from .modeling_clip_flant5 import CLIPFlanT5MultiModalProjector, fix_weight_permissions
 from .original.checkpoint import ORIGINAL_PROJECTOR_NAME, read_original_projector
 

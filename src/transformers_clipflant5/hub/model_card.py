@@ -16,7 +16,6 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .. import __version__
 from ..original.release import (
     ORIGINAL_CHECKPOINTS,
     ORIGINAL_ORG,
@@ -25,6 +24,7 @@ from ..original.release import (
     find_original_checkpoint,
     original_config,
 )
+from ..version import __version__
 
 
 TEMPLATES_DIR = Path(__file__).parent / "model_cards"

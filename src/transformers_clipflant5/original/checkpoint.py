@@ -25,7 +25,7 @@ from ..configuration_clip_flant5 import (
     CLIPFlanT5Config,
     check_vision_feature_layer,
 )
-from ..hub.arguments import hub_kwargs
+from ..hub_kwargs import hub_kwargs
 from ..image_processing_clip_flant5 import CLIPFlanT5ImageProcessor
 from ..modeling_clip_flant5 import CLIPFlanT5MultiModalProjector, CLIPFlanT5PreTrainedModel
 from ..processing_clip_flant5 import DEFAULT_IMAGE_TOKEN, CLIPFlanT5Processor

@@ -2,7 +2,7 @@
 """The original CLIP-FlanT5 release on the Hub: its checkpoints (`zhiqiulin/<name>`), what each is, and the plan of
 converting them all (`clip-flant5 convert --all-original`).
 
-The table of the checkpoints is `clip_flant5_cli.facts.ORIGINAL_CHECKPOINTS`, re-exported here: `clip-flant5 convert
+The table of the checkpoints is `clip_flant5_choices.ORIGINAL_CHECKPOINTS`, re-exported here: `clip-flant5 convert
 --help` names them, and that front end imports nothing heavier than the standard library.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from transformers import T5Config
 
-from clip_flant5_cli.facts import ORIGINAL_CHECKPOINTS, ORIGINAL_ORG, STAGE1_SPLIT_TEXT, OriginalCheckpoint
+from clip_flant5_choices import ORIGINAL_CHECKPOINTS, ORIGINAL_ORG, STAGE1_SPLIT_TEXT, OriginalCheckpoint
 
 from ..configuration_clip_flant5 import CLIPFlanT5Config
 

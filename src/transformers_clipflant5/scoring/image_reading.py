@@ -1,13 +1,12 @@
 # Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
 """Reading and preprocessing a scoring call's images on a pool of CPU threads.
 
-On a GPU, XXL scores a pair in about 15 ms (H200, batch 16) while reading and preprocessing one image (decode, pad,
-resize, normalize) takes 10-20 ms of one CPU core: done one image after the other before the model starts, it left
-the GPU idle for 60-90 ms of a 0.5 s call of 4 images x 8 texts, and with one image per text it would cost as much
-as the model. PIL decodes and resizes without holding the GIL, so threads read images in parallel; and `VQAScore` hands
-the next chunk of images to the pool before it scores the current one where the model runs on an accelerator (on
-CPU the threads would take cores from the model). Each image goes through the image processor alone: the pixels are
-those of processing the images as one list (the processor transforms images one by one).
+On a GPU, reading an image (decode, pad, resize, normalize) costs about as much CPU time as the model spends scoring
+a pair, so images read one after the other before the model starts leave the GPU idle. PIL decodes and resizes
+without holding the GIL, so threads read images in parallel, and `VQAScore` hands the next chunk of images to the
+pool before it scores the current one where the model runs on an accelerator (on CPU the threads would take cores
+from the model). Each image goes through the image processor alone: the pixels are those of processing the images
+as one list (the processor transforms images one by one).
 """
 
 import os

@@ -3,27 +3,19 @@
 
 Backends (both run on CPU and CUDA):
 
-- int8: torchao's `Int8WeightOnlyConfig` (one int8 per weight, one scale per output row), in pure PyTorch, so the
-  accuracy measured on a CPU is the accuracy a GPU gets. Activations stay in the compute dtype (bf16/fp32):
-  bitsandbytes' LLM.int8 casts them to fp16 (its `MatMul8bitLt` warns so), which is exactly where FlanT5 overflows
-  and why transformers keeps T5's `wo` in fp32 for it.
-- int4: bitsandbytes' NF4 (4-bit NormalFloat in blocks of 64 weights, the blocks' scales themselves quantized to
-  8 bits: about 0.52 bytes per weight), dequantized to the compute dtype for an ordinary matmul. VQAScore runs the
-  encoder over every pair's whole prompt (batch x ~700 tokens), and there dequantize-then-GEMM runs at the GEMM's
-  speed. torchao's int4 was tried first and dropped: its CUDA kernel (tinygemm) is built for a few rows at a time
-  (decoding) and on an H100 scored XXL 9x slower than bf16 while holding more memory than int8 (16.7 GB), and its
-  CPU format stores one value per byte, no smaller than int8.
+- int8: torchao's `Int8WeightOnlyConfig` (int8 weights, one scale per output row), in pure PyTorch, so the accuracy
+  measured on a CPU is the accuracy a GPU gets. Activations stay in the compute dtype: bitsandbytes' LLM.int8 casts
+  them to fp16, which is where FlanT5 overflows.
+- int4: bitsandbytes' NF4 (blocks of 64 weights, about 0.52 bytes per weight), dequantized for an ordinary matmul:
+  scoring runs the encoder over whole prompts, where dequantize-then-GEMM runs at the GEMM's speed (torchao's int4
+  kernel is built for decoding a few rows at a time; see docs/benchmarks.md).
 
-Any other transformers `quantization_config` can be passed through `from_pretrained(..., quantization_config=...)`.
-
-What stays unquantized, in the compute dtype: the CLIP vision tower and the projector (about 7% of XL's parameters
-and 3% of XXL's: little memory to win, and every image token passes through them), the token embedding (transformers
-never quantizes `nn.Embedding` here) and the LM head (transformers' default; scoring only evaluates it on the
-answer's tokens). Under fp16 T5's `wo` projections are also kept out, in fp32, as transformers keeps them for T5.
-Under int4 they cannot be NF4: T5's feed-forward casts its input to `wo`'s weight dtype, which for a bitsandbytes
-4-bit weight is the packed uint8 (measured on the trained demo model, an NF4 `wo` turned the scores to noise,
-Spearman -0.03 against fp32), so transformers loads them in the compute dtype and [`quantize_int4_wo`] then makes
-them torchao int8, whose weights report the compute dtype: 21% of XXL's T5 weights, 4.0 GB in bf16, 2.0 GB in int8.
+What stays unquantized, in the compute dtype: the vision tower and projector (3-7% of the parameters, and every
+image token passes through them), the token embedding and the LM head (evaluated on the answer's tokens only). Under
+fp16 T5's `wo` projections stay in fp32, as transformers keeps them for T5. Under int4 they cannot be NF4 (T5's
+feed-forward casts its input to `wo`'s weight dtype, the packed uint8, which turns scores to noise), so
+[`quantize_int4_wo`] makes them torchao int8 instead. Any other transformers `quantization_config` can be passed
+through `from_pretrained(..., quantization_config=...)`.
 """
 
 import importlib
@@ -32,7 +24,7 @@ import re
 
 import torch
 
-from clip_flant5_cli.facts import QUANT_EXTRA_INSTALL, QUANTIZATION_CHOICES
+from clip_flant5_choices import QUANT_EXTRA_INSTALL, QUANTIZATION_CHOICES
 
 
 # Full module names (transformers matches them as prefixes at module boundaries, or as regexes).

@@ -10,6 +10,8 @@ question in the stage-2 chat format, exactly as the original evaluation code com
 - rows are sorted by prompt length before batching, so that batches carry little padding;
 - images are read and preprocessed on a pool of threads, on a GPU the next chunk while this one is scored;
 - the LM head runs only on the answer positions, the decoder only on the answer's length;
+- every method builds a [`ScoringPlan`] (`plan`) and runs it (`run_plan`, `score_batch`), so these rules hold for
+  `__call__`, `score_matrix`, `rank`, `generate` and `score_pixels` alike;
 - everything runs under `torch.inference_mode()`, by default in bf16 on CUDA (fp32 on CPU) with the attention
   implementation transformers picks (SDPA where supported).
 
@@ -25,23 +27,26 @@ Example:
 """
 
 import os
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from contextlib import nullcontext
+from typing import NamedTuple
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..hub.arguments import hub_kwargs
+from ..hub_kwargs import hub_kwargs
 from ..image_processing_clip_flant5 import ImageInput
 from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration, shift_tokens_right
 from ..padding import pad_right
 from ..processing_clip_flant5 import CLIPFlanT5Processor
-from . import generation
-from . import pixels as pixel_scoring
+from .devices import execution_device, resolve_device, resolve_dtype
+from .generation import default_max_new_tokens, generate_batch
 from .image_reading import ImageReader
-from .inputs import as_list, fit_texts
+from .pixel_preprocessing import PixelInput, check_pixels, checkpoint_in_eval_mode, preprocess_pixels
+from .plan import PlanBatch, ScoringPlan, as_list, check_batch_size
 from .precision import build_quantization_config, check_finite_scores, quantize_int4_wo
 from .prompts import (
     DEFAULT_ANSWER_TEMPLATE,
@@ -49,9 +54,9 @@ from .prompts import (
     check_answer_template,
     check_question_template,
     check_text,
+    fit_texts,
 )
-from .settings import check_batch_size, execution_device, resolve_device, resolve_dtype
-from .t5_inference import ScoringForward
+from .scoring_forward import ScoringForward
 
 
 DEFAULT_BATCH_SIZE = 16
@@ -61,19 +66,11 @@ DEFAULT_BATCH_SIZE = 16
 ImageErrorHandler = Callable[[int, Exception], None]
 
 
-def _image_key(image: ImageInput) -> tuple[str, object]:
-    # Paths are compared by absolute name; in-memory images by identity (the caller holds them for the whole call).
-    if isinstance(image, (str, os.PathLike)):
-        return ("path", os.path.abspath(os.fspath(image)))
-    return ("object", id(image))
+class Ranking(NamedTuple):
+    """Best-of-N result: `order` lists image indices best first; `scores[i]` is the score of image i."""
 
-
-@dataclass
-class _Row:
-    index: int
-    image: int  # position in the distinct-image list
-    prompt_ids: list[int]
-    target_ids: list[int]
+    order: torch.Tensor
+    scores: torch.Tensor
 
 
 class VQAScore:
@@ -242,13 +239,6 @@ class VQAScore:
         )
         return scores.view(len(images), len(texts))
 
-    # Differentiable scoring (a reward for image generators) and best-of-N ranking: see pixel_scoring.
-    score_pixels = pixel_scoring.score_pixels
-    prepare_for_reward = pixel_scoring.prepare_for_reward
-    rank = pixel_scoring.rank
-    # VQA and captioning through the same plan of distinct images and length-sorted batches: see generation.
-    generate = generation.generate
-
     def iter_scores(
         self,
         images: Sequence[ImageInput],
@@ -267,68 +257,34 @@ class VQAScore:
         `on_image_error(row, error)`, when given, is called for each row whose image cannot be read, and those rows
         are skipped; by default such an image raises. `truncate_texts`: as in `__call__`.
         """
+        plan = self.plan(images, texts, batch_size, question_template, answer_template, truncate_texts)
+        fused = self.forward.use_fused(assume_eval_mode=True)
+        for batch in self.run_plan(plan, on_image_error, progress):
+            with torch.inference_mode():
+                scores = self.score_batch(batch, fused).cpu()
+            check_finite_scores(scores, self.model)
+            yield [row.index for row in batch.rows], scores
+
+    def plan(
+        self,
+        images: Sequence,
+        texts: Sequence[str],
+        batch_size: int | None = None,
+        question_template: str | None = None,
+        answer_template: str | None = None,
+        truncate_texts: bool = False,
+    ) -> ScoringPlan:
+        """
+        The [`ScoringPlan`] of scoring `images[i]` with `texts[i]` (the scorer's batch size and templates where None),
+        after checking every argument: the templates, each text (not empty, no `<image>`, within the tokenizer's
+        limit unless `truncate_texts` cuts it). `images` are not read here: anything the plan's runner can read, or
+        tensors for `score_pixels`.
+        """
         batch_size = self.batch_size if batch_size is None else batch_size
         check_batch_size(batch_size)
         images, texts = as_list(images, "images"), as_list(texts, "texts")
         if len(images) != len(texts):
             raise ValueError(f"Got {len(images)} images and {len(texts)} texts; both lists need the same length.")
-        question_template, answer_template = self._check_scoring_inputs(texts, question_template, answer_template)
-        # Over-long texts are found (or cut) here, before any image is read or any model work.
-        texts = fit_texts(self.processor, texts, "texts", question_template, answer_template, truncate_texts)
-
-        distinct_images, rows = self._plan_rows(images, texts, question_template, answer_template)
-        bar = tqdm(total=len(rows), disable=not progress, unit="pair", desc="VQAScore")
-        fused = self.forward.use_fused(assume_eval_mode=True)
-        for features, image_slots, batch in self._batches(distinct_images, rows, batch_size, on_image_error, bar):
-            yield [row.index for row in batch], self._score_batch(features, image_slots, batch, fused)
-
-    def _batches(
-        self,
-        distinct_images: list[ImageInput],
-        rows: list["_Row"],
-        batch_size: int,
-        on_image_error: ImageErrorHandler | None,
-        bar,
-    ) -> Iterator[tuple[torch.Tensor, list[int], list["_Row"]]]:
-        """
-        `(features, image slots, rows)` batch by batch, for scoring and generation alike: the distinct images are
-        encoded a chunk at a time, and each chunk's rows go out longest prompt first. `features[image_slots[i]]` is
-        the image of `rows[i]`. The model is in eval mode meanwhile (dropout would make outputs random) and is left
-        as it was found.
-        """
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            rows_by_image: dict[int, list[_Row]] = {}
-            for row in rows:
-                rows_by_image.setdefault(row.image, []).append(row)
-            # All rows of an image are done while its features are held, and memory stays bounded however many
-            # images the call has.
-            image_ids, size = list(rows_by_image), max(batch_size, 32)
-            chunks = [image_ids[start : start + size] for start in range(0, len(image_ids), size)]
-            with ImageReader(self.processor.image_processor) as reader:
-                # On an accelerator the next chunk's images are read while this chunk is scored (see image_reading).
-                pending_chunks = reader.read_chunks(distinct_images, chunks, read_ahead=self.device.type != "cpu")
-                for chunk, pending in zip(chunks, pending_chunks):
-                    features, readable = self._encode_images(
-                        pending, chunk, batch_size, rows_by_image, on_image_error, bar
-                    )
-                    position = {image_id: slot for slot, image_id in enumerate(readable)}
-                    chunk_rows = [row for image_id in readable for row in rows_by_image[image_id]]
-                    # Longest prompts first: padding stays small, and an out-of-memory error shows up at once.
-                    chunk_rows.sort(key=lambda row: (len(row.prompt_ids), len(row.target_ids)), reverse=True)
-                    for batch_start in range(0, len(chunk_rows), batch_size):
-                        batch = chunk_rows[batch_start : batch_start + batch_size]
-                        yield features, [position[row.image] for row in batch], batch
-                        bar.update(len(batch))
-        finally:
-            bar.close()
-            self.model.train(was_training)
-
-    def _check_scoring_inputs(
-        self, texts: list[str], question_template: str | None, answer_template: str | None
-    ) -> tuple[str, str]:
-        """The templates to use (the scorer's defaults where None), after checking them and every text."""
         question_template = self.question_template if question_template is None else question_template
         answer_template = self.answer_template if answer_template is None else answer_template
         image_token = self.processor.image_token
@@ -336,86 +292,54 @@ class VQAScore:
         check_answer_template(answer_template, image_token)
         for index, text in enumerate(texts):
             check_text(text, f"texts[{index}]", image_token)
-        return question_template, answer_template
+        # Over-long texts are found (or cut) here, before any image is read or any model work.
+        texts = fit_texts(self.processor, texts, "texts", question_template, answer_template, truncate_texts)
+        return ScoringPlan.build(self.processor, images, texts, question_template, answer_template, batch_size)
 
-    def _plan_rows(
-        self, images: list[ImageInput], texts: list[str], question_template: str, answer_template: str | None
-    ) -> tuple[list[ImageInput], list[_Row]]:
-        """The distinct images, and one row per pair with its encoded prompt and target (none without an answer)."""
-        image_slots: dict[tuple[str, object], int] = {}
-        distinct_images: list[ImageInput] = []
-        encoded_prompts: dict[str, list[int]] = {}
-        encoded_targets: dict[str, list[int]] = {}
-        rows = []
-        for index, (image, text) in enumerate(zip(images, texts)):
-            key = _image_key(image)
-            if key not in image_slots:
-                image_slots[key] = len(distinct_images)
-                distinct_images.append(image)
-            if text not in encoded_prompts:
-                prompt = self.processor.chat_prompt(question_template.format(text))
-                encoded_prompts[text] = self.processor.encode_prompt(prompt)
-                encoded_targets[text] = (
-                    [] if answer_template is None else self.processor.encode_target(answer_template.format(text))
-                )
-            rows.append(_Row(index, image_slots[key], encoded_prompts[text], encoded_targets[text]))
-        return distinct_images, rows
-
-    @torch.inference_mode()
-    def _encode_images(
+    def run_plan(
         self,
-        pending: list[Future],
-        image_ids: list[int],
-        batch_size: int,
-        rows_by_image: dict[int, list[_Row]],
-        on_image_error: ImageErrorHandler | None,
-        bar,
-    ) -> tuple[torch.Tensor | None, list[int]]:
-        """Projected features of the readable images (`pending`: their pixel values, read in `image_ids`' order) and
-        the ids of those images."""
-        pixels, readable = [], []
-        for future, image_id in zip(pending, image_ids):
-            try:
-                pixels.append(future.result())
-                readable.append(image_id)
-            except (OSError, ValueError, TypeError) as error:
-                first_row = rows_by_image[image_id][0].index
-                if on_image_error is None:
-                    # Same exception type, with the offending row named.
-                    raise type(error)(f"images[{first_row}]: {error}") from error
-                for row in rows_by_image[image_id]:
-                    on_image_error(row.index, error)
-                bar.update(len(rows_by_image[image_id]))
-        if not pixels:
-            return None, []
-        features = []
-        for start in range(0, len(pixels), batch_size):
-            pixel_values = torch.cat(pixels[start : start + batch_size])
-            features.append(self.forward.image_features(pixel_values.to(self.device)))
-        return torch.cat(features), readable
+        plan: ScoringPlan,
+        on_image_error: ImageErrorHandler | None = None,
+        progress: bool = False,
+        description: str = "VQAScore",
+    ) -> Iterator[PlanBatch]:
+        """
+        The plan's batches with their images' features: the images are read and encoded a chunk at a time (on an
+        accelerator the next chunk is read while this one is scored), then the chunk's rows go out longest prompt
+        first. The model is in eval mode meanwhile (dropout would make outputs random) and is left as it was found.
+        `on_image_error`: as in `iter_scores`.
+        """
+        was_training = self.model.training
+        self.model.eval()
+        bar = tqdm(total=len(plan.rows), disable=not progress, unit="pair", desc=description)
+        try:
+            chunks = plan.chunks()
+            with ImageReader(self.processor.image_processor) as reader:
+                pending_chunks = reader.read_chunks(plan.images, chunks, read_ahead=self.device.type != "cpu")
+                for chunk, pending in zip(chunks, pending_chunks):
+                    features, readable = self._encode_images(plan, pending, chunk, on_image_error, bar)
+                    position = {image_id: slot for slot, image_id in enumerate(readable)}
+                    for rows in plan.batches(readable):
+                        yield PlanBatch(features, [position[row.image] for row in rows], rows)
+                        bar.update(len(rows))
+        finally:
+            bar.close()
+            self.model.train(was_training)
 
-    @torch.inference_mode()
-    def _score_batch(
-        self, features: torch.Tensor, image_slots: list[int], rows: list[_Row], fused: bool = False
-    ) -> torch.Tensor:
-        scores = self._score_rows(features, image_slots, rows, fused).cpu()
-        check_finite_scores(scores, self.model)
-        return scores
-
-    def _score_rows(
-        self, features: torch.Tensor, image_slots: list[int], rows: list[_Row], fused: bool = False
-    ) -> torch.Tensor:
-        """Scores of `rows` (on the LM head's device), row i showing `features[image_slots[i]]`; differentiable
-        (the fused T5 path, inference-only, is used only where no gradient is recorded)."""
-        device = self.device
+    def score_batch(self, batch: PlanBatch, fused: bool = False) -> torch.Tensor:
+        """
+        The scores of `batch.rows` (on the LM head's device), row i showing `batch.features[batch.image_slots[i]]`:
+        exp(-mean cross-entropy) of each row's answer tokens. Differentiable; `fused` runs the T5 through
+        `t5_inference`, which is used only where no gradient is recorded.
+        """
+        rows, device, config = batch.rows, self.device, self.model.config
         input_ids, attention_mask = pad_right(
             [row.prompt_ids for row in rows], self.processor.tokenizer.pad_token_id, device
         )
         labels, label_mask = pad_right([row.target_ids for row in rows], -100, device)
         label_mask = label_mask.bool()
-        config = self.model.config
         decoder_input_ids = shift_tokens_right(labels, config.pad_token_id, config.decoder_start_token_id)
-        image_embeds = features[torch.tensor(image_slots, device=features.device)]
+        image_embeds = batch.features[torch.tensor(batch.image_slots, device=batch.features.device)]
         last_hidden_state = self.forward.decoder_states(
             input_ids, attention_mask, decoder_input_ids, label_mask, image_embeds, fused
         )
@@ -432,10 +356,196 @@ class VQAScore:
         loss_sum = token_loss.new_zeros(len(rows)).index_add_(0, row_of_token, token_loss)
         return torch.exp(-loss_sum / label_mask.sum(dim=1))
 
+    @torch.inference_mode()
+    def _encode_images(
+        self,
+        plan: ScoringPlan,
+        pending: list[Future],
+        image_ids: list[int],
+        on_image_error: ImageErrorHandler | None,
+        bar,
+    ) -> tuple[torch.Tensor | None, list[int]]:
+        """Projected features of the readable images (`pending`: their pixel values, read in `image_ids`' order) and
+        the ids of those images."""
+        pixels, readable = [], []
+        for future, image_id in zip(pending, image_ids):
+            try:
+                pixels.append(future.result())
+                readable.append(image_id)
+            except (OSError, ValueError, TypeError) as error:
+                rows = plan.rows_by_image[image_id]
+                if on_image_error is None:
+                    # Same exception type, with the offending row named.
+                    raise type(error)(f"images[{rows[0].index}]: {error}") from error
+                for row in rows:
+                    on_image_error(row.index, error)
+                bar.update(len(rows))
+        if not pixels:
+            return None, []
+        features = []
+        for start in range(0, len(pixels), plan.batch_size):
+            pixel_values = torch.cat(pixels[start : start + plan.batch_size])
+            features.append(self.forward.image_features(pixel_values.to(self.device)))
+        return torch.cat(features), readable
+
+    def rank(
+        self,
+        images: Sequence[ImageInput] | torch.Tensor,
+        text: str,
+        batch_size: int | None = None,
+        question_template: str | None = None,
+        answer_template: str | None = None,
+        progress: bool = False,
+    ) -> Ranking:
+        """
+        Best-of-N: score every image with `text`, exactly as `__call__` does (8-bit PIL path, no gradients), and order
+        them. `images` are paths, PIL images, arrays, or a `(N, 3, H, W)` float tensor in [0, 1].
+
+        Returns:
+            `Ranking(order, scores)`: `order` the image indices best first (ties keep input order), `scores[i]` the
+            score of `images[i]`.
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"rank scores images against one text (a string), got {type(text).__name__}.")
+        if isinstance(images, torch.Tensor):
+            images = list(images.unbind(0)) if images.dim() == 4 else [images]
+        images = list(images)
+        scores = self(images, [text] * len(images), batch_size, question_template, answer_template, progress)
+        return Ranking(order=torch.sort(scores, descending=True, stable=True).indices, scores=scores)
+
+    def score_pixels(
+        self,
+        pixels: PixelInput,
+        texts: Sequence[str],
+        question_template: str | None = None,
+        answer_template: str | None = None,
+        autocast_dtype: torch.dtype | str | None = None,
+        quantize: bool = False,
+        truncate_texts: bool = False,
+    ) -> torch.Tensor:
+        """
+        Score `pixels[i]` with `texts[i]`, keeping the autograd graph back to `pixels`: a reward for guiding or
+        fine-tuning an image generator. Call [`prepare_for_reward`] first (frozen weights, optional checkpointing).
+
+        Args:
+            pixels: a float `(N, 3, H, W)` tensor in [0, 1], or a list of `(3, H, W)` tensors of any sizes, on any
+                device; preprocessed by [`preprocess_pixels`] (the image processor's steps in torch).
+            texts: one text per image (a single string is one text).
+            question_template, answer_template, truncate_texts: as in `__call__` (default: the scorer's templates;
+                texts over the tokenizer's limit are refused unless `truncate_texts`).
+            autocast_dtype: run the model under `torch.autocast` in this dtype (e.g. `torch.bfloat16` or
+                `"bfloat16"`).
+            quantize: round to 8-bit levels where the PIL path does, with straight-through gradients.
+
+        Returns:
+            `(N,)` scores on the model's device, with the autograd graph. An image already at the tower's size (square,
+            or padded to it) scores as `__call__` scores the same 8-bit image. The model runs in eval mode; with
+            gradient checkpointing, call `backward` before putting it back in training mode (the backward pass re-runs
+            the checkpointed layers).
+        """
+        texts = as_list(texts, "texts")
+        images = check_pixels(pixels, len(texts))
+        plan = self.plan(images, texts, None, question_template, answer_template, truncate_texts)
+        if not plan.rows:
+            return torch.zeros(0, device=self.device)
+        model = self.model
+        if torch.is_grad_enabled() and any(param.requires_grad for param in model.parameters()):
+            warnings.warn(
+                "The scorer's weights require gradients: backward will also compute a gradient for every weight. Call "
+                "scorer.prepare_for_reward() to freeze them when only the pixels' gradient is wanted.",
+                stacklevel=2,
+            )
+        # A batch tensor is preprocessed in one go (its rows are distinct views); a list one image at a time.
+        pixel_values = preprocess_pixels(
+            pixels if isinstance(pixels, torch.Tensor) else plan.images, self.processor, quantize, self.device
+        )
+        if isinstance(autocast_dtype, str):
+            autocast_dtype = resolve_dtype(autocast_dtype, self.device)
+        autocast = (
+            torch.autocast(self.device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
+        )
+        was_training = model.training
+        model.eval()
+        try:
+            with autocast, checkpoint_in_eval_mode(model):
+                features = model.get_image_features(pixel_values, return_dict=True).pooler_output
+                return self.score_batch(PlanBatch(features, plan.image_slots, plan.rows))
+        finally:
+            model.train(was_training)
+
+    def prepare_for_reward(self, gradient_checkpointing: bool | str = False) -> "VQAScore":
+        """
+        Make this scorer a reward model: eval mode and frozen weights (`requires_grad=False`: backward then computes
+        the pixels' gradient only), and activation checkpointing of the vision tower and T5 (`True`), of one of them
+        (`"vision"`, `"text"`) or of none (`False`), which trades a second forward pass of each layer for not holding
+        its activations until backward. Returns the scorer.
+        """
+        if gradient_checkpointing not in (True, False, "vision", "text"):
+            raise ValueError(
+                f"gradient_checkpointing must be True, False, 'vision' or 'text', got {gradient_checkpointing!r}."
+            )
+        model = self.model
+        model.eval().requires_grad_(False)
+        parts = {"vision": model.model.vision_tower, "text": model.model.language_model}
+        for name, part in parts.items():
+            if gradient_checkpointing is True or gradient_checkpointing == name:
+                part.activation_checkpointing_enable()
+            else:
+                part.activation_checkpointing_disable()
+        return self
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        images: Sequence[ImageInput],
+        prompts: Sequence[str],
+        batch_size: int | None = None,
+        progress: bool = False,
+        truncate_prompts: bool = False,
+        **generation_kwargs,
+    ) -> list[str] | list[list[str]]:
+        """
+        Answer `prompts[i]` about `images[i]` (VQA, captioning) in the stage-2 chat format, through the same plan as
+        scoring (each distinct image encoded once, rows sorted by prompt length).
+
+        Args:
+            images: one image per prompt.
+            prompts: questions or instructions, without `<image>` (the chat prompt places the image).
+            batch_size: rows per `generate` call (default: the scorer's).
+            truncate_prompts: cut a prompt whose chat prompt exceeds the tokenizer's `model_max_length` (512 for
+                FlanT5) to fit, instead of raising a ValueError with its token count (the default).
+            generation_kwargs: passed to `model.generate` (`max_new_tokens`, defaulting to 128 unless `max_length` or
+                a `generation_config` that sets either is given, `num_beams`, `do_sample`, `temperature`, ...).
+
+        Returns:
+            The decoded answers, special tokens removed and whitespace stripped: one string per prompt, or with
+            `num_return_sequences=n > 1` a list of `n` strings per prompt (best first for beam search).
+        """
+        batch_size = self.batch_size if batch_size is None else batch_size
+        check_batch_size(batch_size)
+        images, prompts = as_list(images, "images"), as_list(prompts, "prompts")
+        if len(images) != len(prompts):
+            raise ValueError(f"Got {len(images)} images and {len(prompts)} prompts; pass one prompt per image.")
+        for index, prompt in enumerate(prompts):
+            check_text(prompt, f"prompts[{index}]", self.processor.image_token)
+        prompts = fit_texts(self.processor, prompts, "prompts", "{}", None, truncate_prompts)
+        default_max_new_tokens(generation_kwargs)
+        plan = ScoringPlan.build(self.processor, images, prompts, "{}", None, batch_size)
+        answers: list[str | list[str]] = [""] * len(plan.rows)
+        for batch in self.run_plan(plan, progress=progress, description="generate"):
+            for row, answer in zip(
+                batch.rows, generate_batch(self.model, self.processor, batch, self.device, generation_kwargs)
+            ):
+                answers[row.index] = answer
+        return answers
+
 
 __all__ = [
     "DEFAULT_ANSWER_TEMPLATE",
     "DEFAULT_QUESTION_TEMPLATE",
+    "PlanBatch",
+    "Ranking",
+    "ScoringPlan",
     "VQAScore",
     "check_question_template",
     "check_text",

@@ -12,7 +12,7 @@ from ..processing_clip_flant5 import CLIPFlanT5Processor
 from .arguments import CLIPFlanT5ScriptArguments, check_template, describe_training
 from .collator import CLIPFlanT5DataCollator
 from .data import ValidationReport, load_llava_dataset
-from .noise import quiet_training_run
+from .quiet_run import quiet_training_run
 
 
 def parse_stage_arguments(

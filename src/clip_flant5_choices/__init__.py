@@ -1,10 +1,10 @@
 # Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
-"""Facts both the command line and the library need, kept here as plain Python so that the help pages can show
-them without importing torch or transformers.
+"""The choices the command line offers and the library accepts (`eval --task`, `score --quantization`, `convert
+--dtype`) and the table of the original release's checkpoints: the bottom layer of the dependency graph.
 
-This package imports only the standard library, so the library imports these from here (never the reverse):
-each fact has this one home. `original.release`, `original.convert`, `scoring.precision` and `evaluation`
-re-export what they use.
+Standard library only, so that the command line's help pages can show them without importing torch or
+transformers, and the library (`original.release`, `hub.convert_original`, `scoring.precision`, `evaluation`)
+imports them from here: each has this one home.
 """
 
 from dataclasses import dataclass
@@ -16,7 +16,7 @@ EVAL_TASKS = ("winoground", "pairwise", "correlation")
 # `clip-flant5 score --quantization` and `VQAScore.from_pretrained(quantization=...)` (`scoring.precision`).
 QUANTIZATION_CHOICES = ("int8", "int4")
 QUANT_EXTRA_INSTALL = 'pip install -e ".[quant]"'
-# `clip-flant5 convert --dtype`: the torch dtypes converted weights can be written in (`original.convert.DTYPES`).
+# `clip-flant5 convert --dtype`: the torch dtypes converted weights can be written in (`hub.convert_original.DTYPES`).
 CONVERT_DTYPES = ("bfloat16", "float16", "float32")
 
 ORIGINAL_ORG = "zhiqiulin"

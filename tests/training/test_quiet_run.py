@@ -5,7 +5,7 @@ import warnings
 
 import torch
 
-from transformers_clipflant5.training.noise import quiet_training_run
+from transformers_clipflant5.training.quiet_run import quiet_training_run
 
 
 def test_gradient_checkpointing_alias_warning_is_silenced(monkeypatch):

@@ -20,9 +20,9 @@ from tests.support.models import save_model_folder
 from tests.support.original_reference import save_original_checkpoint, vqa_prompt, write_original_projector
 from tests.support.paths import REPO_ROOT
 from transformers_clipflant5 import CLIPFlanT5ForConditionalGeneration, CLIPFlanT5Processor
+from transformers_clipflant5.hub.convert_original import convert
 from transformers_clipflant5.hub.folder_checks import check_model_folder, check_projector_folder, safetensors_keys
 from transformers_clipflant5.original import load_original_projector
-from transformers_clipflant5.original.convert import convert
 from transformers_clipflant5.projector import load_projector
 from transformers_clipflant5.testing.tiny import build_tiny_model, train_tiny_sentencepiece
 

@@ -6,7 +6,8 @@ import torch
 from accelerate.hooks import AlignDevicesHook, SequentialHook
 
 from transformers_clipflant5 import VQAScore
-from transformers_clipflant5.scoring.settings import check_batch_size, execution_device, resolve_device
+from transformers_clipflant5.scoring.devices import execution_device, resolve_device
+from transformers_clipflant5.scoring.plan import check_batch_size
 
 
 def test_devices_this_machine_has_resolve():

@@ -5,7 +5,7 @@ import logging
 import subprocess
 import sys
 
-from transformers_clipflant5.import_noise import quiet_backend_import_logs
+from transformers_clipflant5.log_filters import quiet_backend_import_logs
 
 
 def test_import_prints_no_backend_kernel_noise():

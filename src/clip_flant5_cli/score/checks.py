@@ -19,7 +19,8 @@ class ScoreFileError(ScoreUsageError):
 def check_arguments(args: argparse.Namespace) -> None:
     """Raise [`ScoreUsageError`] for a --batch-size, --device or --dtype that cannot be used, before anything loads."""
 
-    from transformers_clipflant5.scoring.settings import check_batch_size, resolve_device, resolve_dtype
+    from transformers_clipflant5.scoring.devices import resolve_device, resolve_dtype
+    from transformers_clipflant5.scoring.plan import check_batch_size
 
     try:
         check_batch_size(args.batch_size)
@@ -100,7 +101,7 @@ def _check_templates(args: argparse.Namespace, image_token: str) -> None:
 
 def text_problem(processor, text: str, where: str, args: argparse.Namespace) -> str | None:
     """Why `text` cannot be scored with `processor` and the templates of `args`, or None."""
-    from transformers_clipflant5.scoring.inputs import fit_text
+    from transformers_clipflant5.scoring.prompts import fit_text
     from transformers_clipflant5.scoring.vqascore import DEFAULT_ANSWER_TEMPLATE, DEFAULT_QUESTION_TEMPLATE
 
     try:

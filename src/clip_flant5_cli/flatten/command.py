@@ -8,11 +8,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..json_rows import is_json_lines
+from transformers_clipflant5.json_rows import is_json_lines
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..training.data import DataValidationError, flatten_conversations, read_llava_json, validate_llava_samples
+    from transformers_clipflant5.training.data import (
+        DataValidationError,
+        flatten_conversations,
+        read_llava_json,
+        validate_llava_samples,
+    )
 
     output: Path = args.output
     if output.is_dir():

@@ -1,8 +1,8 @@
 """What the processes of a multi-process `clip-flant5 score` run check together: scores written by a process that
 its main process's merge does not hold are reported (and make the command fail) rather than silently lost."""
 
-from transformers_clipflant5.commands.score import PART_SUFFIX
-from transformers_clipflant5.commands.score_processes import report_lost_rows
+from clip_flant5_cli.score.command import PART_SUFFIX
+from clip_flant5_cli.score.processes import report_lost_rows
 
 
 def test_rows_missing_from_the_merge_are_reported_with_their_processes(tmp_path, capsys):

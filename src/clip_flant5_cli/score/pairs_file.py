@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..json_rows import json_lines
-from .score_checks import ScoreFileError
+from transformers_clipflant5.json_rows import json_lines
+
+from .checks import ScoreFileError
 
 
 @dataclass
@@ -105,7 +106,7 @@ def _read_csv_pairs(path: Path, text: str, delimiter: str) -> list[PairRow]:
 
 
 def _row_problem(row: PairRow) -> str | None:
-    from ..scoring.prompts import check_text
+    from transformers_clipflant5.scoring.prompts import check_text
 
     if row.image is None:
         return "no 'image' field: every row needs the path of its image"

@@ -283,7 +283,7 @@ def test_resume_from_leftover_part_files_and_a_crash_during_the_merge(
     assert output.read_bytes() == finished and not list(tmp_path.glob("scores.jsonl.part-*"))
 
     # A crash before the merged file replaced the output: the output is untouched, and the re-run merges.
-    import transformers_clipflant5.commands.score as score_command
+    import clip_flant5_cli.score.command as score_command
 
     write_jsonl(output, [done(0, 0.25), done(1, 0.25)])
     write_jsonl(Path(f"{output}.part-00000"), [done(k, json.loads(finished.splitlines()[k])["score"]) for k in (2, 4, 5, 6, 7)])  # fmt: skip

@@ -41,7 +41,7 @@ launchers report any other status as a crash with a long traceback; the summary 
 import argparse
 from pathlib import Path
 
-from .facts import QUANT_EXTRA_INSTALL, QUANTIZATION_CHOICES
+from clip_flant5_choices import QUANT_EXTRA_INSTALL, QUANTIZATION_CHOICES
 
 
 HELP = "VQAScore of an (image, text) pair or of a file of pairs"

@@ -1,7 +1,7 @@
 # Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
 """`clip-flant5 convert`: original checkpoints to self-contained transformers Hub folders, optionally pushed.
 
-The library is `original.convert` (one checkpoint) and `original.release` (the whole original release); publishing
+The library is `hub.convert_original` (one checkpoint) and `original.release` (the whole original release); publishing
 is `hub.publish`. The command's options and help are in `clip_flant5_cli.convert`.
 """
 
@@ -10,11 +10,11 @@ import json
 import sys
 from pathlib import Path
 
-from ..hub.model_card import published_results
-from ..hub.model_source import LOAD_ERRORS, check_model_source, explain_load_error
-from ..hub.publish import HUB_REPO_URL, check_repo_id, files_to_upload, folder_files, push_folder
-from ..original.convert import convert
-from ..original.release import (
+from transformers_clipflant5.hub.convert_original import convert
+from transformers_clipflant5.hub.model_card import published_results
+from transformers_clipflant5.hub.model_source import LOAD_ERRORS, check_model_source, explain_load_error
+from transformers_clipflant5.hub.publish import HUB_REPO_URL, check_repo_id, files_to_upload, folder_files, push_folder
+from transformers_clipflant5.original.release import (
     OriginalCheckpoint,
     PlannedConversion,
     plan_original_release,

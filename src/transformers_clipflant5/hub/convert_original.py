@@ -13,7 +13,7 @@ four times (read by `original.checkpoint`). A converted folder holds:
 - a model card (`README.md`).
 
 A stage-1 repo (`config.json` + `mm_projector.bin`) becomes `projector.safetensors` + `projector_config.json` + card.
-The command line is `clip-flant5 convert` (`commands/convert.py`); publishing is `hub.publish`.
+The command line is `clip-flant5 convert` (`clip_flant5_cli/convert/`); publishing is `hub.publish`.
 """
 
 import json
@@ -28,22 +28,22 @@ import torch
 from transformers.utils import cached_file
 from transformers.utils.hub import convert_file_size_to_int
 
-from clip_flant5_cli.facts import CONVERT_DTYPES
+from clip_flant5_choices import CONVERT_DTYPES
 
-from ..hub.arguments import hub_kwargs
-from ..hub.folder_checks import check_model_folder, check_projector_folder
-from ..hub.model_card import is_hub_id, render_model_card, render_projector_card
+from ..hub_kwargs import hub_kwargs
 from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration
-from ..processing_clip_flant5 import CLIPFlanT5Processor
-from ..projector import PROJECTOR_CONFIG_NAME, PROJECTOR_WEIGHTS_NAME, save_projector
-from .checkpoint import (
+from ..original.checkpoint import (
     CLIP_VIT_L_14_336,
     ORIGINAL_PROJECTOR_NAME,
     original_vision_config,
     original_vision_settings,
     read_original_projector,
 )
-from .release import OriginalCheckpoint, find_original_checkpoint
+from ..original.release import OriginalCheckpoint, find_original_checkpoint
+from ..processing_clip_flant5 import CLIPFlanT5Processor
+from ..projector import PROJECTOR_CONFIG_NAME, PROJECTOR_WEIGHTS_NAME, save_projector
+from .folder_checks import check_model_folder, check_projector_folder
+from .model_card import is_hub_id, render_model_card, render_projector_card
 
 
 DTYPES = {name: getattr(torch, name) for name in CONVERT_DTYPES}

@@ -7,7 +7,7 @@ projector.safetensors + projector_config.json + card. Optionally push the folder
 
 import argparse
 
-from .facts import CONVERT_DTYPES, ORIGINAL_CHECKPOINTS, ORIGINAL_ORG
+from clip_flant5_choices import CONVERT_DTYPES, ORIGINAL_CHECKPOINTS, ORIGINAL_ORG
 
 
 HELP = "convert an original CLIP-FlanT5 checkpoint (or the whole original release) and optionally push it"

@@ -1,5 +1,6 @@
 # Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
-"""VQAScore as a differentiable reward: score pixel tensors with the autograd graph, and rank images for best-of-N.
+"""The image processor's steps in torch on float pixels, differentiably: what `VQAScore.score_pixels` feeds the model
+so that a score can be back-propagated into the pixels (and from there into an image generator).
 
 The PIL path of [`VQAScore`] reads 8-bit images: pad to square with the CLIP mean colour, resize (bicubic, PIL),
 centre crop, rescale, normalise. [`preprocess_pixels`] does the same steps in torch on float tensors, so that a
@@ -18,36 +19,21 @@ PIL's fixed-point arithmetic rounds its own way (measured: 0.04% of pixels one l
 piecewise-linear images, whose resized values often sit on half levels).
 """
 
-import warnings
 from collections.abc import Sequence
-from contextlib import contextmanager, nullcontext
-from typing import TYPE_CHECKING, NamedTuple
+from contextlib import contextmanager
 
 import PIL
 import torch
 from torch.nn import functional
 from transformers.modeling_layers import GradientCheckpointingLayer
 
-from ..image_processing_clip_flant5 import ImageInput
 from ..processing_clip_flant5 import CLIPFlanT5Processor
-from .inputs import as_list, fit_texts
-from .settings import resolve_dtype
 
-
-if TYPE_CHECKING:
-    from .vqascore import VQAScore
 
 PixelInput = torch.Tensor | Sequence[torch.Tensor]
 PILLOW_MAJOR = int(PIL.__version__.split(".")[0])
 # PIL resampling filters that torch's antialiased interpolation reproduces.
 RESAMPLE_MODES = {2: "bilinear", 3: "bicubic"}
-
-
-class Ranking(NamedTuple):
-    """Best-of-N result: `order` lists image indices best first; `scores[i]` is the score of image i."""
-
-    order: torch.Tensor
-    scores: torch.Tensor
 
 
 def _straight_through_round(values: torch.Tensor) -> torch.Tensor:
@@ -160,7 +146,7 @@ def _center_crop(images: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return images[..., top : top + height, left : left + width]
 
 
-def _check_pixels(pixels: PixelInput, num_texts: int) -> list[torch.Tensor]:
+def check_pixels(pixels: PixelInput, num_texts: int) -> list[torch.Tensor]:
     """The images as a list of `(3, H, W)` float tensors, or an error naming what is wrong."""
     if isinstance(pixels, torch.Tensor):
         if pixels.dim() != 4:
@@ -196,7 +182,7 @@ def _check_pixels(pixels: PixelInput, num_texts: int) -> list[torch.Tensor]:
 
 
 @contextmanager
-def _checkpoint_in_eval_mode(model: torch.nn.Module):
+def checkpoint_in_eval_mode(model: torch.nn.Module):
     """transformers checkpoints a layer only in training mode; a reward model runs in eval mode (no dropout). Mark
     the checkpointed layers themselves (not their dropout children) as training for the forward pass."""
     layers = [
@@ -213,116 +199,4 @@ def _checkpoint_in_eval_mode(model: torch.nn.Module):
             layer.training = False
 
 
-def score_pixels(
-    scorer: "VQAScore",
-    pixels: PixelInput,
-    texts: Sequence[str],
-    question_template: str | None = None,
-    answer_template: str | None = None,
-    autocast_dtype: torch.dtype | str | None = None,
-    quantize: bool = False,
-    truncate_texts: bool = False,
-) -> torch.Tensor:
-    """
-    Score `pixels[i]` with `texts[i]`, keeping the autograd graph back to `pixels`: a reward for guiding or
-    fine-tuning an image generator. Call [`prepare_for_reward`] first (frozen weights, optional checkpointing).
-
-    Args:
-        scorer: the [`VQAScore`] whose model, processor and templates are used.
-        pixels: a float `(N, 3, H, W)` tensor in [0, 1], or a list of `(3, H, W)` tensors of any sizes, on any
-            device; preprocessed by [`preprocess_pixels`].
-        texts: one text per image (a single string is one text).
-        question_template, answer_template, truncate_texts: as in `VQAScore.__call__` (default: the scorer's
-            templates; texts over the tokenizer's limit are refused unless `truncate_texts`).
-        autocast_dtype: run the model under `torch.autocast` in this dtype (e.g. `torch.bfloat16` or
-            `"bfloat16"`).
-        quantize: round to 8-bit levels where the PIL path does, with straight-through gradients.
-
-    Returns:
-        `(N,)` scores on the model's device, with the autograd graph. An image already at the tower's size (square,
-        or padded to it) scores as `VQAScore.__call__` scores the same 8-bit image. The model runs in eval mode; with
-        gradient checkpointing, call `backward` before putting it back in training mode (the backward pass re-runs
-        the checkpointed layers).
-    """
-    texts = as_list(texts, "texts")
-    question_template, answer_template = scorer._check_scoring_inputs(texts, question_template, answer_template)
-    texts = fit_texts(scorer.processor, texts, "texts", question_template, answer_template, truncate_texts)
-    images = _check_pixels(pixels, len(texts))
-    if not images:
-        return torch.zeros(0, device=scorer.device)
-    model = scorer.model
-    if torch.is_grad_enabled() and any(param.requires_grad for param in model.parameters()):
-        warnings.warn(
-            "The scorer's weights require gradients: backward will also compute a gradient for every weight. Call "
-            "scorer.prepare_for_reward() to freeze them when only the pixels' gradient is wanted.",
-            stacklevel=2,
-        )
-    distinct, rows = scorer._plan_rows(images, texts, question_template, answer_template)
-    # A batch tensor is preprocessed in one go (its rows are distinct views); a list one image at a time.
-    pixel_values = preprocess_pixels(
-        pixels if isinstance(pixels, torch.Tensor) else distinct, scorer.processor, quantize, scorer.device
-    )
-    if isinstance(autocast_dtype, str):
-        autocast_dtype = resolve_dtype(autocast_dtype, scorer.device)
-    autocast = (
-        torch.autocast(scorer.device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
-    )
-    was_training = model.training
-    model.eval()
-    try:
-        with autocast, _checkpoint_in_eval_mode(model):
-            features = model.get_image_features(pixel_values, return_dict=True).pooler_output
-            return scorer._score_rows(features, [row.image for row in rows], rows)
-    finally:
-        model.train(was_training)
-
-
-def prepare_for_reward(scorer: "VQAScore", gradient_checkpointing: bool | str = False) -> "VQAScore":
-    """
-    Make `scorer` a reward model: eval mode and frozen weights (`requires_grad=False`: backward then computes the
-    pixels' gradient only), and activation checkpointing of the vision tower and T5 (`True`), of one of them
-    (`"vision"`, `"text"`) or of none (`False`), which trades a second forward pass of each layer for not holding
-    its activations until backward. Returns `scorer`.
-    """
-    if gradient_checkpointing not in (True, False, "vision", "text"):
-        raise ValueError(
-            f"gradient_checkpointing must be True, False, 'vision' or 'text', got {gradient_checkpointing!r}."
-        )
-    model = scorer.model
-    model.eval().requires_grad_(False)
-    parts = {"vision": model.model.vision_tower, "text": model.model.language_model}
-    for name, part in parts.items():
-        if gradient_checkpointing is True or gradient_checkpointing == name:
-            part.activation_checkpointing_enable()
-        else:
-            part.activation_checkpointing_disable()
-    return scorer
-
-
-def rank(
-    scorer: "VQAScore",
-    images: Sequence[ImageInput] | torch.Tensor,
-    text: str,
-    batch_size: int | None = None,
-    question_template: str | None = None,
-    answer_template: str | None = None,
-    progress: bool = False,
-) -> Ranking:
-    """
-    Best-of-N: score every image with `text`, exactly as `VQAScore.__call__` does (8-bit PIL path, no gradients),
-    and order them. `images` are paths, PIL images, arrays, or a `(N, 3, H, W)` float tensor in [0, 1].
-
-    Returns:
-        `Ranking(order, scores)`: `order` the image indices best first (ties keep input order), `scores[i]` the score
-        of `images[i]`.
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"rank scores images against one text (a string), got {type(text).__name__}.")
-    if isinstance(images, torch.Tensor):
-        images = list(images.unbind(0)) if images.dim() == 4 else [images]
-    images = list(images)
-    scores = scorer(images, [text] * len(images), batch_size, question_template, answer_template, progress)
-    return Ranking(order=torch.sort(scores, descending=True, stable=True).indices, scores=scores)
-
-
-__all__ = ["Ranking", "pad_to_square", "prepare_for_reward", "preprocess_pixels", "rank", "resize", "score_pixels"]
+__all__ = ["check_pixels", "checkpoint_in_eval_mode", "pad_to_square", "preprocess_pixels", "resize"]

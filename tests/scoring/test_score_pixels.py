@@ -16,7 +16,7 @@ from PIL import Image
 from tests.support.models import randomize
 from tests.support.paths import REPO_ROOT as REPO
 from transformers_clipflant5 import VQAScore
-from transformers_clipflant5.scoring.pixels import preprocess_pixels, resize
+from transformers_clipflant5.scoring.pixel_preprocessing import preprocess_pixels, resize
 from transformers_clipflant5.testing.tiny import build_tiny_model, tiny_config, tiny_processor
 
 
@@ -87,7 +87,10 @@ def test_resize_follows_pil_passes_clipping_and_order():
     for height, width, new_height, new_width in shapes:
         array = random_uint8(height, width, seed=height * width)
         expected = np.asarray(Image.fromarray(array).resize((new_width, new_height), Image.BICUBIC), dtype=np.float64)
-        for quantize, max_levels, mean_levels in [(False, 1.1, 0.35), (True, 1.01, 0.01)]:
+        # Unquantized, PIL's rounding after the first pass (half a level) is carried through the second pass's kernel,
+        # whose absolute weights sum to up to ~1.25 for bicubic, plus the second rounding: 1.1 levels was exceeded
+        # (1.101) with Pillow 12 on one shape.
+        for quantize, max_levels, mean_levels in [(False, 1.2, 0.35), (True, 1.01, 0.01)]:
             resized = resize(as_pixels(array, torch.float64)[None], new_height, new_width, quantize=quantize)
             levels = np.abs(resized[0].permute(1, 2, 0).numpy() * 255 - expected)
             assert levels.max() < max_levels and levels.mean() < mean_levels, (height, width, new_height, quantize)

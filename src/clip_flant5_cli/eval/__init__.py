@@ -26,7 +26,7 @@ pairs file's folder, or --image-root.)
 import argparse
 from pathlib import Path
 
-from .facts import EVAL_TASKS
+from clip_flant5_choices import EVAL_TASKS
 
 
 HELP = "benchmark metrics (Winoground, pairwise preference, correlation) from scores"

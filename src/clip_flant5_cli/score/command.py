@@ -1,7 +1,7 @@
 """`clip-flant5 score`: scoring one pair or a pairs file, resumably, across processes and nodes.
 
 The command's options and its help (file formats, what is checked before the model loads, exit statuses) are in
-`clip_flant5_cli.score`, which `--help` reads without importing this package.
+`clip_flant5_cli.score`, which `--help` reads without importing the library.
 """
 
 import argparse
@@ -15,9 +15,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from ..json_rows import json_lines
-from .pairs_file import PairRow, read_pairs
-from .score_checks import (
+from transformers_clipflant5.json_rows import json_lines
+
+from .checks import (
     ScoreFileError,
     ScoreUsageError,
     check_arguments,
@@ -26,7 +26,8 @@ from .score_checks import (
     load_scorer,
     text_problem,
 )
-from .score_processes import main_process_answer, report_lost_rows
+from .pairs_file import PairRow, read_pairs
+from .processes import main_process_answer, report_lost_rows
 
 
 PART_SUFFIX = ".part-"

@@ -54,8 +54,8 @@ def test_a_usage_error_imports_neither_torch_nor_transformers():
 
 def test_the_probe_sees_torch_when_a_command_runs():
     """The check above can fail: a command that runs imports the implementation, and the probe reports it."""
-    status, heavy, out, _ = run_probe(["env"])
-    assert status == 0 and "torch" in heavy and "transformers_clipflant5" in heavy and "- torch:" in out
+    status, heavy, out, _ = run_probe(["score", "--model", "no-such-folder/x", "--image", "x.png", "--text", "a"])
+    assert status == 2 and "torch" in heavy and "transformers_clipflant5" in heavy
 
 
 def test_cli_help_and_env(capsys):

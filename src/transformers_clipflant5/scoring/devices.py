@@ -1,5 +1,5 @@
 # Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
-"""Where and how a scorer runs: its device, its dtype, its batch size."""
+"""Where a scorer runs: its device (and the execution device of offloaded modules) and its dtype."""
 
 import torch
 from torch import nn
@@ -44,12 +44,6 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     return resolved
 
 
-def check_batch_size(batch_size: int) -> None:
-    """Raise unless `batch_size` is a positive integer."""
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-
-
 def execution_device(module: nn.Module, model: nn.Module) -> torch.device:
     """The device `module` computes on. With a `device_map` that offloads it to CPU RAM or disk its weights sit on the
     meta device between calls and accelerate's hook moves them in, to the hook's execution device (the main device)."""
@@ -64,4 +58,4 @@ def execution_device(module: nn.Module, model: nn.Module) -> torch.device:
     return torch.device(devices[0] if devices else "cpu")
 
 
-__all__ = ["check_batch_size", "resolve_device", "resolve_dtype"]
+__all__ = ["execution_device", "resolve_device", "resolve_dtype"]

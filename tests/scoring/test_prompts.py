@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from transformers_clipflant5 import VQAScore
-from transformers_clipflant5.scoring.inputs import fit_text, token_limit
+from transformers_clipflant5.scoring.prompts import fit_text, token_limit
 from transformers_clipflant5.scoring.vqascore import DEFAULT_ANSWER_TEMPLATE, DEFAULT_QUESTION_TEMPLATE
 
 

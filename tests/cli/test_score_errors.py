@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from clip_flant5_cli.score.pairs_file import read_pairs
 from tests.support.cli import run_cli
 from tests.support.images import make_images
 from tests.support.models import save_model_folder
-from transformers_clipflant5.commands.pairs_file import read_pairs
 
 
 @pytest.fixture(scope="module")
