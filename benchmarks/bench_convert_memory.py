@@ -64,7 +64,7 @@ def child(step: str, source: str, output: str) -> None:
     import torch  # noqa: F401  (imports count in the baseline, not in the step)
 
     from transformers_clipflant5 import CLIPFlanT5ForConditionalGeneration
-    from transformers_clipflant5.original.convert import convert
+    from transformers_clipflant5.hub.convert_original import convert
 
     baseline_rss, baseline_anonymous = status_bytes("VmRSS"), status_bytes("RssAnon")
     sampler = AnonymousPeak()
