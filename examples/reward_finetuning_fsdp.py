@@ -137,7 +137,8 @@ def shard(generator: TinyGenerator, args: RewardFinetuningArguments, device: tor
         def step(loss: torch.Tensor) -> float:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # FSDP2 reduce-scatters (averages) the generator's gradients over the ranks
-            norm = torch.stack([full(param.grad).norm() for param in generator.parameters()]).norm().item()
+            grads = [full(param.grad) for param in generator.parameters() if param.grad is not None]
+            norm = torch.stack([grad.norm() for grad in grads]).norm().item()
             optimizer.step()
             return norm
 
