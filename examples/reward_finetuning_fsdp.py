@@ -16,11 +16,12 @@ torchrun --nproc_per_node 8 examples/reward_finetuning_fsdp.py --model zhiqiulin
 Why "VQAScore breaks FSDP" (t2v-metrics issue #31), and the rules that avoid it:
 
 1. The scorer stays OUTSIDE the sharded module. Training code that stores the reward model as an attribute of the
-   wrapped model (or of a reward `nn.Module` wrapped with it) makes `fully_shard` / FSDP auto-wrapping / ZeRO shard,
-   cast and checkpoint the reward model with the generator: its weights become shards that every forward must gather
-   (a hang as soon as one rank scores a different number of batches), they land in the generator's optimizer and
-   state dict, and a scorer object that is not an `nn.Module` (t2v-metrics' `VQAScore`, and ours) hides its model
-   from the wrapper altogether. Here the generator alone is given to `fully_shard` / `deepspeed.initialize`; the
+   wrapped model (or of a reward `nn.Module` wrapped with it) has `fully_shard` / FSDP auto-wrapping / DeepSpeed
+   shard, cast and save the reward model with the generator: tried here (`generator.reward_model = scorer.model`
+   before `fully_shard`), the scorer's weights became shards of the generator, gathered at each of its forwards,
+   handed to its optimizer and saved in its state dict. And a scorer object that is not an `nn.Module`
+   (t2v-metrics' `VQAScore`, and ours) is not registered as a submodule at all: what the wrapper does to its module
+   never reaches the model inside. Here the generator alone is given to `fully_shard` / `deepspeed.initialize`; the
    scorer is a separate object and its model a plain, unsharded `nn.Module` on each rank's device.
 2. The scorer is FROZEN: `scorer.prepare_for_reward()` puts it in eval mode and sets `requires_grad=False` on every
    weight, so backward computes the gradient of the reward with respect to the pixels only. Without it, every rank
@@ -201,9 +202,9 @@ def main(args: RewardFinetuningArguments) -> dict | None:
         train_rewards.append(rewards.mean().item())
     with torch.no_grad():
         reward_after = reward(-1).tolist()
+    mean_before, mean_after = sum(reward_before) / len(reward_before), sum(reward_after) / len(reward_after)
     print(
-        f"rank {rank}: reward {sum(reward_before) / len(reward_before):.4g} -> {sum(reward_after) / len(reward_after):.4g}"
-        f" ({', '.join(batch(args, rank, -1)[2])})",
+        f"rank {rank}: reward {mean_before:.4g} -> {mean_after:.4g} ({', '.join(batch(args, rank, -1)[2])})",
         flush=True,
     )
 
