@@ -62,7 +62,10 @@ PROMPTS = [
 
 @dataclass
 class RewardFinetuningArguments:
-    backend: str = field(default="fsdp2", metadata={"help": "fsdp2 (torch fully_shard) or deepspeed (ZeRO-2)"})
+    backend: str = field(
+        default="fsdp2",
+        metadata={"help": "fsdp2 (torch fully_shard) or deepspeed (ZeRO-2)", "choices": ["fsdp2", "deepspeed"]},
+    )
     model: str = field(default=DEMO_MODEL, metadata={"help": "scorer: a Hub repo or a folder"})
     steps: int = field(default=3, metadata={"help": "optimizer steps"})
     batch_size: int = field(default=2, metadata={"help": "images per rank and step"})
