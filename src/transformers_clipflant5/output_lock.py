@@ -1,10 +1,11 @@
 # Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
 """One writer per output: an exclusive lock on a score file, a conversion's destination or a training output folder.
 
-The lock is `filelock`'s (`flock(2)` on Unix) on a file `<output>.lock` next to the output; who holds it (host, pid,
-command) is written to `<output>.lock.holder` once the lock is taken, so that a second run can say whom it is waiting
-for. The kernel drops the lock when its holder exits, however it exits (SIGKILL, a node crash on a local disk): a
-stale `.lock` file never blocks anyone, and both files may be deleted whenever no run is going.
+The lock is `filelock`'s (`flock(2)` on Unix) on a hidden file `.<output name>.lock` beside the output; who holds it
+(host, pid, command) is written to `.<output name>.lock.holder` once the lock is taken (and removed on release), so
+that a second run can say who writes there. The kernel drops the lock when its holder exits, however it exits
+(SIGKILL, a node crash on a local disk): a leftover `.lock` file blocks nobody. It is kept on release (deleting a lock
+file others may have opened lets two runs lock two different files), and may be deleted whenever no run is going.
 
 Which filesystems the lock works on is in `docs/robustness.md`: local filesystems always; NFS v4 (and v3 with a
 lock daemon) across machines; Lustre and GPFS only when mounted with flock support. Where `flock` is not supported
@@ -24,27 +25,30 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 
-LOCK_SUFFIX = ".lock"
-HOLDER_SUFFIX = ".lock.holder"
 # What a filesystem without flock answers (Lustre without -o flock, NFS mounted with nolock on some kernels).
 _NO_LOCKING_ERRNOS = (ENOLCK, ENOSYS, EOPNOTSUPP)
 
 
-class OutputInUseError(RuntimeError):
-    """Another run holds the lock on an output: it is writing there now."""
+class OutputInUseError(OSError):
+    """Another run holds the lock on an output: it is writing there now (an `OSError`, as the output cannot be
+    written)."""
 
 
 def lock_path(output: str | os.PathLike) -> Path:
-    """The lock file of `output` (a file or a folder): `<output>.lock`, beside it."""
+    """The lock file of `output` (a file or a folder): `.<output name>.lock`, beside it."""
     output = Path(output)
-    return output.with_name(output.name + LOCK_SUFFIX)
+    return output.with_name(f".{output.name}.lock")
+
+
+def _holder_path(output: Path) -> Path:
+    return output.with_name(f".{output.name}.lock.holder")
 
 
 def read_holder(output: str | os.PathLike) -> dict | None:
     """Who holds (or last held) the lock on `output`, as it recorded itself: host, pid, command; None if unknown."""
     output = Path(output)
     try:
-        holder = json.loads(output.with_name(output.name + HOLDER_SUFFIX).read_text(encoding="utf-8"))
+        holder = json.loads(_holder_path(output).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return holder if isinstance(holder, dict) else None
@@ -85,7 +89,7 @@ def exclusive_output(output: str | os.PathLike, what: str = "the output") -> Ite
         )
         yield
         return
-    holder_file = output.with_name(output.name + HOLDER_SUFFIX)
+    holder_file = _holder_path(output)
     try:
         try:
             _write_holder(holder_file)

@@ -56,4 +56,5 @@ def test_all_original_goes_on_past_a_checkpoint_that_cannot_be_read(tiny, tmp_pa
     (error,) = [line for line in captured.err.splitlines() if line.startswith("error:")]
     assert error.startswith("error: clip-flant5-xl: ") and str(weights) in error
     assert "Done: 1 converted, 1 failed: clip-flant5-xl" in captured.out
-    assert sorted(path.name for path in (tmp_path / "zoo").iterdir()) == ["clip-flant5-xl-stage-1"]
+    converted = [path.name for path in (tmp_path / "zoo").iterdir() if not path.name.endswith(".lock")]
+    assert converted == ["clip-flant5-xl-stage-1"]
