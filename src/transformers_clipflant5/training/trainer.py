@@ -265,7 +265,13 @@ class CLIPFlanT5SFTTrainer(SFTTrainer):
             if self.args.should_save:
                 shutil.rmtree(staging, ignore_errors=True)
             self.accelerator.wait_for_everyone()
-            super().save_model(staging, _internal_call)
+            try:
+                super().save_model(staging, _internal_call)
+            except BaseException:
+                # A save that failed here (a full disk, say) leaves output_dir as it was.
+                if self.args.should_save:
+                    shutil.rmtree(staging, ignore_errors=True)
+                raise
             self.accelerator.wait_for_everyone()
             if self.args.should_save:
                 publish_folder(staging, folder)
