@@ -8,13 +8,14 @@ import pytest
 import torch
 from transformers import Trainer
 
+import transformers_clipflant5.training.trainer as trainer_module
 from tests.support.faults import held_by_another_process
 from tests.training.test_trainer import fresh, make_trainer
 from transformers_clipflant5.output_lock import OutputInUseError
 from transformers_clipflant5.processing_clip_flant5 import CLIPFlanT5Processor
 from transformers_clipflant5.testing.synthetic import write_synthetic_dataset
 from transformers_clipflant5.testing.tiny import build_tiny_model
-from transformers_clipflant5.training.checkpoints import COMPLETE_MARKER, completeness_problem
+from transformers_clipflant5.training.checkpoints import COMPLETE_MARKER, completeness_problem, mark_complete
 from transformers_clipflant5.training.data import load_llava_dataset
 
 
@@ -94,19 +95,20 @@ def test_a_checkpoint_cut_short_is_skipped_and_the_last_complete_one_resumed(
 def test_save_total_limit_never_leaves_fewer_complete_checkpoints(base, data, tmp_path, monkeypatch):
     output = tmp_path / "run"
 
-    def rng_state_then_killed(self, output_dir):
-        if output_dir.endswith("checkpoint-2"):
+    # Killed at the last moment of checkpoint-2's save: every file written, the marker not yet.
+    def killed_before_the_marker(folder, names=None):
+        if str(folder).endswith("checkpoint-2"):
             raise Killed()
-        return original(self, output_dir)
+        return mark_complete(folder, names)
 
-    original = Trainer._save_rng_state
     with monkeypatch.context() as patch:
-        patch.setattr(Trainer, "_save_rng_state", rng_state_then_killed)
+        patch.setattr(trainer_module, "mark_complete", killed_before_the_marker)
         with pytest.raises(Killed):
             train(base, data, output, max_steps=3, save_total_limit=1)
-    # Transformers would have rotated checkpoint-1 out when it started checkpoint-2's save.
-    assert completeness_problem(output / "checkpoint-1") is None
+    assert (output / "checkpoint-2" / "trainer_state.json").is_file()
     assert completeness_problem(output / "checkpoint-2") is not None
+    # Rotating checkpoint-1 out before checkpoint-2 was complete would have left no complete checkpoint.
+    assert completeness_problem(output / "checkpoint-1") is None
 
 
 def test_the_final_save_appears_whole_or_not_at_all(base, data, tmp_path, monkeypatch):
