@@ -7,9 +7,9 @@ that a second run can say who writes there. The kernel drops the lock when its h
 (SIGKILL, a node crash on a local disk): a leftover `.lock` file blocks nobody. It is kept on release (deleting a lock
 file others may have opened lets two runs lock two different files), and may be deleted whenever no run is going.
 
-Which filesystems the lock works on is in `docs/robustness.md`: local filesystems always; NFS v4 (and v3 with a
-lock daemon) across machines; Lustre and GPFS only when mounted with flock support. Where `flock` is not supported
-at all the run goes on unlocked, with a warning saying so.
+Which filesystems the lock works on is in `docs/robustness.md`: local filesystems always; NFS v4 (and v3 with its
+lock daemon) across machines; Lustre only when mounted with `-o flock`. Where `flock` is not supported at all,
+filelock 4 uses its own marker-file lock; with older filelock versions the run goes on unlocked, with a warning.
 """
 
 import json
@@ -79,12 +79,13 @@ def exclusive_output(output: str | os.PathLike, what: str = "the output") -> Ite
             f"time. Wait for that run to end (a run that was killed releases its lock when its process is gone), or "
             f"pass another {what}."
         ) from None
-    except OSError as error:
-        if error.errno not in _NO_LOCKING_ERRNOS:
+    except (OSError, NotImplementedError) as error:
+        # filelock 3 raises NotImplementedError where flock is missing; filelock 4 falls back to its own lock file.
+        if isinstance(error, OSError) and error.errno not in _NO_LOCKING_ERRNOS:
             raise
         warnings.warn(
-            f"{what} {output}: this filesystem does not support file locks ({error.strerror}); going on without "
-            "one, so a second run on the same output would not be refused (see docs/robustness.md).",
+            f"{what} {output}: this filesystem does not support file locks ({error}); going on without one, so a "
+            "second run on the same output would not be refused (see docs/robustness.md).",
             stacklevel=3,
         )
         yield
