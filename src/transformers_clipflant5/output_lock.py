@@ -74,10 +74,11 @@ def exclusive_output(output: str | os.PathLike, what: str = "the output") -> Ite
     try:
         lock.acquire()
     except Timeout:
+        instead = f"choose another {what.removeprefix('the ')}" if what.startswith("the ") else f"pass another {what}"
         raise OutputInUseError(
             f"{what} {output} is being written by {describe_holder(read_holder(output))}: one run per output at a "
             f"time. Wait for that run to end (a run that was killed releases its lock when its process is gone), or "
-            f"pass another {what}."
+            f"{instead}."
         ) from None
     except (OSError, NotImplementedError) as error:
         # filelock 3 raises NotImplementedError where flock is missing; filelock 4 falls back to its own lock file.

@@ -206,12 +206,21 @@ def merge_results(output: Path) -> set[int]:
         results.update(read_results(part))
     if parts or not in_order:
         temporary = output.with_name(output.name + ".merging")
-        with open(temporary, "w", encoding="utf-8") as handle:
-            for index in sorted(results):
-                handle.write(json.dumps(results[index], ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, output)
+        try:
+            with open(temporary, "w", encoding="utf-8") as handle:
+                for index in sorted(results):
+                    handle.write(json.dumps(results[index], ensure_ascii=False) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, output)
+        except OSError as error:
+            # A full disk, say: the merge is a copy, and nothing was cut or deleted before it was in place.
+            temporary.unlink(missing_ok=True)
+            raise ScoreFileError(
+                f"could not merge the part files into {output} ({error.strerror or error}): every scored row is still "
+                f"on disk in {output} and its part files, unchanged. Free space (or fix the cause) and run the same "
+                "command again: it merges them without scoring any row again."
+            ) from error
         for part in parts:
             part.unlink()
     return set(results)
