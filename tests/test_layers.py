@@ -21,7 +21,10 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("choices", ("clip_flant5_choices",)),
     (
         "leaf utilities",
-        tuple(f"{LIBRARY}.{name}" for name in ("version", "log_filters", "hub_kwargs", "json_rows", "padding")),
+        tuple(
+            f"{LIBRARY}.{name}"
+            for name in ("version", "log_filters", "hub_kwargs", "json_rows", "padding", "output_lock", "safe_writes")
+        ),
     ),
     (
         "model files",

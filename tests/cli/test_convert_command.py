@@ -7,6 +7,7 @@ import pytest
 from huggingface_hub import constants
 
 from tests.support.cli import run_convert
+from tests.support.faults import held_by_another_process
 from tests.support.models import save_model_folder
 from tests.support.original_reference import write_original_projector
 from transformers_clipflant5.testing.tiny import build_tiny_model
@@ -56,4 +57,16 @@ def test_all_original_goes_on_past_a_checkpoint_that_cannot_be_read(tiny, tmp_pa
     (error,) = [line for line in captured.err.splitlines() if line.startswith("error:")]
     assert error.startswith("error: clip-flant5-xl: ") and str(weights) in error
     assert "Done: 1 converted, 1 failed: clip-flant5-xl" in captured.out
-    assert sorted(path.name for path in (tmp_path / "zoo").iterdir()) == ["clip-flant5-xl-stage-1"]
+    converted = [path.name for path in (tmp_path / "zoo").iterdir() if not path.name.endswith(".lock")]
+    assert converted == ["clip-flant5-xl-stage-1"]
+
+
+def test_a_second_conversion_into_the_same_folder_is_refused(original_folder, tmp_path, capsys):
+    output = tmp_path / "out"
+    with held_by_another_process(output, tmp_path) as holder:
+        assert run_convert([str(original_folder), str(output)]) == 2
+    (error,) = capsys.readouterr().err.strip().splitlines()
+    assert error.startswith(f"error: the output folder {output} is being written by process {holder.pid} on host ")
+    assert not output.exists() and not list(tmp_path.glob(".out.converting-*")), "nothing written"
+    # Once the other run is over, the conversion goes through.
+    assert run_convert([str(original_folder), str(output)]) == 0

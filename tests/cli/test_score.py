@@ -272,7 +272,8 @@ def test_resume_from_leftover_part_files_and_a_crash_during_the_merge(
     assert [record["score"] for record in records[:5]] == [0.25, 0.25, 0.5, 0.75, 0.5]
     for record in records[5:]:
         assert record["score"] == pytest.approx(expected_score(reference, rows[record["row"]]), rel=1e-5)
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["pairs.jsonl", "scores.jsonl"]
+    # Nothing else is left but the (hidden) lock file, which is kept: see output_lock.
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".scores.jsonl.lock", "pairs.jsonl", "scores.jsonl"]
 
     # A crash during the merge itself, after the merged file replaced the output but before the part files were
     # deleted: the re-run finds every row in both, scores nothing and leaves one record per row.

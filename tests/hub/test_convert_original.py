@@ -223,14 +223,15 @@ def test_overwrite_that_fails_midway_leaves_the_previous_conversion_intact(
         assert run_convert([str(original_folder), str(previous), "--overwrite"]) == 2
     assert "No space left on device" in capsys.readouterr().err
     assert folder_bytes(previous) == before
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["previous"], "no half-written folder left behind"
+    # Nothing half-written is left behind; the hidden lock file is kept (see output_lock).
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".previous.lock", "previous"]
 
     # A conversion that succeeds replaces the folder whole: nothing of the previous one stays.
     (previous / "stale.txt").write_text("from an older conversion")
     assert run_convert([str(original_folder), str(previous), "--overwrite"]) == 0
     assert files_in(previous) == EXPECTED_FILES
     assert "my-org/previous" not in (previous / "README.md").read_text()
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["previous"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".previous.lock", "previous"]
 
 
 def test_an_incomplete_original_checkpoint_is_refused(tiny, tmp_path, capsys):

@@ -18,6 +18,11 @@ Rows that cannot be scored (unreadable image, missing field, empty text, a text 
 reported on stderr as they happen and in a summary at the end, and the command then exits with status 1; they are
 not written, so a re-run retries them.
 
+One run per --output: the run holds a lock on it (a hidden `.<output name>.lock` file beside it) and a second run on
+the same --output stops at once with status 2, naming the host and pid of the first. A write that fails (a full
+disk) stops the run with status 2, naming the file and how many rows are safely in it; the file is left valid, and
+the same command resumes once space is freed. See docs/robustness.md.
+
 Everything that can be checked without the model is checked before it loads: the arguments, the pairs file, that
 --output can be written, that --model exists, and every text's length (refused when its prompt exceeds the
 tokenizer's model_max_length, 512 for FlanT5, unless --truncate-texts cuts it to fit).
@@ -28,12 +33,14 @@ still to score are split across the processes; each appends to its own `<output>
 process merges them into `--output`, in input order. Across several machines (`torchrun --nnodes N ...`, one launch
 per node, as `examples/slurm/score.sbatch` does) `--output` must be on a filesystem all of them share: the main process
 decides which rows are left, every process appends to its part file there, and the main process merges them (and
-stops with an error if some process's rows are not there, e.g. an output folder local to each node).
+stops with an error if some process's rows are not there, e.g. an output folder local to each node). If a process
+dies, the main process names the processes that left rows unscored and how many; a re-run scores only those.
 
 Exit status (the same with --image/--text and with --pairs):
   0  every pair was scored
   1  some pairs could not be scored (unreadable image, missing/empty/too long text); the others were
-  2  nothing could be done: bad arguments, an unusable --pairs or --output file, or a --model that cannot be loaded
+  2  nothing could be done: bad arguments, an unusable --pairs or --output file, or a --model that cannot be loaded;
+     or the run stopped: --output is being written by another run, a write failed, a process died
 Under a multi-process launcher (torchrun, accelerate launch) skipped rows end with status 0 instead of 1, as the
 launchers report any other status as a crash with a long traceback; the summary on stderr still lists the rows.
 """

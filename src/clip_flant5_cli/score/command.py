@@ -10,12 +10,15 @@ import json
 import os
 import re
 import sys
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from transformers_clipflant5.json_rows import json_lines
+from transformers_clipflant5.output_lock import OutputInUseError, exclusive_output
+from transformers_clipflant5.safe_writes import AppendFailed, LineAppender, cut_unfinished_line
 
 from .checks import (
     ScoreFileError,
@@ -27,7 +30,13 @@ from .checks import (
     text_problem,
 )
 from .pairs_file import PairRow, read_pairs
-from .processes import main_process_answer, report_lost_rows
+from .processes import (
+    LauncherStopped,
+    main_process_answer,
+    report_lost_rows,
+    report_unfinished_processes,
+    stop_raises_on_sigterm,
+)
 
 
 PART_SUFFIX = ".part-"
@@ -63,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
         if args.pairs is not None:
             return score_pairs_file(args)
         return score_single(args)
-    except (ScoreUsageError, ModelSourceError, OSError) as error:
-        # An option, a pairs/output file that cannot be used or written (the merge too), or a --model that cannot be
-        # loaded.
+    except (ScoreUsageError, ModelSourceError, OutputInUseError, OSError) as error:
+        # An option, a pairs/output file that cannot be used or written (the merge too), an output another run is
+        # writing, or a --model that cannot be loaded.
         return _usage_error(str(error))
 
 
@@ -127,12 +136,12 @@ def read_results(path: Path) -> dict[int, dict[str, Any]]:
 
 
 def drop_unfinished_line(path: Path) -> None:
-    """Cut a record left unfinished by an interrupted write, so that appended records start on a fresh line."""
+    """Cut a record left unfinished by an interrupted write (saying so), so that appended records start on a fresh
+    line."""
     if not path.is_file():
         return
     _, end = _read_score_file(path)
-    if end != path.stat().st_size:
-        os.truncate(path, end)
+    cut_unfinished_line(path, end)
 
 
 # How every record starts (`json.dumps` of `PairRow.record`, whose first key is "row"): a line cut short while the
@@ -198,12 +207,21 @@ def merge_results(output: Path) -> set[int]:
         results.update(read_results(part))
     if parts or not in_order:
         temporary = output.with_name(output.name + ".merging")
-        with open(temporary, "w", encoding="utf-8") as handle:
-            for index in sorted(results):
-                handle.write(json.dumps(results[index], ensure_ascii=False) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, output)
+        try:
+            with open(temporary, "w", encoding="utf-8") as handle:
+                for index in sorted(results):
+                    handle.write(json.dumps(results[index], ensure_ascii=False) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, output)
+        except OSError as error:
+            # A full disk, say: the merge is a copy, and nothing was cut or deleted before it was in place.
+            temporary.unlink(missing_ok=True)
+            raise ScoreFileError(
+                f"could not merge the part files into {output} ({error.strerror or error}): every scored row is still "
+                f"on disk in {output} and its part files, unchanged. Free space (or fix the cause) and run the same "
+                "command again: it merges them without scoring any row again."
+            ) from error
         for part in parts:
             part.unlink()
     return set(results)
@@ -216,11 +234,20 @@ def merge_results(output: Path) -> set[int]:
 def score_pairs_file(args: argparse.Namespace) -> int:
     import torch
     from accelerate import PartialState
-    from accelerate.utils import gather_object
 
     # Without `cpu=True` accelerate ignores a torchrun / mpirun launch on a machine without GPUs.
     on_cpu = (args.device or "").startswith("cpu") or not torch.cuda.is_available()
     state = PartialState(cpu=on_cpu)
+    with ExitStack() as lock:
+        # One run per output, for the whole run: the main process holds the lock (the other processes write part
+        # files that only this run's merge reads). A refusal reaches every process.
+        main_process_answer(state, lambda: lock.enter_context(exclusive_output(args.output, "--output")))
+        return _score_pairs_file(args, state)
+
+
+def _score_pairs_file(args: argparse.Namespace, state) -> int:
+    from accelerate.utils import gather_object
+
     output: Path = args.output
     rows = read_pairs(args.pairs)
     processor = load_processor(args)
@@ -233,6 +260,7 @@ def score_pairs_file(args: argparse.Namespace) -> int:
         finished: dict[int, dict[str, Any]] = {}
         for path in [output, *part_files(output)]:
             finished.update(read_results(path))
+            drop_unfinished_line(path)
         check_results_match(finished, rows, output)
         return sorted(finished)
 
@@ -245,25 +273,57 @@ def score_pairs_file(args: argparse.Namespace) -> int:
                 problems.append((row.index, f"{args.pairs} row {row.index} (line {row.line}): {row.problem}"))
                 print(f"skipped: {problems[-1][1]}", file=sys.stderr)
     pending = [row for row in rows if row.problem is None and row.index not in finished]
+    several = state.num_processes > 1
 
-    with state.split_between_processes(pending) as mine:
-        if state.num_processes > 1:
+    def stopped(error: Exception) -> int:
+        """A process of a multi-process run died (the collective failed) or the launcher is stopping this one."""
+        if state.is_main_process:
+            on_disk: dict[int, dict[str, Any]] = {}
+            for path in [output, *part_files(output)]:
+                on_disk.update(read_results(path))
+            report_unfinished_processes(assignments, set(on_disk), output, isinstance(error, LauncherStopped))
+        else:
             print(
-                f"process {state.process_index} of {state.num_processes}: {len(mine)} rows to score", file=sys.stderr
+                f"process {state.process_index} of {state.num_processes}: stopped, another process of the run failed "
+                "or was killed (the main process says what is left).",
+                file=sys.stderr,
             )
-        target = (
-            output
-            if state.num_processes == 1
-            else output.with_name(f"{output.name}{PART_SUFFIX}{state.process_index:05d}")
-        )
-        written, problems_here = _score_rows(args, state, mine, target, image_root)
-        problems += problems_here
+        return EXIT_USAGE
 
-    # (process, rows it wrote, rows it could not score) of every process
-    reports = [(state.process_index, written, problems)]
-    if state.num_processes > 1:
-        reports = gather_object(reports)
-    state.wait_for_everyone()
+    with stop_raises_on_sigterm() if several else nullcontext():
+        with state.split_between_processes(pending) as mine:
+            # The rows of every process, for the report if one dies before the others are done.
+            assignments = {state.process_index: [row.index for row in mine]}
+            if several:
+                print(
+                    f"process {state.process_index} of {state.num_processes}: {len(mine)} rows to score",
+                    file=sys.stderr,
+                )
+                try:
+                    assignments = dict(gather_object([(state.process_index, assignments[state.process_index])]))
+                except (LauncherStopped, RuntimeError) as error:  # RuntimeError: the collective lost a process
+                    return stopped(error)
+            target = (
+                output if not several else output.with_name(f"{output.name}{PART_SUFFIX}{state.process_index:05d}")
+            )
+            try:
+                written, problems_here = _score_rows(args, state, mine, target, image_root)
+            except LauncherStopped as error:
+                return stopped(error)
+            except AppendFailed as failure:
+                raise ScoreFileError(_write_failure(failure, state, len(finished), len(rows), output)) from failure
+            problems += problems_here
+
+        # (process, rows it wrote, rows it could not score) of every process
+        reports = [(state.process_index, written, problems)]
+        try:
+            if several:
+                reports = gather_object(reports)
+            state.wait_for_everyone()
+        except (LauncherStopped, RuntimeError) as error:
+            if not several:
+                raise
+            return stopped(error)
     all_problems = problems
     lost = False
     if state.is_main_process:
@@ -297,6 +357,24 @@ def score_pairs_file(args: argparse.Namespace) -> int:
             )
         return 0
     return EXIT_ROWS_SKIPPED if all_problems else 0
+
+
+def _write_failure(failure: AppendFailed, state, finished: int, total: int, output: Path) -> str:
+    """The one-line message for scores that could not be written (a full disk, say): which file, what is safe."""
+    reason = failure.error.strerror or str(failure.error)
+    if state.num_processes == 1:
+        safe = finished + failure.lines_on_disk
+        return (
+            f"could not write scores to {failure.path} ({reason}): {safe} of {total} rows are safely on disk there "
+            f"({failure.lines_on_disk} scored in this run) and the file is left valid. Free space (or fix the cause) "
+            f"and run the same command again: it resumes with the {total - safe} rows left."
+        )
+    return (
+        f"process {state.process_index} of {state.num_processes} could not write scores to {failure.path} "
+        f"({reason}): the {failure.lines_on_disk} rows it scored in this run are safely on disk there and the file is "
+        f"left valid. Free space (or fix the cause) and run the same command again: it resumes where {output} and "
+        "its part files stop."
+    )
 
 
 def _score_rows(
@@ -333,7 +411,7 @@ def _score_rows(
         tqdm.write(f"skipped: {message}", file=sys.stderr)
         bar.update(1)
 
-    with open(target, "a", encoding="utf-8") as handle:
+    with LineAppender(target) as appender:
         for start in range(0, len(rows), window):
             window_rows = rows[start : start + window]
             images = [_resolve(row.image, image_root) for row in window_rows]
@@ -347,12 +425,12 @@ def _score_rows(
                 for position, score in zip(positions, batch_scores.tolist()):
                     scores[window_rows[position].index] = score
                 bar.update(len(positions))
-            # Written in input order, a window at a time, and forced to disk: a crash loses at most this window.
-            for index in sorted(scores):
-                handle.write(json.dumps(by_index[index].record(scores[index]), ensure_ascii=False) + "\n")
-                written.append(index)
-            handle.flush()
-            os.fsync(handle.fileno())
+            # Written in input order, a window at a time, and forced to disk: a crash loses at most this window, a
+            # failed write (a full disk) leaves the file as it was before the window.
+            appender.append(
+                [json.dumps(by_index[index].record(scores[index]), ensure_ascii=False) for index in sorted(scores)]
+            )
+            written.extend(sorted(scores))
     bar.close()
     return written, problems
 

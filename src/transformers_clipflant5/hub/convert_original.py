@@ -40,6 +40,7 @@ from ..original.checkpoint import (
     read_original_projector,
 )
 from ..original.release import OriginalCheckpoint, find_original_checkpoint
+from ..output_lock import exclusive_output
 from ..processing_clip_flant5 import CLIPFlanT5Processor
 from ..projector import PROJECTOR_CONFIG_NAME, PROJECTOR_WEIGHTS_NAME, save_projector
 from .folder_checks import check_model_folder, check_projector_folder
@@ -302,19 +303,21 @@ def convert(
     settings = ConversionSettings(dtype, repo_id, text_model, source_revision, cache_dir, checkpoint)
     # The card names the final folder, not the staging one.
     settings = replace(settings, repo_id=settings.card_repo_id(folder))
-    # Written beside the output folder (same file system, so the final rename is atomic), and hidden by its dot.
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.converting-", dir=folder.parent))
-    try:
-        if kind == "model":
-            convert_model(source, staging, settings, max_shard_size=max_shard_size)
-            check_model_folder(staging)
-        else:
-            convert_projector(source, staging, settings)
-            check_projector_folder(staging)
-        staging.chmod(0o777 & ~_umask())  # mkdtemp's 0o700, made what mkdir would have given
-        _replace_folder(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    # One conversion per output folder at a time: a second one is refused before it writes anything.
+    with exclusive_output(folder, "the output folder"):
+        # Written beside the output folder (same file system, so the final rename is atomic), hidden by its dot.
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.converting-", dir=folder.parent))
+        try:
+            if kind == "model":
+                convert_model(source, staging, settings, max_shard_size=max_shard_size)
+                check_model_folder(staging)
+            else:
+                convert_projector(source, staging, settings)
+                check_projector_folder(staging)
+            staging.chmod(0o777 & ~_umask())  # mkdtemp's 0o700, made what mkdir would have given
+            _replace_folder(staging, folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return ConversionResult(kind=kind, folder=folder, repo_id=settings.repo_id)
 
 

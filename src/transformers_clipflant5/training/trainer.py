@@ -17,21 +17,38 @@ those two pieces:
 Saving: every checkpoint folder and the final folder are self-contained Hub folders in our format (model
 safetensors, config with `auto_map` and remote code, processor with chat template, and our model card instead of
 TRL's). A stage-1 trainer also writes the projector alone (`projector.safetensors` + `projector_config.json`).
+A save cut short is never mistaken for a complete one (`training.checkpoints`): every checkpoint gets a marker once
+all its files are on disk, `resume_from_checkpoint=True` picks the last marked one, and the final save is written
+aside and moved into `output_dir` with `config.json` last. One run per `output_dir`: the main process holds its lock
+(`output_lock`) while it trains and saves.
 """
 
 import logging
 import os
+import shutil
+from contextlib import ExitStack
 from typing import Any
 
 import torch
 from accelerate.utils import is_peft_model
 from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from trl import SFTConfig, SFTTrainer
 
 from ..hub.model_card import render_training_card
 from ..hub.publish import push_folder
 from ..modeling_clip_flant5 import CLIPFlanT5MultiModalProjector, fix_weight_permissions
+from ..output_lock import exclusive_output
 from ..projector import save_projector
+from .checkpoints import (
+    COMPLETE_MARKER,
+    listed_files,
+    mark_complete,
+    publish_folder,
+    remove_cut_checkpoint,
+    resolve_resume_checkpoint,
+    unmark_complete,
+)
 from .data import LENGTH_COLUMN
 from .sampler import ModalityGroupedSampler
 
@@ -39,6 +56,8 @@ from .sampler import ModalityGroupedSampler
 logger = logging.getLogger(__name__)
 
 _PROJECTOR_KEY = "multi_modal_projector."
+# Where the final save is written before it is moved into output_dir (the same name on every process).
+_STAGING_NAME = ".saving"
 
 
 def projector_from_state_dict(state_dict: dict[str, torch.Tensor], config) -> CLIPFlanT5MultiModalProjector:
@@ -88,6 +107,8 @@ class CLIPFlanT5SFTTrainer(SFTTrainer):
         self.group_by_modality_length = group_by_modality_length
         self.save_projector = save_projector
         self.card_info = dict(card_info or {})
+        self._saving_checkpoint = False
+        self._holds_output_lock = False
         super().__init__(*args, **kwargs)
         if self.args.loss_type != "nll" or self.args.label_smoothing_factor > 0 or self.compute_loss_func is not None:
             raise ValueError(
@@ -181,7 +202,80 @@ class CLIPFlanT5SFTTrainer(SFTTrainer):
         )
 
     # ------------------------------------------------------------------------------------------------------------------
+    # One run per output_dir; resuming from complete checkpoints only
+
+    def _output_dir_lock(self) -> ExitStack:
+        """The lock on output_dir, held by the main process (the others write where it says)."""
+        stack = ExitStack()
+        if self.is_world_process_zero() and not self._holds_output_lock:
+            os.makedirs(self.args.output_dir, exist_ok=True)
+            stack.enter_context(exclusive_output(self.args.output_dir, "output_dir"))
+            self._holds_output_lock = True
+            stack.callback(setattr, self, "_holds_output_lock", False)
+        return stack
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial=None, **kwargs):
+        """`Trainer.train`, holding the lock on output_dir, where `resume_from_checkpoint=True` (or "true") resumes from
+        the last COMPLETE checkpoint (transformers' picks the last one, even one cut short) and a path must be a
+        complete checkpoint (see `training.checkpoints`)."""
+        with self._output_dir_lock():
+            say = print if self.is_world_process_zero() else (lambda message: None)
+            resume = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir, say)
+            return super().train(resume_from_checkpoint=resume, trial=trial, **kwargs)
+
+    # ------------------------------------------------------------------------------------------------------------------
     # Saving
+
+    def _save_checkpoint(self, model, trial) -> None:
+        run_dir = self._get_output_dir(trial=trial)
+        folder = os.path.join(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+        if self.args.should_save:
+            # A folder left by a save cut short at this step, or a complete one about to be overwritten: neither may
+            # look complete while this save writes there.
+            remove_cut_checkpoint(folder)
+            unmark_complete(folder)
+        self.accelerator.wait_for_everyone()
+        # Old checkpoints are rotated out only once this one is marked complete: a save cut short must not leave
+        # fewer complete checkpoints than save_total_limit asks for.
+        limit, self.args.save_total_limit = self.args.save_total_limit, None
+        self._saving_checkpoint = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit, self._saving_checkpoint = limit, False
+        # Every process has written its part (RNG states, DeepSpeed shards) before the marker says the folder is done.
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            mark_complete(folder)
+            rotate_checkpoints(
+                output_dir=run_dir,
+                save_total_limit=limit,
+                best_model_checkpoint=self.state.best_model_checkpoint,
+                use_mtime=True,
+            )
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """`Trainer.save_model`; outside a checkpoint, written to `<output_dir>/.saving` first and moved into
+        `output_dir` once complete (`publish_folder`), so that a save cut short never looks like a saved model."""
+        if self._saving_checkpoint:
+            return super().save_model(output_dir, _internal_call)
+        folder = output_dir if output_dir is not None else self.args.output_dir
+        staging = os.path.join(folder, _STAGING_NAME)
+        with self._output_dir_lock() if folder == self.args.output_dir else ExitStack():
+            if self.args.should_save:
+                shutil.rmtree(staging, ignore_errors=True)
+            self.accelerator.wait_for_everyone()
+            try:
+                super().save_model(staging, _internal_call)
+            except BaseException:
+                # A save that failed here (a full disk, say) leaves output_dir as it was.
+                if self.args.should_save:
+                    shutil.rmtree(staging, ignore_errors=True)
+                raise
+            self.accelerator.wait_for_everyone()
+            if self.args.should_save:
+                publish_folder(staging, folder)
+            self.accelerator.wait_for_everyone()
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         super()._save(output_dir, state_dict)
@@ -250,6 +344,9 @@ class CLIPFlanT5SFTTrainer(SFTTrainer):
         if self.is_world_process_zero():
             os.makedirs(self.args.output_dir, exist_ok=True)
             write_model_card(self.args.output_dir, self._card_arguments())
+            # A card rewritten after the final save (with results, say) stays part of the complete save.
+            if os.path.isfile(os.path.join(self.args.output_dir, COMPLETE_MARKER)):
+                mark_complete(self.args.output_dir, listed_files(self.args.output_dir))
 
 
 def _require_seq2seq_settings(args: SFTConfig) -> None:
