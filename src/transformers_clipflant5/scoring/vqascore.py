@@ -40,6 +40,7 @@ from ..padding import pad_right
 from ..processing_clip_flant5 import CLIPFlanT5Processor
 from . import generation
 from . import pixels as pixel_scoring
+from . import video as video_scoring
 from .image_reading import ImageReader
 from .inputs import as_list, fit_texts
 from .precision import build_quantization_config, check_finite_scores, quantize_int4_wo
@@ -248,6 +249,10 @@ class VQAScore:
     rank = pixel_scoring.rank
     # VQA and captioning through the same plan of distinct images and length-sorted batches: see generation.
     generate = generation.generate
+    # Videos (frames averaged, or side by side in one strip): see video_scoring and docs/video.md.
+    score_videos = video_scoring.score_videos
+    score_videos_matrix = video_scoring.score_videos_matrix
+    score_video_pixels = video_scoring.score_video_pixels
 
     def iter_scores(
         self,
