@@ -97,20 +97,25 @@ def _read_file(path: Path, indices: IndexRule, max_pixels: int | None) -> list[I
     av = _import_av()
     try:
         container = av.open(str(path), metadata_errors="ignore")
+    except av.error.EOFError as error:
+        raise ValueError(f"Video {path} ends before its first frame: it has no frames, or it is truncated.") from error
     except av.FFmpegError as error:
         raise ValueError(f"{path} is not a readable video ({error}).") from error
     with container:
         if not container.streams.video:
-            raise ValueError(f"{path} holds no video stream (is it an audio file?).")
+            raise ValueError(f"{path} has no video frames (no video stream: an empty video, or an audio file?).")
         stream = container.streams.video[0]
         try:
-            packets = [(packet.pts, packet.is_keyframe) for packet in container.demux(stream) if packet.size]
+            packets = [
+                (packet.pts, packet.is_keyframe, packet.duration) for packet in container.demux(stream) if packet.size
+            ]
         except av.FFmpegError as error:
             raise ValueError(
                 f"Video {path} is truncated or corrupt: its container cannot be read ({error})."
             ) from error
         if not packets:
             raise ValueError(f"Video {path} has no frames.")
+        _check_complete(container, stream, packets, path)
         wanted = indices(len(packets))
         width, height = stream.codec_context.width, stream.codec_context.height
         if width <= 0 or height <= 0:
@@ -123,7 +128,7 @@ def _read_file(path: Path, indices: IndexRule, max_pixels: int | None) -> list[I
                 "raise max_image_pixels if the memory is there."
             )
         try:
-            if any(pts is None for pts, _ in packets):
+            if any(pts is None for pts, _, _ in packets):
                 decoded = _decode_in_order(container, stream, sorted(set(wanted)))
             else:
                 decoded = _decode_by_seeking(container, stream, packets, sorted(set(wanted)))
@@ -138,11 +143,36 @@ def _read_file(path: Path, indices: IndexRule, max_pixels: int | None) -> list[I
     return [decoded[index] for index in wanted]
 
 
+def _check_complete(container, stream, packets: list, path: Path) -> None:
+    """Refuse a file cut short: fewer frames than its header counts (mp4, mov), or frames ending well before the
+    duration its header declares (Matroska, WebM: a margin of 10% and 0.1 s, for timestamps that are not exact)."""
+    if stream.frames and len(packets) < stream.frames:
+        raise ValueError(
+            f"Video {path} is truncated: its header counts {stream.frames} frames but only {len(packets)} are there."
+        )
+    if stream.time_base is None or any(pts is None for pts, _, _ in packets):
+        return
+    if stream.duration:
+        declared = float(stream.duration * stream.time_base)
+    elif container.duration and len(container.streams) == 1:
+        declared = container.duration / 1_000_000
+    else:
+        return
+    start = stream.start_time or 0
+    last_pts, _, last_duration = max(packets, key=lambda packet: packet[0])
+    present = float((last_pts - start + (last_duration or 0)) * stream.time_base)
+    if present < 0.9 * declared - 0.1:
+        raise ValueError(
+            f"Video {path} is truncated: its header declares {declared:.3g} s but its {len(packets)} frames end at "
+            f"{present:.3g} s."
+        )
+
+
 def _decode_by_seeking(container, stream, packets, wanted: list[int]) -> dict[int, Image.Image]:
     """Frames `wanted` (sorted), found by their presentation timestamps, seeking to the keyframe before each one
     unless the decoder is already past that keyframe."""
-    timestamps = sorted(pts for pts, _ in packets)
-    keyframes = sorted(pts for pts, keyframe in packets if keyframe) or timestamps[:1]
+    timestamps = sorted(pts for pts, _, _ in packets)
+    keyframes = sorted(pts for pts, keyframe, _ in packets if keyframe) or timestamps[:1]
     decoded: dict[int, Image.Image] = {}
     frames, position = None, None
     for index in wanted:
