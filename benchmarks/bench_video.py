@@ -1,0 +1,152 @@
+"""Video VQAScore: how fast frames are read, and what 8-frame `average` scoring costs against scoring the same frames
+as images, in one process on the same random weights.
+
+    HF_HUB_OFFLINE=1 python benchmarks/bench_video.py                     # small sizes, CPU fp32, about a minute
+    HF_HUB_OFFLINE=1 python benchmarks/bench_video.py --videos 16 --frames 240 --size 640x360
+
+Decoding (synthetic H.264 videos written with PyAV into a temporary folder: `--frames` frames of `--size`, a keyframe
+every `--gop` frames, B-frames): `decode all` decodes every frame of a video in order and converts it to RGB (the
+decoder's full rate, frames/s); `ours` reads the 8 sampled frames with `read_frames` (seeking to the keyframe before
+each); `decode all, pick 8` decodes every frame and keeps the 8 (what reading without seeking costs). Reported per
+video, with the ratio to `decode all, pick 8`.
+
+Scoring (a vision-heavy random CLIP-FlanT5 shape from bench_score.py, `--shape`): `images` scores the 8 sampled
+frames of each video as 8 (image, text) pairs with `VQAScore.__call__` (frames already decoded, as PIL images) and
+averages them; `videos, frames in memory` is `score_videos` on the same PIL frames; `videos, from files` is
+`score_videos` on the files (decoding included). Pairs are (video, text) pairs per second; the ratio is against
+`images`. Best of `--repeats` interleaved rounds.
+"""
+
+import argparse
+import os
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from bench_score import MODEL_SHAPES, build_config
+
+from transformers_clipflant5 import CLIPFlanT5ForConditionalGeneration, VQAScore
+from transformers_clipflant5.scoring.video import frame_indices, read_frames
+from transformers_clipflant5.testing.tiny import COLORS, SHAPES, build_tiny_tokenizer, tiny_processor
+
+
+def write_video(path: Path, frames: int, width: int, height: int, gop: int, seed: int) -> None:
+    import av
+
+    rng = np.random.default_rng(seed)
+    # Smooth moving content (noise would make the encoder's work unrepresentative).
+    y, x = np.mgrid[0:height, 0:width]
+    base = rng.integers(0, 256, 3)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"g": str(gop), "bf": "2", "preset": "veryfast"}
+        for number in range(frames):
+            image = np.stack([(x + y + 3 * number + base[c]) % 256 for c in range(3)], -1).astype(np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+def decode_all(path: Path, keep: list[int] | None = None) -> list:
+    import av
+
+    kept = []
+    with av.open(str(path)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            image = frame.to_image()
+            if keep is None or index in keep:
+                kept.append(image)
+    return kept
+
+
+def best_of(function, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--videos", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=120, help="frames per video")
+    parser.add_argument("--size", default="320x240", help="WIDTHxHEIGHT of the videos")
+    parser.add_argument("--gop", type=int, default=24, help="frames between keyframes")
+    parser.add_argument("--num-frames", type=int, default=8, help="frames scored per video")
+    parser.add_argument("--shape", choices=sorted(MODEL_SHAPES), default="t5-heavy")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    width, height = (int(value) for value in args.size.split("x"))
+
+    tokenizer = build_tiny_tokenizer()
+    config = build_config(tokenizer, *MODEL_SHAPES[args.shape], vocab_size=None)
+    torch.manual_seed(0)
+    model = CLIPFlanT5ForConditionalGeneration(config).eval()
+    scorer = VQAScore(model=model, processor=tiny_processor(tokenizer, config))
+    texts = [f"a {COLORS[k % len(COLORS)]} {SHAPES[k % len(SHAPES)]}" for k in range(args.videos)]
+
+    with tempfile.TemporaryDirectory() as folder:
+        paths = [Path(folder) / f"video_{k}.mp4" for k in range(args.videos)]
+        for seed, path in enumerate(paths):
+            write_video(path, args.frames, width, height, args.gop, seed)
+        indices = frame_indices(args.frames, args.num_frames)
+        rule = partial(frame_indices, num_frames=args.num_frames)
+        frames = [read_frames(str(path), rule, None) for path in paths]
+
+        print(
+            f"device cpu, torch threads {torch.get_num_threads()}, {os.cpu_count()} CPUs; {args.videos} videos of "
+            f"{args.frames} frames {width}x{height} (H.264, keyframe every {args.gop}, B-frames), {args.num_frames} "
+            f"frames sampled: {indices}"
+        )
+        print("\ndecoding (per video, best of rounds)")
+        decode_rounds = {"decode all": [], "decode all, pick 8": [], "ours (seek)": []}
+        for _ in range(args.repeats):
+            decode_rounds["decode all"].append(best_of(lambda: decode_all(paths[0]), 1))
+            decode_rounds["decode all, pick 8"].append(best_of(lambda: decode_all(paths[0], indices), 1))
+            decode_rounds["ours (seek)"].append(best_of(lambda: read_frames(str(paths[0]), rule, None), 1))
+        baseline = min(decode_rounds["decode all, pick 8"])
+        for name, times in decode_rounds.items():
+            seconds = min(times)
+            delivered = args.frames if name == "decode all" else len(indices)
+            print(
+                f"  {name:<20} {seconds * 1000:8.1f} ms/video  {delivered / seconds:8.1f} frames delivered/s  "
+                f"x{baseline / seconds:5.2f} vs decode all, pick 8"
+            )
+
+        def images():
+            flat = [frame for video in frames for frame in video]
+            scores = scorer(flat, [text for text in texts for _ in indices])
+            return scores.view(args.videos, len(indices)).mean(1)
+
+        methods = {
+            "images": images,
+            "videos, frames in memory": lambda: scorer.score_videos(frames, texts, num_frames=args.num_frames),
+            "videos, from files": lambda: scorer.score_videos(
+                [str(p) for p in paths], texts, num_frames=args.num_frames
+            ),
+        }
+        reference = images()
+        for name, function in methods.items():
+            deviation = (function() - reference).abs().max().item()  # warm-up, and the scores agree
+            print(f"  check: {name}: max |score - images| = {deviation:.2e}")
+        rounds = {name: [] for name in methods}
+        for _ in range(args.repeats):
+            for name, function in methods.items():
+                rounds[name].append(best_of(function, 1))
+        print(f"\nscoring {args.videos} (video, text) pairs, {args.num_frames}-frame average ({args.shape} shape)")
+        baseline = min(rounds["images"])
+        for name, times in rounds.items():
+            seconds = min(times)
+            print(f"  {name:<26} {seconds:7.3f} s  {args.videos / seconds:7.2f} pairs/s  x{baseline / seconds:5.2f}")
+
+
+if __name__ == "__main__":
+    main()
