@@ -78,6 +78,22 @@ def test_video_rows_score_as_the_api_with_bad_videos_skipped(workdir, scorer, ca
     assert read_jsonl(output) == records
 
 
+def test_csv_pairs_files_may_have_a_video_column(tmp_path):
+    from transformers_clipflant5.commands.pairs_file import read_pairs
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("id,image,video,text\na,,clip.mp4,a cat\nb,cat.png,,a cat\nc,cat.png,clip.mp4,a cat\nd,,,a cat\n")
+    rows = read_pairs(pairs)
+    assert [(row.image, row.video, row.problem) for row in rows[:2]] == [
+        (None, "clip.mp4", None),
+        ("cat.png", None, None),
+    ]
+    assert "both 'image' and 'video'" in rows[2].problem and "no 'image' field" in rows[3].problem
+    only_videos = tmp_path / "videos.tsv"
+    only_videos.write_text("video\ttext\nclip.webm\ta dog\n")
+    assert [(row.video, row.text, row.problem) for row in read_pairs(only_videos)] == [("clip.webm", "a dog", None)]
+
+
 def test_bad_frame_options_stop_before_the_model_loads(workdir, capsys):
     pairs = write_jsonl(workdir / "one.jsonl", [{"video": "videos/0.mkv", "text": "x"}])
     command = ["score", "--model", str(workdir / "missing-model"), "--pairs", str(pairs)]

@@ -100,8 +100,8 @@ def _read_csv_pairs(path: Path, text: str, delimiter: str) -> list[PairRow]:
             # The reader's line_num is the line the record ended on (quoted fields may span lines).
             row = PairRow(index=len(rows), line=reader.line_num, image=record.get("image"), text=record["text"])
             row.video = record.get("video") or None
-            if row.video is not None and not row.image:
-                row.image = None
+            if "video" in columns and not row.image:
+                row.image = None  # an empty cell: the row names its video (or nothing)
             row.id = record.get("id") or None
             # Fields beyond the header's (the reader keeps them under None): most likely a text with an unquoted
             # delimiter, which would otherwise be scored cut at it.

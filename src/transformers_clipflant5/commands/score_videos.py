@@ -36,8 +36,9 @@ def score_video_rows(
     problems: list[tuple[int, str]],
     bar: tqdm,
 ) -> None:
-    """Score the video `rows` (each `PairRow` with a `video`), a window at a time; `write(row index, score)` is called
-    in input order within each window, then the window is flushed by the caller's `write`."""
+    """Score the video `rows` (each `PairRow` with a `video`) a window of `--batch-size` videos at a time, calling
+    `write(row index, score)` for each scored row, in input order within a window; a video that cannot be read adds
+    its row to `problems` and is reported on stderr."""
     from transformers_clipflant5.scoring.video import iter_video_scores
 
     window = max(1, args.batch_size)
