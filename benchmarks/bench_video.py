@@ -1,7 +1,7 @@
 """Video VQAScore: how fast frames are read, and what 8-frame `average` scoring costs against scoring the same frames
 as images, in one process on the same random weights.
 
-    HF_HUB_OFFLINE=1 python benchmarks/bench_video.py                     # small sizes, CPU fp32, about a minute
+    HF_HUB_OFFLINE=1 python benchmarks/bench_video.py                     # 4 videos, CPU fp32: minutes on a small CPU
     HF_HUB_OFFLINE=1 python benchmarks/bench_video.py --videos 16 --frames 240 --size 640x360
 
 Decoding (synthetic H.264 videos written with PyAV into a temporary folder: `--frames` frames of `--size`, a keyframe
@@ -14,7 +14,8 @@ Scoring (a vision-heavy random CLIP-FlanT5 shape from bench_score.py, `--shape`)
 frames of each video as 8 (image, text) pairs with `VQAScore.__call__` (frames already decoded, as PIL images) and
 averages them; `videos, frames in memory` is `score_videos` on the same PIL frames; `videos, from files` is
 `score_videos` on the files (decoding included). Pairs are (video, text) pairs per second; the ratio is against
-`images`. Best of `--repeats` interleaved rounds.
+`images`. Best of `--repeats` interleaved rounds, with the median of the rounds'
+ratios and process CPU times (`--threads 1` on a shared machine: the least load-sensitive figures).
 """
 
 import argparse
@@ -62,13 +63,29 @@ def decode_all(path: Path, keep: list[int] | None = None) -> list:
     return kept
 
 
-def best_of(function, repeats: int) -> float:
-    best = float("inf")
+def timed(function) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call."""
+    start, cpu_start = time.perf_counter(), time.process_time()
+    function()
+    return time.perf_counter() - start, time.process_time() - cpu_start
+
+
+def report(methods: dict, baseline: str, repeats: int, units, unit: str) -> None:
+    """Time `methods` in `repeats` interleaved rounds; print each one's best wall time, its rate (`units(name)` per
+    second), its speed-up over `baseline` (best times, and the median of the rounds' ratios) and the same from
+    process CPU time, which a loaded shared machine disturbs least."""
+    rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in methods}
     for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
-    return best
+        for name, function in methods.items():
+            rounds[name].append(timed(function))
+    for name, times in rounds.items():
+        wall, cpu = min(t[0] for t in times), min(t[1] for t in times)
+        median = float(np.median([b[0] / t[0] for b, t in zip(rounds[baseline], times)]))
+        base_cpu = min(t[1] for t in rounds[baseline])
+        print(
+            f"  {name:<26} {wall:8.3f} s  {units(name) / wall:8.2f} {unit}/s  x{min(t[0] for t in rounds[baseline]) / wall:5.2f} "
+            f"(median of rounds x{median:5.2f}; CPU {cpu:7.3f} s, x{base_cpu / cpu:5.2f})  vs {baseline}"
+        )
 
 
 def main() -> None:
@@ -107,19 +124,18 @@ def main() -> None:
             f"frames sampled: {indices}"
         )
         print("\ndecoding (per video, best of rounds)")
-        decode_rounds = {"decode all": [], "decode all, pick 8": [], "ours (seek)": []}
-        for _ in range(args.repeats):
-            decode_rounds["decode all"].append(best_of(lambda: decode_all(paths[0]), 1))
-            decode_rounds["decode all, pick 8"].append(best_of(lambda: decode_all(paths[0], indices), 1))
-            decode_rounds["ours (seek)"].append(best_of(lambda: read_frames(str(paths[0]), rule, None), 1))
-        baseline = min(decode_rounds["decode all, pick 8"])
-        for name, times in decode_rounds.items():
-            seconds = min(times)
-            delivered = args.frames if name == "decode all" else len(indices)
-            print(
-                f"  {name:<20} {seconds * 1000:8.1f} ms/video  {delivered / seconds:8.1f} frames delivered/s  "
-                f"x{baseline / seconds:5.2f} vs decode all, pick 8"
-            )
+        decoders = {
+            "decode all": lambda: decode_all(paths[0]),
+            "decode all, pick 8": lambda: decode_all(paths[0], indices),
+            "ours (seek)": lambda: read_frames(str(paths[0]), rule, None),
+        }
+        report(
+            decoders,
+            "decode all, pick 8",
+            args.repeats,
+            lambda name: args.frames if name == "decode all" else len(indices),
+            "frames",
+        )
 
         def images():
             flat = [frame for video in frames for frame in video]
@@ -137,15 +153,8 @@ def main() -> None:
         for name, function in methods.items():
             deviation = (function() - reference).abs().max().item()  # warm-up, and the scores agree
             print(f"  check: {name}: max |score - images| = {deviation:.2e}")
-        rounds = {name: [] for name in methods}
-        for _ in range(args.repeats):
-            for name, function in methods.items():
-                rounds[name].append(best_of(function, 1))
         print(f"\nscoring {args.videos} (video, text) pairs, {args.num_frames}-frame average ({args.shape} shape)")
-        baseline = min(rounds["images"])
-        for name, times in rounds.items():
-            seconds = min(times)
-            print(f"  {name:<26} {seconds:7.3f} s  {args.videos / seconds:7.2f} pairs/s  x{baseline / seconds:5.2f}")
+        report(methods, "images", args.repeats, lambda name: args.videos, "pairs")
 
 
 if __name__ == "__main__":
