@@ -10,12 +10,13 @@ decoder's full rate, frames/s); `ours` reads the 8 sampled frames with `read_fra
 each); `decode all, pick 8` decodes every frame and keeps the 8 (what reading without seeking costs). Reported per
 video, with the ratio to `decode all, pick 8`.
 
-Scoring (a vision-heavy random CLIP-FlanT5 shape from bench_score.py, `--shape`): `images` scores the 8 sampled
+Scoring (a random CLIP-FlanT5 shape of bench_score.py, `--shape`; by default `t5-heavy`, a 224-px 6-layer ViT and a
+6+6-layer T5): `images` scores the 8 sampled
 frames of each video as 8 (image, text) pairs with `VQAScore.__call__` (frames already decoded, as PIL images) and
 averages them; `videos, frames in memory` is `score_videos` on the same PIL frames; `videos, from files` is
 `score_videos` on the files (decoding included). Pairs are (video, text) pairs per second; the ratio is against
-`images`. Best of `--repeats` interleaved rounds, with the median of the rounds'
-ratios and process CPU times (`--threads 1` on a shared machine: the least load-sensitive figures).
+`images`. Best of `--repeats` interleaved rounds, with the median of the rounds' ratios and process CPU times
+(`--threads 1` on a shared machine: the least load-sensitive figures).
 """
 
 import argparse
