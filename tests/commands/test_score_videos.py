@@ -159,3 +159,21 @@ def test_genai_bench_video_eval_end_to_end(tiny, scorer, tmp_path, capsys):
     wrong.write_text(json.dumps([{"image": "a.png", "text": "x"}]))
     code, _, err = run_cli(["eval", "--task", "genai-bench-video", "--benchmark", str(wrong)], capsys)
     assert code == 2 and "not GenAI-Bench-Video metadata" in err
+
+
+def test_genai_bench_video_eval_refuses_scores_made_with_mixed_settings(tmp_path, capsys):
+    metadata = {"0": {"prompt": "a cat", "models": {"A": [1, 2], "B": [4, 5]}}}
+    benchmark = tmp_path / "genai_video.json"
+    benchmark.write_text(json.dumps(metadata))
+    records = [
+        {"row": 0, "id": None, "video": "A/0.mp4", "text": "a cat", "score": 0.2, "video_frames": "average, 36 frames, genai-bench"},
+        {"row": 1, "id": None, "video": "B/0.mp4", "text": "a cat", "score": 0.7, "video_frames": "average, 4 frames, genai-bench"},
+    ]  # fmt: skip
+    scores = write_jsonl(tmp_path / "scores.jsonl", records)
+    command = ["eval", "--task", "genai-bench-video", "--benchmark", str(benchmark), "--scores", str(scores)]
+    code, _, err = run_cli(command, capsys)
+    assert code == 2 and "mixes videos scored in different ways" in err
+    records[1]["video_frames"] = records[0]["video_frames"]
+    write_jsonl(scores, records)
+    code, out, _ = run_cli(command, capsys)
+    assert code == 0 and json.loads(out)["pairwise_accuracy_tie_calibrated"] == 100.0
