@@ -12,7 +12,12 @@ from typing import Literal
 
 
 # `clip-flant5 eval --task` and `evaluation.TASKS`.
-EVAL_TASKS = ("winoground", "pairwise", "correlation")
+EVAL_TASKS = ("winoground", "pairwise", "correlation", "genai-bench-video")
+# `VQAScore.score_videos(mode=..., sampling=...)` and `clip-flant5 score --video-mode/--frame-sampling`
+# (`scoring.video`). "genai-bench": GenAI-Bench-Video's protocols, whose frame counts are these.
+VIDEO_MODES = ("average", "concat")
+VIDEO_SAMPLINGS = ("uniform", "genai-bench")
+GENAI_BENCH_VIDEO_FRAMES = (36, 9, 4)
 # `clip-flant5 score --quantization` and `VQAScore.from_pretrained(quantization=...)` (`scoring.precision`).
 QUANTIZATION_CHOICES = ("int8", "int4")
 QUANT_EXTRA_INSTALL = 'pip install -e ".[quant]"'

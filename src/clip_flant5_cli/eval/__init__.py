@@ -10,6 +10,11 @@ Benchmark files are JSON lists or JSONL files, one object per example:
   correlation  {"id": ..., "image": ..., "text": ..., "human": rating or [ratings], "group": optional}
                Reports Pearson, Spearman, Kendall tau-b, and tie-calibrated pairwise accuracy over pairs of
                rows (within a group when rows have one).
+  genai-bench-video  the release's genai_video.json: {"<prompt id>": {"prompt": ..., "models": {"<generator>":
+               [ratings]}}}, videos at <generator>/<prompt id>.mp4 beside it. Reports Pearson, Spearman, Kendall
+               tau-b and tie-calibrated pairwise accuracy over every video, against its mean rating. Scores: --scores
+               only; the paper's protocol scores with `clip-flant5 score --frame-sampling genai-bench --num-frames
+               36` (or 9, 4). See docs/video.md.
 
 Scores: with --scores, the JSONL output of `clip-flant5 score`, joined on the exact (image, text) strings;
 without it, inside the benchmark rows ("scores": [[s00, s01], [s10, s11]] with s[i][j] = image i with caption j
@@ -29,7 +34,7 @@ from pathlib import Path
 from clip_flant5_choices import EVAL_TASKS
 
 
-HELP = "benchmark metrics (Winoground, pairwise preference, correlation) from scores"
+HELP = "benchmark metrics (Winoground, pairwise preference, correlation, GenAI-Bench-Video) from scores"
 EPILOG = """\
 exit status:
   0  the metrics were printed (or, with --write-pairs, the pairs written)

@@ -7,6 +7,7 @@ import sys
 
 
 def run(args: argparse.Namespace) -> int:
+    from transformers_clipflant5.evaluation import genai_bench_video
     from transformers_clipflant5.evaluation import (
         BenchmarkError,
         benchmark_pairs,
@@ -15,17 +16,21 @@ def run(args: argparse.Namespace) -> int:
         read_score_table,
     )
 
+    videos = args.task == genai_bench_video.TASK
     try:
-        rows = read_rows(args.benchmark)
+        rows = genai_bench_video.read_genai_bench_video(args.benchmark) if videos else read_rows(args.benchmark)
         if args.write_pairs is not None:
             pairs = benchmark_pairs(args.task, rows)
             with open(args.write_pairs, "w", encoding="utf-8") as handle:
                 for image, text in pairs:
-                    handle.write(json.dumps({"image": image, "text": text}, ensure_ascii=False) + "\n")
+                    record = {"video" if videos else "image": image, "text": text}
+                    handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             print(f"Wrote {len(pairs)} pairs to {args.write_pairs}.", file=sys.stderr)
             return 0
         table = read_score_table(args.scores) if args.scores is not None else None
         metrics = evaluate(args.task, rows, table)
+        if videos:
+            metrics["video_frames"] = genai_bench_video.score_settings(args.scores)
         text = json.dumps({"task": args.task, "benchmark": str(args.benchmark), **metrics}, indent=2)
         # Written before printing: an --output that cannot be written stops the command with status 2, as its help
         # says, instead of a traceback after the metrics.

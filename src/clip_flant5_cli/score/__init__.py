@@ -7,7 +7,10 @@ Pairs files:
 - JSONL: one object per line with `image` (a path) and `text`, optionally `id`; blank lines are ignored.
 - CSV (or TSV, tab-separated, for a `.tsv` file): a header row naming the columns `image`, `text` and optionally
   `id`.
-Relative image paths are resolved against `--image-root` (default: the pairs file's folder).
+A row may name a `video` (mp4, webm, mkv, mov, gif, ...) instead of an `image`: its frames are scored as
+--video-mode, --num-frames and --frame-sampling say (docs/video.md; needs the `video` extra, PyAV), and its record
+has `video` and `video_frames` instead of `image`. An unreadable video is a skipped row, like an unreadable image.
+Relative image and video paths are resolved against `--image-root` (default: the pairs file's folder).
 
 The output is JSONL, one object per scored row: `{"row": <0-based row of the pairs file>, "id": <its id or null>,
 "image": <as written in the pairs file>, "text": ..., "score": ...}`, in the pairs file's order once the run ends.
@@ -48,7 +51,7 @@ launchers report any other status as a crash with a long traceback; the summary 
 import argparse
 from pathlib import Path
 
-from clip_flant5_choices import QUANT_EXTRA_INSTALL, QUANTIZATION_CHOICES
+from clip_flant5_choices import QUANT_EXTRA_INSTALL, QUANTIZATION_CHOICES, VIDEO_MODES, VIDEO_SAMPLINGS
 
 
 HELP = "VQAScore of an (image, text) pair or of a file of pairs"
@@ -64,6 +67,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     many.add_argument("--output", type=Path, help="JSONL file the scores are appended to (required with --pairs)")
     many.add_argument(
         "--image-root", type=Path, help="folder relative image paths start from (default: the pairs file's folder)"
+    )
+    videos = parser.add_argument_group("rows with a video (pairs files)")
+    videos.add_argument(
+        "--video-mode",
+        choices=VIDEO_MODES,
+        default="average",
+        help="average: the mean of the frames' scores (default); concat: the frames side by side in one image",
+    )
+    videos.add_argument("--num-frames", type=int, default=8, help="frames sampled per video (default: 8)")
+    videos.add_argument(
+        "--frame-sampling",
+        choices=VIDEO_SAMPLINGS,
+        default="uniform",
+        help="uniform (default: frames 0, s, 2s, ... with s = frames // --num-frames) or genai-bench (GenAI-Bench-Video's "
+        "protocol: the first 36 frames, padded with the last; --num-frames 36, 9 or 4)",
     )
     parser.add_argument("--batch-size", type=int, default=16, help="pairs per forward pass (default: 16)")
     parser.add_argument("--question-template", help="question with {} for the text (default: the paper's)")

@@ -37,6 +37,7 @@ from .processes import (
     report_unfinished_processes,
     stop_raises_on_sigterm,
 )
+from .videos import check_video_arguments, score_video_rows, video_frames
 
 
 PART_SUFFIX = ".part-"
@@ -66,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         transformers_logging.disable_progress_bar()
     try:
         check_arguments(args)
+        check_video_arguments(args)
         if args.output is not None:
             check_output_path(args.output, args.pairs)
         check_model_source(args.model)
@@ -190,11 +192,12 @@ def _not_a_score_record(path: Path, line_number: int, reason: str) -> str:
 def check_results_match(results: dict[int, dict[str, Any]], rows: list[PairRow], output: Path) -> None:
     for index, record in results.items():
         row = rows[index] if 0 <= index < len(rows) else None
-        if row is None or (record.get("id"), record.get("image"), record.get("text")) != (row.id, row.image, row.text):
+        stored = tuple(record.get(name) for name in ("id", "image", "video", "text", "video_frames"))
+        if row is None or stored != (row.id, row.image, row.video, row.text, row.video_frames):
             raise ScoreFileError(
-                f"{output} holds a score for row {index} that does not match the pairs file (stored id/image/text "
-                f"{record.get('id')!r}/{record.get('image')!r}/{record.get('text')!r}). It was written for other "
-                "pairs: pass another --output, or delete it to start over."
+                f"{output} holds a score for row {index} that does not match the pairs file (stored id/image/video/"
+                f"text/video frames {'/'.join(map(repr, stored))}). It was written for other pairs (or other video "
+                "options): pass another --output, or delete it to start over."
             )
 
 
@@ -254,6 +257,8 @@ def _score_pairs_file(args: argparse.Namespace, state) -> int:
     for row in rows:
         if row.problem is None:
             row.problem = text_problem(processor, row.text, "its text", args)
+        if row.video is not None:
+            row.video_frames = video_frames(args)
     image_root = args.image_root if args.image_root is not None else args.pairs.parent
 
     def read_finished() -> list[int]:
@@ -392,10 +397,12 @@ def _score_rows(
         device = state.device
     scorer = load_scorer(args, device=device)
     by_index = {row.index: row for row in rows}
+    video_rows = [row for row in rows if row.video is not None]
+    rows = [row for row in rows if row.video is None]
     window = args.batch_size * 8
     drop_unfinished_line(target)
     bar = tqdm(
-        total=len(rows),
+        total=len(rows) + len(video_rows),
         disable=args.no_progress or not state.is_local_main_process,
         unit="pair",
         desc="scoring"
@@ -431,6 +438,12 @@ def _score_rows(
                 [json.dumps(by_index[index].record(scores[index]), ensure_ascii=False) for index in sorted(scores)]
             )
             written.extend(sorted(scores))
+
+        def write(index: int, score: float) -> None:
+            appender.append([json.dumps(by_index[index].record(score), ensure_ascii=False)])
+            written.append(index)
+
+        score_video_rows(args, scorer, video_rows, lambda video: _resolve(video, image_root), write, problems, bar)
     bar.close()
     return written, problems
 

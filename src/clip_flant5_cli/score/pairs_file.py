@@ -24,8 +24,15 @@ class PairRow:
     image: str | None = None
     text: str | None = None
     problem: str | None = None
+    # A video row (`"video"` instead of `"image"`) and how its frames are scored (see videos.py).
+    video: str | None = None
+    video_frames: str | None = None
 
     def record(self, score: float) -> dict[str, Any]:
+        if self.video is not None:
+            from .videos import video_record
+
+            return video_record(self, score)
         return {"row": self.index, "id": self.id, "image": self.image, "text": self.text, "score": score}
 
 
@@ -71,6 +78,7 @@ def _read_jsonl_pairs(text: str) -> list[PairRow]:
                 row.problem = f"not valid JSON ({data})"
             elif isinstance(data, dict):
                 row.id, row.image, row.text = data.get("id"), data.get("image"), data.get("text")
+                row.video = data.get("video")
             else:
                 row.problem = f"expected a JSON object with 'image' and 'text', got {type(data).__name__}"
             rows.append(row)
@@ -81,7 +89,8 @@ def _read_csv_pairs(path: Path, text: str, delimiter: str) -> list[PairRow]:
     # Line ends left to the csv reader, as it requires (quoted fields may hold them).
     with io.StringIO(text, newline="") as handle:
         reader = csv.DictReader(handle, delimiter=delimiter)
-        missing = {"image", "text"} - set(reader.fieldnames or [])
+        columns = set(reader.fieldnames or [])
+        missing = {"image" if "video" not in columns else "video", "text"} - columns
         if missing:
             raise ScoreFileError(
                 f"{path} has no column(s) {sorted(missing)} in its header {reader.fieldnames}; it needs 'image' and "
@@ -90,7 +99,10 @@ def _read_csv_pairs(path: Path, text: str, delimiter: str) -> list[PairRow]:
         rows = []
         for record in reader:
             # The reader's line_num is the line the record ended on (quoted fields may span lines).
-            row = PairRow(index=len(rows), line=reader.line_num, image=record["image"], text=record["text"])
+            row = PairRow(index=len(rows), line=reader.line_num, image=record.get("image"), text=record["text"])
+            row.video = record.get("video") or None
+            if "video" in columns and not row.image:
+                row.image = None  # an empty cell: the row names its video (or nothing)
             row.id = record.get("id") or None
             # Fields beyond the header's (the reader keeps them under None): most likely a text with an unquoted
             # delimiter, which would otherwise be scored cut at it.
@@ -108,9 +120,14 @@ def _read_csv_pairs(path: Path, text: str, delimiter: str) -> list[PairRow]:
 def _row_problem(row: PairRow) -> str | None:
     from transformers_clipflant5.scoring.prompts import check_text
 
-    if row.image is None:
-        return "no 'image' field: every row needs the path of its image"
-    if not isinstance(row.image, str) or not row.image.strip():
+    if row.video is not None:
+        if row.image is not None:
+            return "both 'image' and 'video': a row scores one of them"
+        if not isinstance(row.video, str) or not row.video.strip():
+            return f"'video' must be a non-empty path string, got {row.video!r}"
+    elif row.image is None:
+        return "no 'image' field: every row needs the path of its image (or 'video', of its video)"
+    elif not isinstance(row.image, str) or not row.image.strip():
         return f"'image' must be a non-empty path string, got {row.image!r}"
     if row.text is None:
         return "no 'text' field: every row needs the text to score its image with"

@@ -42,6 +42,7 @@ from ..image_processing_clip_flant5 import ImageInput
 from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration, shift_tokens_right
 from ..padding import pad_right
 from ..processing_clip_flant5 import CLIPFlanT5Processor
+from . import video as video_scoring
 from .devices import execution_device, resolve_device, resolve_dtype
 from .generation import default_max_new_tokens, generate_batch
 from .image_reading import ImageReader
@@ -57,6 +58,7 @@ from .prompts import (
     fit_texts,
 )
 from .scoring_forward import ScoringForward
+from .video.decoding import VideoInput
 
 
 DEFAULT_BATCH_SIZE = 16
@@ -238,6 +240,65 @@ class VQAScore:
             pair_images, pair_texts, batch_size, question_template, answer_template, progress, truncate_texts
         )
         return scores.view(len(images), len(texts))
+
+    def score_videos(
+        self,
+        videos: Sequence[VideoInput],
+        texts: Sequence[str],
+        num_frames: int = 8,
+        mode: str = "average",
+        sampling: str = "uniform",
+        batch_size: int | None = None,
+        question_template: str | None = None,
+        answer_template: str | None = None,
+        progress: bool = False,
+        truncate_texts: bool = False,
+    ) -> torch.Tensor:
+        """
+        Score `videos[i]` with `texts[i]`: `mode="average"` the mean of the sampled frames' scores, `"concat"` the
+        frames side by side in one strip scored as one image. Each distinct frame is encoded once per call. Arguments
+        and frame sampling: [`scoring.video.score_videos`] and docs/video.md.
+
+        Returns:
+            `torch.Tensor` of shape `(len(videos),)`, float32, on CPU.
+        """
+        return video_scoring.score_videos(
+            self, videos, texts, num_frames, mode, sampling, batch_size, question_template, answer_template,
+            progress, truncate_texts,
+        )  # fmt: skip
+
+    def score_videos_matrix(
+        self,
+        videos: Sequence[VideoInput],
+        texts: Sequence[str],
+        num_frames: int = 8,
+        mode: str = "average",
+        sampling: str = "uniform",
+        batch_size: int | None = None,
+        question_template: str | None = None,
+        answer_template: str | None = None,
+        progress: bool = False,
+        truncate_texts: bool = False,
+    ) -> torch.Tensor:
+        """Score every video with every text (arguments as in `score_videos`), each video read once: a
+        `(len(videos), len(texts))` tensor."""
+        return video_scoring.score_videos_matrix(
+            self, videos, texts, num_frames, mode, sampling, batch_size, question_template, answer_template,
+            progress, truncate_texts,
+        )  # fmt: skip
+
+    def score_video_pixels(
+        self,
+        videos: torch.Tensor | Sequence[torch.Tensor],
+        texts: Sequence[str],
+        num_frames: int | None = None,
+        sampling: str = "uniform",
+        **score_pixels_kwargs,
+    ) -> torch.Tensor:
+        """Differentiable `average`-mode score of float `(N, T, 3, H, W)` video tensors in [0, 1] with `texts`: the
+        mean of the frames' `score_pixels`, with the autograd graph (a reward for video generators). See
+        [`scoring.video.score_video_pixels`]."""
+        return video_scoring.score_video_pixels(self, videos, texts, num_frames, sampling, **score_pixels_kwargs)
 
     def iter_scores(
         self,

@@ -20,6 +20,10 @@ Three kinds of benchmark, each a JSON list or a JSONL file of objects (`id` is o
   tie-calibrated pairwise accuracy in percent over every pair of rows (only pairs within the same `group` when rows
   have one: e.g. images of the same prompt).
 
+- `genai-bench-video` (GenAI-Bench-Video): rows `{"id": ..., "video": ..., "text": ..., "human": [ratings]}`, read
+  from the release's `genai_video.json` by `genai_bench_video.read_genai_bench_video`. Metrics: those of
+  `correlation`, over every video, ungrouped; scores from a `clip-flant5 score` output only.
+
 Scores come either inside the benchmark rows (`"scores": [[s00, s01], [s10, s11]]` for winoground, with `s[i][j]` the
 score of image i with caption j; `"scores": [score_a, score_b]` for pairwise; `"score": s` for correlation) or from
 the JSONL output of `clip-flant5 score`, joined on the exact (image, text) strings. `benchmark_pairs` lists the pairs a
@@ -37,7 +41,7 @@ import numpy as np
 
 from clip_flant5_choices import EVAL_TASKS as TASKS
 
-from .json_rows import read_json_rows
+from ..json_rows import read_json_rows
 
 
 class BenchmarkError(ValueError):
@@ -215,9 +219,10 @@ def read_score_table(path: str | Path) -> dict[tuple[str, str], float]:
     table: dict[tuple[str, str], float] = {}
     for index, row in enumerate(read_rows(path)):
         try:
-            key, score = (row["image"], row["text"]), float(row["score"])
+            # A video row of `clip-flant5 score` names its video where an image row names its image.
+            key, score = (row["video"] if "video" in row else row["image"], row["text"]), float(row["score"])
         except (KeyError, TypeError, ValueError) as error:
-            raise BenchmarkError(f"{path} row {index} has no image/text/score ({error!r}).") from error
+            raise BenchmarkError(f"{path} row {index} has no image (or video)/text/score ({error!r}).") from error
         if not math.isfinite(score):
             raise BenchmarkError(
                 f"{path} row {index} (image {key[0]!r}, text {key[1]!r}) has the score {score}: a failed score "
@@ -247,6 +252,8 @@ def _row_pairs(task: str, row: Mapping[str, Any], index: int) -> list[tuple[str,
         return [(image, text) for image in _two(row, "images", index)]
     if task == "correlation":
         return [(_field(row, "image", index), _field(row, "text", index))]
+    if task == "genai-bench-video":
+        return [(_field(row, "video", index), _field(row, "text", index))]
     raise BenchmarkError(f"Unknown task {task!r}; choose one of {TASKS}.")
 
 
@@ -303,6 +310,16 @@ def evaluate(
 
     def lookup(image: str, text: str) -> float:
         return float(score_table[(image, text)])
+
+    if task == "genai-bench-video":
+        if score_table is None:
+            raise BenchmarkError(
+                "genai-bench-video reads its scores from a `clip-flant5 score` output: pass --scores (clip-flant5 eval "
+                "--write-pairs lists the videos to score)."
+            )
+        # One row per video, compared with the mean of its raters, ungrouped, as the GenAI-Bench-Video paper does.
+        video_rows = [{**row, "image": row["video"], "group": None} for row in rows]
+        return evaluate("correlation", video_rows, score_table)
 
     if task == "winoground":
         matrices = []
