@@ -38,6 +38,7 @@ from ..image_processing_clip_flant5 import ImageInput
 from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration, shift_tokens_right
 from ..padding import pad_right
 from ..processing_clip_flant5 import CLIPFlanT5Processor
+from . import explain as explanation
 from . import generation
 from . import pixels as pixel_scoring
 from .image_reading import ImageReader
@@ -248,6 +249,8 @@ class VQAScore:
     rank = pixel_scoring.rank
     # VQA and captioning through the same plan of distinct images and length-sorted batches: see generation.
     generate = generation.generate
+    # Token trace, word attributions, region heatmap and sub-question scores of one pair: see explanation.
+    explain = explanation.explain
 
     def iter_scores(
         self,
