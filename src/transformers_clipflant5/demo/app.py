@@ -36,6 +36,7 @@ from .views import HEATMAP_COLOURS, explanation_json, heatmap_overlay, part_rows
 
 MAX_IMAGES = 32  # per Rank request
 MAX_TEXTS = 32  # per Compare request, and sub-questions per Score request
+MAX_WORDS = 64  # per explained text: each word is one more pair to score
 MAX_FILE_SIZE = "25mb"  # per upload
 MAX_QUEUE = 64  # waiting requests; more are turned away with a message
 KEY_VARIABLE = "CLIP_FLANT5_DEMO_KEY"
@@ -125,6 +126,11 @@ class DemoHandlers:
         sub-captions."""
         picture, _ = _read_image(image)
         text = _text(text)
+        if len(text.split()) > MAX_WORDS:
+            raise DemoError(
+                f"The text has {len(text.split())} words; this demo explains texts of at most {MAX_WORDS} (each word "
+                "is scored without it)."
+            )
         method = None if heatmap in (None, "", NO_HEATMAP) else heatmap
         if method is not None and method not in HEATMAP_METHODS:
             raise DemoError(f"Heatmap must be one of {', '.join((*HEATMAP_METHODS, NO_HEATMAP))}, got {heatmap!r}.")
