@@ -73,14 +73,16 @@ def test_bad_inputs_get_a_message_not_a_traceback(client, tmp_path):
         assert "Traceback" not in str(caught.value)
 
 
-def test_word_highlights_scale_by_the_largest_magnitude(scorer):
+def test_word_highlights_class_words_by_sign_and_size(scorer):
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 50, 3), dtype=np.uint8))
     explanation = scorer.explain(image, "a red circle on the left", heatmap=None)
-    highlights = word_highlights(explanation)
     values = [value for _, value in explanation.word_attributions]
     largest = max(abs(value) for value in values)
-    assert [value for _, value in highlights] == pytest.approx([value / largest for value in values])
-    assert max(abs(value) for _, value in highlights) == pytest.approx(1.0)
+    for (word, value), (shown, kind) in zip(explanation.word_attributions, word_highlights(explanation)):
+        assert shown == word
+        assert kind.startswith("raises" if value > 0 else "lowers")
+        assert kind.endswith("a lot") == (abs(value) >= largest / 2)
+    assert min(values) < 0 < max(values)  # both kinds are shown
 
 
 def test_heatmap_overlay_splits_signs_and_fits_the_display():

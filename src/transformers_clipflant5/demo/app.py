@@ -3,7 +3,8 @@
 
 Tabs and their API endpoints (`gradio_client.Client(url).predict(..., api_name="/score")`):
 
-- **Score** (`/score`): image + text -> the score (first output), the words coloured by attribution, the heatmap
+- **Score** (`/score`): image + text -> the score (first output), the words coloured by attribution (a class
+  each: raises or lowers the score, "a lot" within half of the largest), the heatmap
   overlaid on the image, the answer's token trace, sub-question/sub-caption scores and the whole explanation as JSON
   ([`VQAScore.explain`]).
 - **Rank** (`/rank`): several images, one prompt -> a gallery best first, and a table of rank, file name, score
@@ -31,7 +32,15 @@ from PIL import Image
 from ..image_processing_clip_flant5 import load_image
 from ..scoring.explain import DEFAULT_HEATMAP, HEATMAP_METHODS
 from ..scoring.vqascore import VQAScore
-from .views import HEATMAP_COLOURS, explanation_json, heatmap_overlay, part_rows, trace_rows, word_highlights
+from .views import (
+    HEATMAP_COLOURS,
+    WORD_COLOURS,
+    explanation_json,
+    heatmap_overlay,
+    part_rows,
+    trace_rows,
+    word_highlights,
+)
 
 
 MAX_IMAGES = 32  # per Rank request
@@ -46,9 +55,9 @@ NO_HEATMAP = "none"
 INTRO = """\
 # VQAScore with CLIP-FlanT5
 The score is the model's probability of answering **Yes** to *Does this figure show "{text}"? Please answer yes or
-no.* Word colours and the heatmap show what raises it (green) and what lowers it (red): each word's value is the log
-score with the word minus the log score without it; each region's, the log score minus the log score with that
-region greyed out (occlusion) or its per-pixel gradient estimate.
+no.* Red marks what lowers it (what the model finds missing or wrong), blue what raises it: a word by the log score
+with the word minus without it, a region by the log score minus the log score with the region greyed out
+(occlusion) or that difference's per-pixel gradient estimate.
 """
 
 
@@ -189,7 +198,7 @@ def build_demo(scorer: VQAScore, title: str = "VQAScore (CLIP-FlanT5)") -> gr.Bl
         with gr.Tab("Score", id="score"):
             with gr.Row():
                 with gr.Column():
-                    image = gr.Image(type="filepath", label="Image", elem_id="score-image")
+                    image = gr.Image(type="filepath", label="Image", height=280, elem_id="score-image")
                     text = gr.Textbox(label="Text", placeholder="a red circle on the left", elem_id="score-text")
                     heatmap = gr.Radio(
                         [*HEATMAP_METHODS, NO_HEATMAP], value=DEFAULT_HEATMAP, label="Heatmap", elem_id="score-heatmap"
@@ -201,11 +210,12 @@ def build_demo(scorer: VQAScore, title: str = "VQAScore (CLIP-FlanT5)") -> gr.Bl
                     )
                     button = gr.Button("Score", variant="primary", elem_id="score-button")
                 with gr.Column():
-                    score = gr.Number(label="VQAScore: P(Yes)", elem_id="score-value")
+                    score = gr.Number(value=None, label="VQAScore: P(Yes)", elem_id="score-value")
                     words = gr.HighlightedText(
-                        label="Words (green: raises the score, red: lowers it)",
-                        color_map=None,
-                        show_legend=False,
+                        label="Words: how each changes the score",
+                        color_map=WORD_COLOURS,
+                        show_legend=True,
+                        show_inline_category=False,
                         elem_id="score-words",
                     )
                     overlay = gr.AnnotatedImage(
@@ -243,7 +253,7 @@ def build_demo(scorer: VQAScore, title: str = "VQAScore (CLIP-FlanT5)") -> gr.Bl
         with gr.Tab("Compare texts", id="compare"):
             with gr.Row():
                 with gr.Column():
-                    compare_image = gr.Image(type="filepath", label="Image", elem_id="compare-image")
+                    compare_image = gr.Image(type="filepath", label="Image", height=280, elem_id="compare-image")
                     texts = gr.Textbox(label="Texts, one per line", lines=5, elem_id="compare-texts")
                     compare_button = gr.Button("Compare", variant="primary", elem_id="compare-button")
                 comparison = gr.Dataframe(

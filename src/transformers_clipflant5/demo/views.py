@@ -14,18 +14,31 @@ from ..scoring.explain import Explanation
 # Shown images are at most this many pixels on their longer side (the masks are sent to the browser as PNGs).
 DISPLAY_SIDE = 768
 RAISES, LOWERS = "raises the score", "lowers the score"
-HEATMAP_COLOURS = {RAISES: "#1a9850", LOWERS: "#d73027"}
+# Red marks what lowers the score (what the model finds missing or wrong), blue what raises it, in words and regions.
+HEATMAP_COLOURS = {RAISES: "#2166ac", LOWERS: "#d6604d"}
+# Word classes, by the sign of the attribution and its size relative to the largest magnitude in the text.
+WORD_COLOURS = {
+    "lowers it a lot": "#d6604d",
+    "lowers it": "#fddbc7",
+    "raises it": "#d1e5f0",
+    "raises it a lot": "#2166ac",
+}
 
 
-def word_highlights(explanation: Explanation) -> list[tuple[str, float | None]]:
-    """`(word, value)` for `gr.HighlightedText`: the word attributions scaled to [-1, 1] by the largest magnitude
-    (None, uncoloured, for a NaN value or when every value is 0)."""
+def word_highlights(explanation: Explanation) -> list[tuple[str, str | None]]:
+    """`(word, class)` for `gr.HighlightedText` with `WORD_COLOURS`: whether leaving the word out raises the score (the
+    word lowers it) or lowers it, "a lot" when by at least half the largest magnitude in the text; None (uncoloured)
+    for a value of 0 or NaN. The values themselves are in the explanation's JSON."""
     values = [value for _, value in explanation.word_attributions if not math.isnan(value)]
     largest = max((abs(value) for value in values), default=0.0)
-    return [
-        (word, None if math.isnan(value) or largest == 0 else value / largest)
-        for word, value in explanation.word_attributions
-    ]
+    highlights = []
+    for word, value in explanation.word_attributions:
+        if math.isnan(value) or value == 0:
+            highlights.append((word, None))
+            continue
+        direction = "raises it" if value > 0 else "lowers it"
+        highlights.append((word, direction + (" a lot" if abs(value) >= largest / 2 else "")))
+    return highlights
 
 
 def heatmap_overlay(
