@@ -6,9 +6,6 @@ import pytest
 from tests.support.demo_server import running_demo
 
 
-pytest.importorskip("gradio", reason="gradio is not installed: pip install -e '.[demo]'")
-
-
 @pytest.fixture(scope="module")
 def scorer(tiny):
     from transformers_clipflant5 import VQAScore

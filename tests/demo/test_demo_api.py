@@ -9,11 +9,12 @@ from PIL import Image
 
 from tests.support.cli import run_cli
 from tests.support.demo_server import write_bad_image, write_images
-from transformers_clipflant5.demo.app import DemoHandlers, is_loopback, launch_demo
-from transformers_clipflant5.demo.views import heatmap_overlay, word_highlights
 
 
+pytest.importorskip("gradio", reason="gradio is not installed: pip install -e '.[demo]'")
 gradio_client = pytest.importorskip("gradio_client", reason="gradio_client is not installed: pip install -e '.[demo]'")
+from transformers_clipflant5.demo.app import DemoHandlers, is_loopback, launch_demo  # noqa: E402
+from transformers_clipflant5.demo.views import heatmap_overlay, word_highlights  # noqa: E402
 
 
 @pytest.fixture(scope="module")
