@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from tests.support.cli import run_cli
-from tests.support.demo_server import write_bad_image, write_images
+from tests.support.demo_server import free_port, write_bad_image, write_images
 
 
 pytest.importorskip("gradio", reason="gradio is not installed: pip install -e '.[demo]'")
@@ -116,5 +116,11 @@ def test_demo_command_refuses_an_open_host_without_a_key_before_loading(monkeypa
     # The model folder does not exist: the host is refused first, without any loading.
     status, _, stderr = run_cli(["demo", "--model", str(tmp_path / "missing"), "--host", "0.0.0.0"], capsys)
     assert status == 2 and "CLIP_FLANT5_DEMO_KEY" in stderr
-    status, _, stderr = run_cli(["demo", "--model", str(tmp_path / "missing")], capsys)
+    status, _, stderr = run_cli(["demo", "--model", str(tmp_path / "missing"), "--port", str(free_port())], capsys)
     assert status == 2 and "missing" in stderr and "Traceback" not in stderr
+
+
+def test_demo_command_refuses_a_port_in_use_before_loading(demo_url, tmp_path, capsys):
+    port = demo_url.rstrip("/").rsplit(":", 1)[1]
+    status, _, stderr = run_cli(["demo", "--model", str(tmp_path / "missing"), "--port", port], capsys)
+    assert status == 2 and f"cannot serve on 127.0.0.1:{port}" in stderr

@@ -66,9 +66,9 @@ def test_trace_gives_the_score(scorer, explanation):
     direct = float(scorer(random_image(30, 50), TEXT))
     assert math.isclose(explanation.score, direct, rel_tol=1e-5)
     # The trace is a separate forward pass (transformers' forward with labels): same score.
-    assert math.isclose(explanation.trace_score, direct, rel_tol=1e-4)
+    assert math.isclose(explanation.trace_score, direct, rel_tol=1e-5)
     product = math.prod(token.probability for token in explanation.answer_tokens)
-    assert math.isclose(product ** (1 / len(explanation.answer_tokens)), direct, rel_tol=1e-4)
+    assert math.isclose(product ** (1 / len(explanation.answer_tokens)), direct, rel_tol=1e-5)
 
 
 def test_trace_lists_the_answer_tokens_and_their_alternatives(scorer, explanation):

@@ -3,6 +3,7 @@ help are in `clip_flant5_cli.demo`."""
 
 import argparse
 import os
+import socket
 import sys
 
 
@@ -30,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
             f"--host {args.host} makes the demo reachable from other machines: set {KEY_VARIABLE} to a secret key "
             "that visitors must enter, or keep the default 127.0.0.1."
         )
+    problem = _port_problem(args.host, args.port)
+    if problem is not None:
+        # Before the model loads (minutes for XXL), not after.
+        return _error(problem)
     from transformers_clipflant5.scoring.vqascore import VQAScore
 
     try:
@@ -50,6 +55,18 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _port_problem(host: str, port: int) -> str | None:
+    """Why the demo could not listen on `host:port` (in use, no such address), or None."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as error:
+        return f"cannot serve on {host}:{port} ({error.strerror or error}): pick another --port or --host."
+    return None
 
 
 def _error(message: str) -> int:
