@@ -14,7 +14,7 @@ import sys
 from typing import NoReturn
 
 
-COMMANDS = ("env", "score", "eval", "convert", "flatten")
+COMMANDS = ("env", "score", "eval", "convert", "flatten", "demo")
 
 DESCRIPTION = "CLIP-FlanT5 (the VQAScore model) for transformers: convert, score, evaluate, inspect."
 EPILOG = """\

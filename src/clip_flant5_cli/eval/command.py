@@ -7,11 +7,11 @@ import sys
 
 
 def run(args: argparse.Namespace) -> int:
-    from transformers_clipflant5.evaluation import genai_bench_video
     from transformers_clipflant5.evaluation import (
         BenchmarkError,
         benchmark_pairs,
         evaluate,
+        genai_bench_video,
         read_rows,
         read_score_table,
     )

@@ -42,6 +42,7 @@ from ..image_processing_clip_flant5 import ImageInput
 from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration, shift_tokens_right
 from ..padding import pad_right
 from ..processing_clip_flant5 import CLIPFlanT5Processor
+from . import explain as explanation
 from . import video as video_scoring
 from .devices import execution_device, resolve_device, resolve_dtype
 from .generation import default_max_new_tokens, generate_batch
@@ -299,6 +300,30 @@ class VQAScore:
         mean of the frames' `score_pixels`, with the autograd graph (a reward for video generators). See
         [`scoring.video.score_video_pixels`]."""
         return video_scoring.score_video_pixels(self, videos, texts, num_frames, sampling, **score_pixels_kwargs)
+
+    def explain(
+        self,
+        image: ImageInput,
+        text: str,
+        top_k: int = 5,
+        sub_questions: Sequence[str] | None = None,
+        sub_captions: Sequence[str] | None = None,
+        heatmap: str | None = explanation.DEFAULT_HEATMAP,
+        grid: int = explanation.DEFAULT_GRID,
+        question_template: str | None = None,
+        answer_template: str | None = None,
+        batch_size: int | None = None,
+    ) -> explanation.Explanation:
+        """
+        Why one (image, text) pair scores what it scores: the answer tokens' probabilities with the top-k
+        alternatives, each word's effect on the log score (left out, the other words kept), a region heatmap over
+        the original image (occlusion by default, or the pixels' gradient) and optional sub-question or sub-caption
+        scores. Arguments, costs and the heatmap methods: [`scoring.explain.explain`] and docs/explain.md.
+        """
+        return explanation.explain(
+            self, image, text, top_k, sub_questions, sub_captions, heatmap, grid, question_template,
+            answer_template, batch_size,
+        )  # fmt: skip
 
     def iter_scores(
         self,

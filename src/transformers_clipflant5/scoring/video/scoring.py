@@ -14,7 +14,6 @@ videos a call has; all the rows of a video are in its chunk.
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -23,24 +22,12 @@ from tqdm.auto import tqdm
 
 from clip_flant5_choices import VIDEO_MODES
 
-from ...processing_clip_flant5 import CLIPFlanT5Processor
 from ..plan import as_list
 from ..prompts import check_answer_template, check_question_template, check_text, fit_texts
+from ..scorer_api import ScorerAPI
 from .decoding import VideoInput, read_frames, video_key
 from .sampling import check_sampling, frame_indices
 from .strip import build_strip, check_strip_pixels, strip_size
-
-
-class FrameScorer(Protocol):
-    """What video scoring uses of a [`VQAScore`]: its processor, default templates and public image scoring."""
-
-    processor: CLIPFlanT5Processor
-    question_template: str
-    answer_template: str
-
-    def iter_scores(self, *args, **kwargs) -> Iterator[tuple[list[int], torch.Tensor]]: ...
-
-    def score_pixels(self, *args, **kwargs) -> torch.Tensor: ...
 
 
 # Called with (row index, error) for each row whose video cannot be read, when the caller prefers skipping to raising.
@@ -70,7 +57,7 @@ def _check_options(mode: str, num_frames: int, sampling: str) -> None:
     check_sampling(num_frames, sampling)
 
 
-def _fit_texts(scorer: FrameScorer, texts: list[str], question_template, answer_template, truncate: bool) -> list[str]:
+def _fit_texts(scorer: ScorerAPI, texts: list[str], question_template, answer_template, truncate: bool) -> list[str]:
     """The texts, checked (and cut with `truncate`) as the scorer checks them, before any video is read."""
     question_template = scorer.question_template if question_template is None else question_template
     answer_template = scorer.answer_template if answer_template is None else answer_template
@@ -101,7 +88,7 @@ def _distinct_frames(frames: list[Image.Image]) -> tuple[list[Image.Image], list
 
 
 def iter_video_scores(
-    scorer: FrameScorer,
+    scorer: ScorerAPI,
     videos: Sequence[VideoInput],
     texts: Sequence[str],
     num_frames: int = 8,
@@ -192,7 +179,7 @@ def iter_video_scores(
 
 
 def score_videos(
-    scorer: FrameScorer,
+    scorer: ScorerAPI,
     videos: Sequence[VideoInput],
     texts: Sequence[str],
     num_frames: int = 8,
@@ -233,7 +220,7 @@ def score_videos(
 
 
 def score_videos_matrix(
-    scorer: FrameScorer,
+    scorer: ScorerAPI,
     videos: Sequence[VideoInput],
     texts: Sequence[str],
     num_frames: int = 8,
@@ -262,7 +249,7 @@ def score_videos_matrix(
 
 
 def score_video_pixels(
-    scorer: FrameScorer,
+    scorer: ScorerAPI,
     videos: torch.Tensor | Sequence[torch.Tensor],
     texts: Sequence[str],
     num_frames: int | None = None,
