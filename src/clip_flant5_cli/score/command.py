@@ -263,10 +263,13 @@ def _score_pairs_file(args: argparse.Namespace, state) -> int:
 
     def read_finished() -> list[int]:
         finished: dict[int, dict[str, Any]] = {}
-        for path in [output, *part_files(output)]:
+        paths = [output, *part_files(output)]
+        for path in paths:
             finished.update(read_results(path))
-            drop_unfinished_line(path)
         check_results_match(finished, rows, output)
+        # Only files this command wrote for these pairs get a record cut short by a kill removed.
+        for path in paths:
+            drop_unfinished_line(path)
         return sorted(finished)
 
     finished = set(main_process_answer(state, read_finished))
