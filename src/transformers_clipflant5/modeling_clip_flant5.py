@@ -4,7 +4,10 @@
 The projected patch features of each image replace `config.image_seq_length` placeholder tokens
 (`config.image_token_id`) in the T5 encoder input; the decoder then generates or scores text. This is how the
 original LLaVA-fork code behaved (it spliced the features where one `<image>` id stood and extended the attention
-mask by the same amount), written as one vectorised `masked_scatter`.
+mask by the same amount), written as one vectorised gather.
+
+Checks on tensor values go through `torch_compilable_check`: `TRANSFORMERS_DISABLE_TORCH_CHECK=1` switches them off,
+and a training step then never waits on the device. Checks on shapes and dtypes cost nothing and always run.
 
 This file imports only torch, transformers and its sibling configuration file so that a Hub folder can carry it as
 remote code.
@@ -13,7 +16,6 @@ remote code.
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,24 +30,11 @@ from transformers.modeling_outputs import (
     Seq2SeqLMOutput,
     Seq2SeqModelOutput,
 )
+from transformers.utils import torch_compilable_check
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_clip_flant5 import CLIPFlanT5Config
-
-
-def fix_weight_permissions(folder: str | os.PathLike) -> None:
-    """
-    Give every `*.safetensors` file under `folder` the mode a newly created file gets (0666 minus the umask), as the
-    config and the other files there have: safetensors writes through a private temporary file, so its files would
-    otherwise stay readable by their owner only (0600), and a shared or served model folder could not be read.
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    mode = 0o666 & ~umask
-    for path in Path(folder).rglob("*.safetensors"):
-        if path.is_file() and not path.is_symlink() and path.stat().st_mode & 0o777 != mode:
-            path.chmod(mode)
 
 
 @dataclass
@@ -84,9 +73,28 @@ class CLIPFlanT5PreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["CLIPEncoderLayer", "T5Block", "CLIPFlanT5MultiModalProjector"]
     _supports_sdpa = True
-    _supports_flash_attn = True  # the vision tower can use it; T5's position bias needs eager/sdpa/flex
+    # T5's relative position bias needs eager, sdpa or flex attention; the vision tower alone can still be given
+    # flash attention: attn_implementation={"vision_config": "flash_attention_2", "text_config": "sdpa", "": "sdpa"}.
+    _supports_flash_attn = False
     _supports_flex_attn = True
     _supports_attention_backend = False
+    _can_compile_fullgraph = True
+
+    # Every Auto class a saved folder answers to through remote code, as the pip package registers them: saving
+    # records only the class that was registered for export, so the others are added to the config here.
+    _remote_code_auto_map = {
+        "AutoConfig": "configuration_clip_flant5.CLIPFlanT5Config",
+        "AutoModel": "modeling_clip_flant5.CLIPFlanT5Model",
+        "AutoModelForImageTextToText": "modeling_clip_flant5.CLIPFlanT5ForConditionalGeneration",
+        "AutoModelForSeq2SeqLM": "modeling_clip_flant5.CLIPFlanT5ForConditionalGeneration",
+    }
+
+    # Hooks the pip package installs (remote code has none). `checkpoint_loaders` read checkpoint layouts other than
+    # ours, tried in order by `from_pretrained`: `loader(cls, name_or_path, *model_args, **kwargs)` returns the model,
+    # or None when the checkpoint is not in its layout. `save_hooks` are called as `hook(save_directory)` after
+    # `save_pretrained` wrote a folder.
+    checkpoint_loaders: list[Callable[..., Any]] = []
+    save_hooks: list[Callable[[str | os.PathLike], None]] = []
 
     @classmethod
     def is_custom_code(cls) -> bool:
@@ -108,28 +116,6 @@ class CLIPFlanT5PreTrainedModel(PreTrainedModel):
                 init.normal_(linear.weight, mean=0.0, std=std)
                 init.zeros_(linear.bias)
 
-    # Every Auto class a saved folder answers to through remote code, as the pip package registers them: saving
-    # records only the class that was registered for export, so the others are added to the config here.
-    _remote_code_auto_map = {
-        "AutoConfig": "configuration_clip_flant5.CLIPFlanT5Config",
-        "AutoModel": "modeling_clip_flant5.CLIPFlanT5Model",
-        "AutoModelForImageTextToText": "modeling_clip_flant5.CLIPFlanT5ForConditionalGeneration",
-        "AutoModelForSeq2SeqLM": "modeling_clip_flant5.CLIPFlanT5ForConditionalGeneration",
-    }
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        if self._auto_class is not None:
-            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **self._remote_code_auto_map}
-        result = super().save_pretrained(save_directory, *args, **kwargs)
-        if kwargs.get("is_main_process", True):
-            fix_weight_permissions(save_directory)
-        return result
-
-    # Readers of checkpoint layouts other than ours, tried in order by `from_pretrained`: each is called as
-    # `loader(cls, name_or_path, *model_args, **kwargs)` and returns the loaded model, or None when the checkpoint is
-    # not in its layout. The pip package registers the original release's reader; remote code has none.
-    checkpoint_loaders: list[Callable[..., Any]] = []
-
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         for loader in CLIPFlanT5PreTrainedModel.checkpoint_loaders:
@@ -137,6 +123,15 @@ class CLIPFlanT5PreTrainedModel(PreTrainedModel):
             if model is not None:
                 return model
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        if self._auto_class is not None:
+            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **self._remote_code_auto_map}
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            for hook in CLIPFlanT5PreTrainedModel.save_hooks:
+                hook(save_directory)
+        return result
 
 
 class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
@@ -186,19 +181,18 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
                 f"pixel_values must be a floating-point tensor, got {pixel_values.dtype}: run the images through "
                 "CLIPFlanT5Processor (it rescales and normalises them)."
             )
-        vision_config = self.config.vision_config
-        size = vision_config.image_size
         # The tower would fail deep inside its patch convolution (wrong channels, channels-last) or position embedding
         # (wrong size) without naming pixel_values; other sizes are only valid when positions are interpolated.
+        channels, size = self.config.vision_config.num_channels, self.config.vision_config.image_size
         if (
             pixel_values.dim() != 4
-            or pixel_values.shape[1] != vision_config.num_channels
+            or pixel_values.shape[1] != channels
             or (not kwargs.get("interpolate_pos_encoding") and tuple(pixel_values.shape[2:]) != (size, size))
         ):
             raise ValueError(
-                f"pixel_values must have shape (num_images, {vision_config.num_channels}, height, width) with height = "
-                f"width = {size} (the vision tower's image_size), got {tuple(pixel_values.shape)}: run the images "
-                "through CLIPFlanT5Processor (channels first, resized and cropped to the tower's size)."
+                f"pixel_values must have shape (num_images, {channels}, height, width) with height = width = {size} "
+                f"(the vision tower's image_size), got {tuple(pixel_values.shape)}: run the images through "
+                "CLIPFlanT5Processor (channels first, resized and cropped to the tower's size)."
             )
         _check_has_data("pixel_values", pixel_values, self.vision_tower)
         output_hidden_states = (
@@ -211,9 +205,12 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
             # A batch without images still runs the tower and projector, on one blank image whose features are then
             # dropped: every DeepSpeed ZeRO-3 rank must gather the same parameters at every step, or ranks hang.
             pixel_values = pixel_values.new_zeros((1, *pixel_values.shape[1:]))
-        pixel_values = _to_module(pixel_values, self.vision_tower)
         tower_outputs = self.vision_tower(
-            pixel_values, output_hidden_states=True, output_attentions=output_attentions, return_dict=True, **kwargs
+            _to_module(pixel_values, self.vision_tower),
+            output_hidden_states=True,
+            output_attentions=output_attentions,
+            return_dict=True,
+            **kwargs,
         )
         selected = tower_outputs.hidden_states[self.config.vision_feature_layer]
         if self.config.vision_feature_select_strategy == "default":
@@ -236,7 +233,7 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         """
         Boolean mask `(batch, seq)` of the image placeholder positions, found from `input_ids` or, without them, from
         `inputs_embeds` rows equal to the placeholder's embedding (as LLaVA does). With `image_features`, checks that
-        their number matches the placeholders.
+        the placeholders make whole images, as many as there are features.
         """
         if input_ids is not None:
             mask = input_ids == self.config.image_token_id
@@ -246,16 +243,16 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
             )
             mask = (inputs_embeds == placeholder.to(inputs_embeds.dtype)).all(-1)
         if image_features is not None:
-            _check_placeholder_runs(mask, self.config.image_seq_length)
-            n_tokens = int(mask.sum())
+            # Features fill the placeholders in reading order: a run of another length than image_seq_length (even
+            # with the right total) would silently split an image across rows or positions.
+            image_seq_length = self.config.image_seq_length
+            run_lengths = _placeholder_run_lengths(mask)
+            whole_images = (run_lengths % image_seq_length == 0).all()
             n_features = image_features.shape[0] * image_features.shape[1]
-            if n_tokens != n_features:
-                raise ValueError(
-                    f"The input holds {n_tokens} image placeholder tokens (id {self.config.image_token_id}) but "
-                    f"{image_features.shape[0]} image(s) x {image_features.shape[1]} features = {n_features} image "
-                    f"features were given. Each image needs exactly image_seq_length={self.config.image_seq_length} "
-                    "placeholders, one '<image>' per image in the prompt: build inputs with CLIPFlanT5Processor."
-                )
+            torch_compilable_check(
+                whole_images & (mask.sum() == n_features),
+                lambda: _placeholder_mismatch(mask, run_lengths, image_seq_length, image_features.shape, self.config),
+            )
         return mask
 
     def embed_inputs(
@@ -268,39 +265,38 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         images_already_encoded: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """
-        Token embeddings with image features scattered into the placeholder positions. `image_index` (optional)
-        gives, for each image slot in prompt order, the row of `pixel_values`/`image_embeds` it shows: a batch
-        then encodes each distinct image once, and an empty index with one dummy image keeps the vision tower and
-        projector running for a batch without images (every DeepSpeed rank must run the same modules each step).
-        Placeholders without images are an error, unless `images_already_encoded` (a decoding cache holds what the
-        encoder made of them).
+        Token embeddings with image features placed at the placeholder positions. `image_index` (optional) gives,
+        for each image slot in prompt order, the row of `pixel_values`/`image_embeds` it shows: a batch then encodes
+        each distinct image once, and an empty index with one dummy image keeps the vision tower and projector
+        running for a batch without images (every DeepSpeed rank must run the same modules each step). Placeholders
+        without images are an error, unless `images_already_encoded` (a decoding cache holds what the encoder made of
+        them).
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         if pixel_values is not None and image_embeds is not None:
             raise ValueError("Pass pixel_values or precomputed image_embeds, not both.")
-        if input_ids is not None and input_ids.dtype not in (torch.int32, torch.int64):
-            raise TypeError(f"input_ids must be an integer tensor, got {input_ids.dtype}.")
-        # Without these checks a 1-D prompt fails inside T5 with "tuple index out of range", and a meta tensor in
-        # the embedding lookup with "Tensor.item() cannot be called on meta tensors".
-        if input_ids is not None and input_ids.dim() != 2:
-            raise ValueError(
-                f"input_ids must have shape (batch_size, sequence_length), got {tuple(input_ids.shape)}: for one "
-                "prompt, use input_ids[None]."
-            )
-        if inputs_embeds is not None and inputs_embeds.dim() != 3:
+        embeddings = self.get_input_embeddings()
+        if input_ids is not None:
+            if input_ids.dtype not in (torch.int32, torch.int64):
+                raise TypeError(f"input_ids must be an integer tensor, got {input_ids.dtype}.")
+            # A 1-D prompt would fail inside T5 with "tuple index out of range".
+            if input_ids.dim() != 2:
+                raise ValueError(
+                    f"input_ids must have shape (batch_size, sequence_length), got {tuple(input_ids.shape)}: for one "
+                    "prompt, use input_ids[None]."
+                )
+            _check_has_data("input_ids", input_ids, embeddings)
+            _check_token_ids("input_ids", input_ids, embeddings.num_embeddings)
+            inputs_embeds = embeddings(input_ids)
+        elif inputs_embeds.dim() != 3:
             raise ValueError(
                 "inputs_embeds must have shape (batch_size, sequence_length, d_model), got "
                 f"{tuple(inputs_embeds.shape)}."
             )
-        embeddings = self.get_input_embeddings()
-        if input_ids is not None:
-            _check_has_data("input_ids", input_ids, embeddings)
-            _check_token_ids("input_ids", input_ids, embeddings.num_embeddings)
         else:
             _check_has_data("inputs_embeds", inputs_embeds, embeddings)
-        if inputs_embeds is None:
-            inputs_embeds = embeddings(input_ids)
+
         image_features = image_embeds
         expected = (self.config.image_seq_length, self.config.text_config.d_model)
         if image_embeds is not None and (image_embeds.dim() != 3 or tuple(image_embeds.shape[1:]) != expected):
@@ -313,22 +309,15 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         if image_index is not None:
             if image_features is None:
                 raise ValueError("image_index selects rows of pixel_values or image_embeds; pass one of them.")
-            image_features = image_features[
-                _checked_image_index(image_index, len(image_features)).to(image_features.device)
-            ]
+            image_features = image_features[_checked_image_index(image_index, len(image_features), image_features)]
+
         if image_features is not None:
             mask = self.get_placeholder_mask(input_ids, inputs_embeds, image_features)
-            image_features = image_features.to(inputs_embeds.device, inputs_embeds.dtype)
-            # masked_scatter keeps the projector in the graph even for a batch without placeholders (zero
-            # gradients), so that every DeepSpeed rank runs and reduces the same parameters each step.
-            inputs_embeds = inputs_embeds.masked_scatter(mask.unsqueeze(-1).to(inputs_embeds.device), image_features)
-        elif (
-            not images_already_encoded
-            and input_ids is not None
-            and bool((input_ids == self.config.image_token_id).any())
-        ):
-            raise ValueError(
-                "The input holds image placeholder tokens but no pixel_values (or image_embeds) were given."
+            inputs_embeds = _place_image_features(inputs_embeds, mask, image_features)
+        elif not images_already_encoded and input_ids is not None:
+            torch_compilable_check(
+                ~(input_ids == self.config.image_token_id).any(),
+                "The input holds image placeholder tokens but no pixel_values (or image_embeds) were given.",
             )
         return inputs_embeds, image_features
 
@@ -377,9 +366,8 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         # Again for given encoder_outputs (generation's decoding steps): the mask also masks cross-attention.
         _check_attention_mask(attention_mask, encoder_outputs.last_hidden_state)
         if decoder_input_ids is None and decoder_inputs_embeds is None:
-            batch_size = encoder_outputs.last_hidden_state.shape[0]
             decoder_input_ids = torch.full(
-                (batch_size, 1),
+                (encoder_outputs.last_hidden_state.shape[0], 1),
                 self.config.text_config.decoder_start_token_id,
                 dtype=torch.long,
                 device=encoder_outputs.last_hidden_state.device,
@@ -464,14 +452,35 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
             each distinct image once and reuse it across prompts).
         image_index (`torch.LongTensor` of shape `(num_image_slots,)`, *optional*):
             For each `<image>` slot in prompt order, the row of `pixel_values`/`image_embeds` it shows.
-        """
+
+        Example:
+
+        ```python
+        >>> from PIL import Image
+        >>> from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        >>> model = AutoModelForImageTextToText.from_pretrained("clip-flant5/clip-flant5-xxl", trust_remote_code=True)
+        >>> processor = AutoProcessor.from_pretrained("clip-flant5/clip-flant5-xxl", trust_remote_code=True)
+
+        >>> question = 'Does this figure show "a cat on a mat"? Please answer yes or no.'
+        >>> messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        >>> prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+        >>> inputs = processor(images=Image.open("cat.png"), text=prompt, text_target="Yes")
+
+        >>> # The loss is the mean negative log-likelihood of the answer's tokens ("Yes" and "</s>").
+        >>> likelihood = model(**inputs).loss.neg().exp()
+
+        >>> # Generate
+        >>> output = model.generate(**{k: v for k, v in inputs.items() if k != "labels"}, max_new_tokens=10)
+        >>> processor.batch_decode(output, skip_special_tokens=True)[0]
+        ```"""
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
         if labels is not None:
             _check_labels(labels, input_ids, inputs_embeds, encoder_outputs)
             _check_token_ids("labels", labels, self.config.text_config.vocab_size, ignore_index=-100)
-        if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
-            decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
-            use_cache = False
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
+                decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+                use_cache = False
         outputs = self.model(
             input_ids=input_ids,
             pixel_values=pixel_values,
@@ -541,6 +550,47 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
         return model_kwargs
 
 
+def _place_image_features(inputs_embeds: torch.Tensor, mask: torch.Tensor, image_features: torch.Tensor):
+    """`inputs_embeds` with the image features, in reading order, at the `mask` positions. A gather rather than
+    `masked_scatter`, whose backward (a `masked_select`) waits on the device for the number of positions."""
+    features = image_features.reshape(-1, image_features.shape[-1]).to(inputs_embeds.device, inputs_embeds.dtype)
+    if features.shape[0] == 0:
+        # Gather from a zero row: the projector stays in the autograd graph (zero gradients) for a batch without
+        # images, so that every DeepSpeed rank runs and reduces the same parameters each step.
+        features = torch.cat([features, features.new_zeros(1, features.shape[1])])
+    mask = mask.to(inputs_embeds.device)
+    index = (mask.flatten().cumsum(0) - 1).clamp(0, features.shape[0] - 1)
+    gathered = features.index_select(0, index).view_as(inputs_embeds)
+    return torch.where(mask.unsqueeze(-1), gathered, inputs_embeds)
+
+
+def _placeholder_run_lengths(mask: torch.Tensor) -> torch.Tensor:
+    """For each row's last placeholder of a run of consecutive placeholders, the run's length; 0 elsewhere."""
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    last_other = torch.where(mask, -1, positions).cummax(1).values
+    run_ends = mask & ~torch.nn.functional.pad(mask[:, 1:], (0, 1))
+    return torch.where(run_ends, positions - last_other, 0)
+
+
+def _placeholder_mismatch(mask, run_lengths, image_seq_length: int, features_shape, config) -> str:
+    """The error for placeholders that do not match the image features (built only once the check failed)."""
+    split = (run_lengths % image_seq_length).nonzero()
+    if len(split):
+        row, end = split[0].tolist()
+        length = int(run_lengths[row, end])
+        return (
+            f"Row {row} holds a run of {length} image placeholder tokens at position {end - length + 1}, not a "
+            f"multiple of image_seq_length={image_seq_length}: each image takes exactly that many consecutive "
+            "placeholders. Build inputs with CLIPFlanT5Processor, and do not truncate inside them."
+        )
+    return (
+        f"The input holds {int(mask.sum())} image placeholder tokens (id {config.image_token_id}) but "
+        f"{features_shape[0]} image(s) x {features_shape[1]} features = {features_shape[0] * features_shape[1]} image "
+        f"features were given. Each image needs exactly image_seq_length={image_seq_length} placeholders, one "
+        "'<image>' per image in the prompt: build inputs with CLIPFlanT5Processor."
+    )
+
+
 def _cross_attention_is_cached(cache: Cache | None) -> bool:
     """Whether a decoding cache already holds the cross-attention keys and values, i.e. the encoder has run: a
     generation continued from it needs the prompt's images no more."""
@@ -548,9 +598,9 @@ def _cross_attention_is_cached(cache: Cache | None) -> bool:
     return cross_attention_cache is not None and cross_attention_cache.get_seq_length() > 0
 
 
-def _check_has_data(name: str, tensor: torch.Tensor | None, module: nn.Module) -> None:
+def _check_has_data(name: str, tensor: torch.Tensor, module: nn.Module) -> None:
     """A meta tensor has a shape but no values: the model can only run on it when the model is on meta too."""
-    if tensor is not None and tensor.is_meta and next(module.parameters()).device.type != "meta":
+    if tensor.is_meta and next(module.parameters()).device.type != "meta":
         raise ValueError(f"{name} is on the meta device: it has a shape but no values. Pass a tensor with data.")
 
 
@@ -566,37 +616,20 @@ def _check_attention_mask(attention_mask: torch.Tensor | None, encoder_input: to
         )
 
 
-def _check_placeholder_runs(mask: torch.Tensor, image_seq_length: int) -> None:
-    """Each image fills `image_seq_length` consecutive placeholders; `masked_scatter` fills them in reading order, so
-    a run of another length (even with the right total) would silently split an image across rows or positions."""
-    # Runs of True in each row, found in one pass over the rows laid end to end with a False between them.
-    flat = torch.nn.functional.pad(mask, (1, 1)).flatten().to(torch.int8)
-    edges = flat.diff()
-    starts, ends = (edges == 1).nonzero()[:, 0], (edges == -1).nonzero()[:, 0]
-    bad = ((ends - starts) % image_seq_length).nonzero()[:, 0]
-    if len(bad):
-        row, column = divmod(int(starts[bad[0]]), mask.shape[1] + 2)
-        raise ValueError(
-            f"Row {row} holds a run of {int(ends[bad[0]] - starts[bad[0]])} image placeholder tokens at position "
-            f"{column}, not a multiple of image_seq_length={image_seq_length}: each image takes exactly that many "
-            "consecutive placeholders. Build inputs with CLIPFlanT5Processor, and do not truncate inside them."
-        )
-
-
-def _checked_image_index(image_index, num_images: int) -> torch.Tensor:
-    """`image_index` as a tensor, refused unless it is 1-D and each entry is a row of the `num_images` given
-    (a negative entry would silently count from the end)."""
-    image_index = torch.as_tensor(image_index)
+def _checked_image_index(image_index, num_images: int, image_features: torch.Tensor) -> torch.Tensor:
+    """`image_index` as a tensor on the features' device, refused unless it is 1-D and each entry is a row of the
+    `num_images` given (a negative entry would silently count from the end)."""
+    image_index = torch.as_tensor(image_index, device=image_features.device)
     if image_index.dim() != 1 or image_index.is_floating_point() or image_index.dtype == torch.bool:
         raise ValueError(
             f"image_index must be a 1-D integer tensor (one row per <image> slot), got shape "
             f"{tuple(image_index.shape)} and dtype {image_index.dtype}."
         )
-    if len(image_index) and (int(image_index.min()) < 0 or int(image_index.max()) >= num_images):
-        raise ValueError(
-            f"image_index holds {image_index.tolist()} but only images 0 to {num_images - 1} were given: each entry "
-            "must be a row of pixel_values/image_embeds."
-        )
+    torch_compilable_check(
+        ((image_index >= 0) & (image_index < num_images)).all(),
+        lambda: f"image_index holds {image_index.tolist()} but only images 0 to {num_images - 1} were given: each "
+        "entry must be a row of pixel_values/image_embeds.",
+    )
     return image_index
 
 
@@ -609,12 +642,12 @@ def _check_token_ids(name: str, ids: torch.Tensor, vocab_size: int, ignore_index
     valid = (ids >= 0) & (ids < vocab_size)
     if ignore_index is not None:
         valid |= ids == ignore_index
-    if not bool(valid.all()):
-        raise ValueError(
-            f"{name} holds ids {ids[~valid].unique()[:5].tolist()} outside the model's vocabulary (0 to "
-            f"{vocab_size - 1}{'' if ignore_index is None else f', or {ignore_index} where ignored'}): a tokenizer "
-            "with added tokens needs model.resize_token_embeddings(len(tokenizer))."
-        )
+    torch_compilable_check(
+        valid.all(),
+        lambda: f"{name} holds ids {ids[~valid].unique()[:5].tolist()} outside the model's vocabulary (0 to "
+        f"{vocab_size - 1}{'' if ignore_index is None else f', or {ignore_index} where ignored'}): a tokenizer "
+        "with added tokens needs model.resize_token_embeddings(len(tokenizer)).",
+    )
 
 
 def _check_labels(labels: torch.Tensor, input_ids, inputs_embeds, encoder_outputs) -> None:

@@ -30,7 +30,8 @@ from trl import SFTConfig, SFTTrainer
 
 from ..hub.model_card import render_training_card
 from ..hub.publish import push_folder
-from ..modeling_clip_flant5 import CLIPFlanT5MultiModalProjector, fix_weight_permissions
+from ..file_permissions import fix_weight_permissions
+from ..modeling_clip_flant5 import CLIPFlanT5MultiModalProjector
 from ..projector import save_projector
 from .data import LENGTH_COLUMN
 from .sampler import ModalityGroupedSampler
