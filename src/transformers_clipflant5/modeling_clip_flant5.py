@@ -2,15 +2,10 @@
 """PyTorch CLIP-FlanT5: a CLIP vision tower, an MLP projector and a FlanT5 encoder-decoder.
 
 The projected patch features of each image replace `config.image_seq_length` placeholder tokens
-(`config.image_token_id`) in the T5 encoder input; the decoder then generates or scores text. This is how the
-original LLaVA-fork code behaved (it spliced the features where one `<image>` id stood and extended the attention
-mask by the same amount), written as one vectorised gather.
-
-Checks on tensor values go through `torch_compilable_check`: `TRANSFORMERS_DISABLE_TORCH_CHECK=1` switches them off,
-and a training step then never waits on the device. Checks on shapes and dtypes cost nothing and always run.
-
-This file imports only torch, transformers and its sibling configuration file so that a Hub folder can carry it as
-remote code.
+(`config.image_token_id`) in the T5 encoder input, as the original LLaVA-fork code spliced them in; the decoder then
+generates or scores text. Checks of tensor values go through `torch_compilable_check`, which
+`TRANSFORMERS_DISABLE_TORCH_CHECK=1` turns off: a training step then never waits on the device. This file imports only
+torch, transformers and its sibling configuration file, so that a Hub folder can carry it as remote code.
 """
 
 import os
@@ -89,20 +84,17 @@ class CLIPFlanT5PreTrainedModel(PreTrainedModel):
         "AutoModelForSeq2SeqLM": "modeling_clip_flant5.CLIPFlanT5ForConditionalGeneration",
     }
 
-    # Hooks the pip package installs (remote code has none). `checkpoint_loaders` read checkpoint layouts other than
-    # ours, tried in order by `from_pretrained`: `loader(cls, name_or_path, *model_args, **kwargs)` returns the model,
-    # or None when the checkpoint is not in its layout. `save_hooks` are called as `hook(save_directory)` after
-    # `save_pretrained` wrote a folder.
+    # Hooks the pip package installs (remote code has none): `from_pretrained` tries each checkpoint loader in turn,
+    # `loader(cls, name_or_path, *model_args, **kwargs)` -> the model, or None for a layout not its own, and
+    # `save_pretrained` ends with `hook(save_directory)` for each save hook.
     checkpoint_loaders: list[Callable[..., Any]] = []
     save_hooks: list[Callable[[str | os.PathLike], None]] = []
 
     @classmethod
     def is_custom_code(cls) -> bool:
-        # transformers treats models defined outside it as custom code and then skips `_init_weights` on modules
-        # without parameters of their own, guarding against inits that ignore its "already initialised" flags. That
-        # would skip the CLIP and T5 attention/MLP blocks (their inits set their children) and our projector when
-        # weights are missing from a checkpoint. Every init here goes through `transformers.initialization`, which
-        # honours those flags, so the guard is not needed.
+        # As custom code, transformers would skip `_init_weights` on modules without parameters of their own (the CLIP
+        # and T5 blocks, whose inits set their children), guarding against inits that ignore its "already initialised"
+        # flags. Every init here goes through `transformers.initialization`, which honours them.
         return False
 
     def _init_weights(self, module):
@@ -144,12 +136,6 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         self.language_model = AutoModel.from_config(config.text_config)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Module:
-        return self.language_model.get_input_embeddings()
-
-    def set_input_embeddings(self, value: nn.Module) -> None:
-        self.language_model.set_input_embeddings(value)
-
     def get_encoder(self, modality: str | None = None):
         if modality is None:
             return self.language_model.get_encoder()
@@ -164,17 +150,9 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         **kwargs,
     ) -> BaseModelOutputWithPooling:
         """
-        Project images to T5 input embeddings.
-
-        Args:
-            pixel_values (`torch.FloatTensor` of shape `(num_images, 3, height, width)`): processed images.
-            output_hidden_states, output_attentions: also return the vision tower's hidden states / attentions.
-
-        Returns:
-            [`BaseModelOutputWithPooling`] (a tuple with `return_dict=False`): `last_hidden_state` is the vision
-            tower's last layer, `pooler_output` the projected features `(num_images, image_seq_length, d_model)`
-            that replace the placeholder tokens (as transformers' VLMs return them), plus the tower's
-            `hidden_states` / `attentions` when asked for.
+        Project processed images `(num_images, 3, height, width)` to T5 input embeddings: `pooler_output` holds the
+        projected features `(num_images, image_seq_length, d_model)`, `last_hidden_state` (and `hidden_states`,
+        `attentions` when asked for) the vision tower's.
         """
         if not torch.is_floating_point(pixel_values):
             raise TypeError(
@@ -195,12 +173,9 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
                 "CLIPFlanT5Processor (channels first, resized and cropped to the tower's size)."
             )
         _check_has_data("pixel_values", pixel_values, self.vision_tower)
-        output_hidden_states = (
-            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        )
-        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        input_dtype = pixel_values.dtype
-        num_images = pixel_values.shape[0]
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        input_dtype, num_images = pixel_values.dtype, pixel_values.shape[0]
         if num_images == 0:
             # A batch without images still runs the tower and projector, on one blank image whose features are then
             # dropped: every DeepSpeed ZeRO-3 rank must gather the same parameters at every step, or ranks hang.
@@ -208,7 +183,7 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         tower_outputs = self.vision_tower(
             _to_module(pixel_values, self.vision_tower),
             output_hidden_states=True,
-            output_attentions=output_attentions,
+            output_attentions=self.config.output_attentions if output_attentions is None else output_attentions,
             return_dict=True,
             **kwargs,
         )
@@ -221,7 +196,7 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
             last_hidden_state=tower_outputs.last_hidden_state[:num_images],
             pooler_output=features[:num_images],
             hidden_states=tower_outputs.hidden_states if output_hidden_states else None,
-            attentions=tower_outputs.attentions if output_attentions else None,
+            attentions=tower_outputs.attentions,
         )
 
     def get_placeholder_mask(
@@ -245,13 +220,11 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         if image_features is not None:
             # Features fill the placeholders in reading order: a run of another length than image_seq_length (even
             # with the right total) would silently split an image across rows or positions.
-            image_seq_length = self.config.image_seq_length
             run_lengths = _placeholder_run_lengths(mask)
-            whole_images = (run_lengths % image_seq_length == 0).all()
-            n_features = image_features.shape[0] * image_features.shape[1]
             torch_compilable_check(
-                whole_images & (mask.sum() == n_features),
-                lambda: _placeholder_mismatch(mask, run_lengths, image_seq_length, image_features.shape, self.config),
+                (run_lengths % self.config.image_seq_length == 0).all()
+                & (mask.sum() == image_features.shape[:2].numel()),
+                lambda: _placeholder_mismatch(mask, run_lengths, image_features.shape, self.config),
             )
         return mask
 
@@ -265,12 +238,9 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         images_already_encoded: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """
-        Token embeddings with image features placed at the placeholder positions. `image_index` (optional) gives,
-        for each image slot in prompt order, the row of `pixel_values`/`image_embeds` it shows: a batch then encodes
-        each distinct image once, and an empty index with one dummy image keeps the vision tower and projector
-        running for a batch without images (every DeepSpeed rank must run the same modules each step). Placeholders
-        without images are an error, unless `images_already_encoded` (a decoding cache holds what the encoder made of
-        them).
+        Token embeddings with the image features at the placeholder positions, and the features. `image_index` picks,
+        for each image slot in prompt order, its row of `pixel_values`/`image_embeds`. Placeholders without images are
+        an error, unless `images_already_encoded` (a decoding cache holds what the encoder made of them).
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
@@ -280,8 +250,7 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         if input_ids is not None:
             if input_ids.dtype not in (torch.int32, torch.int64):
                 raise TypeError(f"input_ids must be an integer tensor, got {input_ids.dtype}.")
-            # A 1-D prompt would fail inside T5 with "tuple index out of range".
-            if input_ids.dim() != 2:
+            if input_ids.dim() != 2:  # T5 would fail with "tuple index out of range"
                 raise ValueError(
                     f"input_ids must have shape (batch_size, sequence_length), got {tuple(input_ids.shape)}: for one "
                     "prompt, use input_ids[None]."
@@ -289,14 +258,8 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
             _check_has_data("input_ids", input_ids, embeddings)
             _check_token_ids("input_ids", input_ids, embeddings.num_embeddings)
             inputs_embeds = embeddings(input_ids)
-        elif inputs_embeds.dim() != 3:
-            raise ValueError(
-                "inputs_embeds must have shape (batch_size, sequence_length, d_model), got "
-                f"{tuple(inputs_embeds.shape)}."
-            )
         else:
             _check_has_data("inputs_embeds", inputs_embeds, embeddings)
-
         image_features = image_embeds
         expected = (self.config.image_seq_length, self.config.text_config.d_model)
         if image_embeds is not None and (image_embeds.dim() != 3 or tuple(image_embeds.shape[1:]) != expected):
@@ -309,7 +272,7 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         if image_index is not None:
             if image_features is None:
                 raise ValueError("image_index selects rows of pixel_values or image_embeds; pass one of them.")
-            image_features = image_features[_checked_image_index(image_index, len(image_features), image_features)]
+            image_features = image_features[_checked_image_index(image_index, image_features)]
 
         if image_features is not None:
             mask = self.get_placeholder_mask(input_ids, inputs_embeds, image_features)
@@ -341,59 +304,37 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
     ) -> CLIPFlanT5Seq2SeqModelOutput:
         r"""
         image_embeds (`torch.FloatTensor` of shape `(num_images, image_seq_length, d_model)`, *optional*):
-            Precomputed projected image features (`get_image_features(...).pooler_output`), instead of
-            `pixel_values`: a caller can encode each distinct image once and reuse it across prompts.
+            Precomputed `get_image_features(...).pooler_output`, instead of `pixel_values` (lets a caller encode
+            each distinct image once and reuse it across prompts).
         image_index (`torch.LongTensor` of shape `(num_image_slots,)`, *optional*):
             For each `<image>` slot in prompt order, the row of `pixel_values`/`image_embeds` it shows.
 
-        Once `encoder_outputs` are given, images and prompt are not read again (the encoder has already seen them).
+        With `encoder_outputs`, images and prompt are not read again (the encoder has already seen them).
         """
         image_features = None
         if encoder_outputs is None:
             inputs_embeds, image_features = self.embed_inputs(
                 input_ids, pixel_values, inputs_embeds, image_embeds, image_index, _cross_attention_is_cached(cache)
             )
-            _check_attention_mask(attention_mask, inputs_embeds)
-            encoder_outputs = self.language_model.encoder(
-                attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
-            )
-        elif not isinstance(encoder_outputs, BaseModelOutput):
-            encoder_outputs = BaseModelOutput(
-                last_hidden_state=encoder_outputs[0],
-                hidden_states=encoder_outputs[1] if len(encoder_outputs) > 1 else None,
-                attentions=encoder_outputs[2] if len(encoder_outputs) > 2 else None,
-            )
-        # Again for given encoder_outputs (generation's decoding steps): the mask also masks cross-attention.
-        _check_attention_mask(attention_mask, encoder_outputs.last_hidden_state)
+        # Also with encoder_outputs (generation's decoding steps): the mask masks cross-attention too.
+        encoder_input = inputs_embeds if encoder_outputs is None else encoder_outputs[0]
+        _check_attention_mask(attention_mask, encoder_input)
         if decoder_input_ids is None and decoder_inputs_embeds is None:
-            decoder_input_ids = torch.full(
-                (encoder_outputs.last_hidden_state.shape[0], 1),
-                self.config.text_config.decoder_start_token_id,
-                dtype=torch.long,
-                device=encoder_outputs.last_hidden_state.device,
-            )
-        decoder_outputs = self.language_model.decoder(
-            input_ids=decoder_input_ids,
-            attention_mask=decoder_attention_mask,
-            inputs_embeds=decoder_inputs_embeds,
-            encoder_hidden_states=encoder_outputs.last_hidden_state,
-            encoder_attention_mask=attention_mask,
+            start = self.config.text_config.decoder_start_token_id
+            decoder_input_ids = torch.full((encoder_input.shape[0], 1), start, device=encoder_input.device)
+        outputs = self.language_model(
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
             cache=cache,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
             return_dict=True,
             **kwargs,
         )
-        return CLIPFlanT5Seq2SeqModelOutput(
-            last_hidden_state=decoder_outputs.last_hidden_state,
-            cache=decoder_outputs.cache,
-            decoder_hidden_states=decoder_outputs.hidden_states,
-            decoder_attentions=decoder_outputs.attentions,
-            cross_attentions=decoder_outputs.cross_attentions,
-            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
-            encoder_hidden_states=encoder_outputs.hidden_states,
-            encoder_attentions=encoder_outputs.attentions,
-            image_hidden_states=image_features,
-        )
+        return CLIPFlanT5Seq2SeqModelOutput(**outputs, image_hidden_states=image_features)
 
 
 class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMixin):
@@ -406,12 +347,6 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
         self.model = CLIPFlanT5Model(config)
         self.lm_head = nn.Linear(config.text_config.d_model, config.text_config.vocab_size, bias=False)
         self.post_init()
-
-    def get_output_embeddings(self) -> nn.Module:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Module) -> None:
-        self.lm_head = value
 
     def get_decoder(self):
         return self.model.language_model.get_decoder()
@@ -444,14 +379,9 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
     ) -> CLIPFlanT5Seq2SeqLMOutput:
         r"""
         labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
-            Target token ids, -100 where ignored. The decoder input is `labels` shifted right with
-            `decoder_start_token_id` (standard T5); the loss is the cross-entropy over non-ignored tokens, averaged
-            over them, or summed and divided by `num_items_in_batch` when given (exact gradient accumulation).
-        image_embeds (`torch.FloatTensor` of shape `(num_images, image_seq_length, d_model)`, *optional*):
-            Precomputed `get_image_features(...).pooler_output`, instead of `pixel_values` (lets a caller encode
-            each distinct image once and reuse it across prompts).
-        image_index (`torch.LongTensor` of shape `(num_image_slots,)`, *optional*):
-            For each `<image>` slot in prompt order, the row of `pixel_values`/`image_embeds` it shows.
+            Target token ids, -100 where ignored; the decoder input is them shifted right (standard T5). The loss is
+            averaged over the target tokens, or summed and divided by `num_items_in_batch` when given.
+        image_embeds, image_index: see [`CLIPFlanT5Model.forward`].
 
         Example:
 
@@ -572,22 +502,21 @@ def _placeholder_run_lengths(mask: torch.Tensor) -> torch.Tensor:
     return torch.where(run_ends, positions - last_other, 0)
 
 
-def _placeholder_mismatch(mask, run_lengths, image_seq_length: int, features_shape, config) -> str:
-    """The error for placeholders that do not match the image features (built only once the check failed)."""
-    split = (run_lengths % image_seq_length).nonzero()
-    if len(split):
-        row, end = split[0].tolist()
-        length = int(run_lengths[row, end])
+def _placeholder_mismatch(mask: torch.Tensor, run_lengths: torch.Tensor, features_shape, config) -> str:
+    """The error for placeholders that do not match the image features (built once the check has failed)."""
+    length = config.image_seq_length
+    for row, end in (run_lengths % length).nonzero().tolist()[:1]:
+        run = int(run_lengths[row, end])
         return (
-            f"Row {row} holds a run of {length} image placeholder tokens at position {end - length + 1}, not a "
-            f"multiple of image_seq_length={image_seq_length}: each image takes exactly that many consecutive "
-            "placeholders. Build inputs with CLIPFlanT5Processor, and do not truncate inside them."
+            f"Row {row} holds a run of {run} image placeholder tokens at position {end - run + 1}, not a multiple of "
+            f"image_seq_length={length}: each image takes exactly that many consecutive placeholders. Build inputs "
+            "with CLIPFlanT5Processor, and do not truncate inside them."
         )
     return (
         f"The input holds {int(mask.sum())} image placeholder tokens (id {config.image_token_id}) but "
-        f"{features_shape[0]} image(s) x {features_shape[1]} features = {features_shape[0] * features_shape[1]} image "
-        f"features were given. Each image needs exactly image_seq_length={image_seq_length} placeholders, one "
-        "'<image>' per image in the prompt: build inputs with CLIPFlanT5Processor."
+        f"{features_shape[0]} image(s) x {features_shape[1]} features = {features_shape[:2].numel()} image features "
+        f"were given. Each image needs exactly image_seq_length={length} placeholders, one '<image>' per image in "
+        "the prompt: build inputs with CLIPFlanT5Processor."
     )
 
 
@@ -616,10 +545,10 @@ def _check_attention_mask(attention_mask: torch.Tensor | None, encoder_input: to
         )
 
 
-def _checked_image_index(image_index, num_images: int, image_features: torch.Tensor) -> torch.Tensor:
-    """`image_index` as a tensor on the features' device, refused unless it is 1-D and each entry is a row of the
-    `num_images` given (a negative entry would silently count from the end)."""
-    image_index = torch.as_tensor(image_index, device=image_features.device)
+def _checked_image_index(image_index, image_features: torch.Tensor) -> torch.Tensor:
+    """`image_index` as a tensor, refused unless it is 1-D and each entry is a row of `image_features` (a negative
+    entry would silently count from the end)."""
+    image_index, num_images = torch.as_tensor(image_index, device=image_features.device), len(image_features)
     if image_index.dim() != 1 or image_index.is_floating_point() or image_index.dtype == torch.bool:
         raise ValueError(
             f"image_index must be a 1-D integer tensor (one row per <image> slot), got shape "
@@ -627,8 +556,10 @@ def _checked_image_index(image_index, num_images: int, image_features: torch.Ten
         )
     torch_compilable_check(
         ((image_index >= 0) & (image_index < num_images)).all(),
-        lambda: f"image_index holds {image_index.tolist()} but only images 0 to {num_images - 1} were given: each "
-        "entry must be a row of pixel_values/image_embeds.",
+        lambda: (
+            f"image_index holds {image_index.tolist()} but only images 0 to {num_images - 1} were given: each "
+            "entry must be a row of pixel_values/image_embeds."
+        ),
     )
     return image_index
 
@@ -644,9 +575,11 @@ def _check_token_ids(name: str, ids: torch.Tensor, vocab_size: int, ignore_index
         valid |= ids == ignore_index
     torch_compilable_check(
         valid.all(),
-        lambda: f"{name} holds ids {ids[~valid].unique()[:5].tolist()} outside the model's vocabulary (0 to "
-        f"{vocab_size - 1}{'' if ignore_index is None else f', or {ignore_index} where ignored'}): a tokenizer "
-        "with added tokens needs model.resize_token_embeddings(len(tokenizer)).",
+        lambda: (
+            f"{name} holds ids {ids[~valid].unique()[:5].tolist()} outside the model's vocabulary (0 to "
+            f"{vocab_size - 1}{'' if ignore_index is None else f', or {ignore_index} where ignored'}): a tokenizer "
+            "with added tokens needs model.resize_token_embeddings(len(tokenizer))."
+        ),
     )
 
 
@@ -679,8 +612,4 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_to
     return shifted.masked_fill_(shifted == -100, pad_token_id)
 
 
-__all__ = [
-    "CLIPFlanT5ForConditionalGeneration",
-    "CLIPFlanT5Model",
-    "CLIPFlanT5PreTrainedModel",
-]
+__all__ = ["CLIPFlanT5ForConditionalGeneration", "CLIPFlanT5Model", "CLIPFlanT5PreTrainedModel"]

@@ -19,8 +19,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.utils import cached_file
 
-from .hub.arguments import hub_kwargs as select_hub_kwargs
 from .file_permissions import fix_weight_permissions
+from .hub.arguments import hub_kwargs as select_hub_kwargs
 from .modeling_clip_flant5 import CLIPFlanT5MultiModalProjector
 from .original.checkpoint import ORIGINAL_PROJECTOR_NAME, read_original_projector
 

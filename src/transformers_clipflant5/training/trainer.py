@@ -28,9 +28,9 @@ from accelerate.utils import is_peft_model
 from transformers.trainer import TRAINING_ARGS_NAME
 from trl import SFTConfig, SFTTrainer
 
+from ..file_permissions import fix_weight_permissions
 from ..hub.model_card import render_training_card
 from ..hub.publish import push_folder
-from ..file_permissions import fix_weight_permissions
 from ..modeling_clip_flant5 import CLIPFlanT5MultiModalProjector
 from ..projector import save_projector
 from .data import LENGTH_COLUMN
