@@ -397,7 +397,7 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
         >>> prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
         >>> inputs = processor(images=Image.open("cat.png"), text=prompt, text_target="Yes")
 
-        >>> # The loss is the mean negative log-likelihood of the answer's tokens ("Yes" and "</s>").
+        >>> # The loss is the mean negative log-likelihood of the answer's tokens, "</s>" included.
         >>> likelihood = model(**inputs).loss.neg().exp()
 
         >>> # Generate
