@@ -258,6 +258,10 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
             _check_has_data("input_ids", input_ids, embeddings)
             _check_token_ids("input_ids", input_ids, embeddings.num_embeddings)
             inputs_embeds = embeddings(input_ids)
+        elif inputs_embeds.dim() != 3:
+            raise ValueError(
+                f"inputs_embeds must have shape (batch_size, sequence_length, d_model), got {tuple(inputs_embeds.shape)}."
+            )
         else:
             _check_has_data("inputs_embeds", inputs_embeds, embeddings)
         image_features = image_embeds
