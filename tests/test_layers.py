@@ -23,7 +23,16 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "leaf utilities",
         tuple(
             f"{LIBRARY}.{name}"
-            for name in ("version", "log_filters", "hub_kwargs", "json_rows", "padding", "output_lock", "safe_writes")
+            for name in (
+                "version",
+                "log_filters",
+                "hub_kwargs",
+                "json_rows",
+                "padding",
+                "output_lock",
+                "safe_writes",
+                "file_permissions",
+            )
         ),
     ),
     (

@@ -21,6 +21,7 @@ from transformers import (
 )
 
 from .configuration_clip_flant5 import CLIPFlanT5Config
+from .file_permissions import fix_weight_permissions
 from .image_processing_clip_flant5 import CLIPFlanT5ImageProcessor
 from .modeling_clip_flant5 import (
     CLIPFlanT5ForConditionalGeneration,
@@ -47,6 +48,8 @@ CLIPFlanT5ImageProcessor.register_for_auto_class("AutoImageProcessor")
 
 if load_original_model not in CLIPFlanT5PreTrainedModel.checkpoint_loaders:
     CLIPFlanT5PreTrainedModel.checkpoint_loaders.append(load_original_model)
+if fix_weight_permissions not in CLIPFlanT5PreTrainedModel.save_hooks:
+    CLIPFlanT5PreTrainedModel.save_hooks.append(fix_weight_permissions)
 if load_original_processor not in CLIPFlanT5Processor.checkpoint_loaders:
     CLIPFlanT5Processor.checkpoint_loaders.append(load_original_processor)
 

@@ -2,18 +2,15 @@
 """PyTorch CLIP-FlanT5: a CLIP vision tower, an MLP projector and a FlanT5 encoder-decoder.
 
 The projected patch features of each image replace `config.image_seq_length` placeholder tokens
-(`config.image_token_id`) in the T5 encoder input; the decoder then generates or scores text. This is how the
-original LLaVA-fork code behaved (it spliced the features where one `<image>` id stood and extended the attention
-mask by the same amount), written as one vectorised `masked_scatter`.
-
-This file imports only torch, transformers and its sibling configuration file so that a Hub folder can carry it as
-remote code.
+(`config.image_token_id`) in the T5 encoder input, as the original LLaVA-fork code spliced them in; the decoder then
+generates or scores text. Checks of tensor values go through `torch_compilable_check`, which
+`TRANSFORMERS_DISABLE_TORCH_CHECK=1` turns off: a training step then never waits on the device. This file imports only
+torch, transformers and its sibling configuration file, so that a Hub folder can carry it as remote code.
 """
 
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,24 +25,11 @@ from transformers.modeling_outputs import (
     Seq2SeqLMOutput,
     Seq2SeqModelOutput,
 )
+from transformers.utils import torch_compilable_check
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_clip_flant5 import CLIPFlanT5Config
-
-
-def fix_weight_permissions(folder: str | os.PathLike) -> None:
-    """
-    Give every `*.safetensors` file under `folder` the mode a newly created file gets (0666 minus the umask), as the
-    config and the other files there have: safetensors writes through a private temporary file, so its files would
-    otherwise stay readable by their owner only (0600), and a shared or served model folder could not be read.
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    mode = 0o666 & ~umask
-    for path in Path(folder).rglob("*.safetensors"):
-        if path.is_file() and not path.is_symlink() and path.stat().st_mode & 0o777 != mode:
-            path.chmod(mode)
 
 
 @dataclass
@@ -84,17 +68,33 @@ class CLIPFlanT5PreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["CLIPEncoderLayer", "T5Block", "CLIPFlanT5MultiModalProjector"]
     _supports_sdpa = True
-    _supports_flash_attn = True  # the vision tower can use it; T5's position bias needs eager/sdpa/flex
+    # T5's relative position bias needs eager, sdpa or flex attention; the vision tower alone can still be given
+    # flash attention: attn_implementation={"vision_config": "flash_attention_2", "text_config": "sdpa", "": "sdpa"}.
+    _supports_flash_attn = False
     _supports_flex_attn = True
     _supports_attention_backend = False
+    _can_compile_fullgraph = True
+
+    # Every Auto class a saved folder answers to through remote code, as the pip package registers them: saving
+    # records only the class that was registered for export, so the others are added to the config here.
+    _remote_code_auto_map = {
+        "AutoConfig": "configuration_clip_flant5.CLIPFlanT5Config",
+        "AutoModel": "modeling_clip_flant5.CLIPFlanT5Model",
+        "AutoModelForImageTextToText": "modeling_clip_flant5.CLIPFlanT5ForConditionalGeneration",
+        "AutoModelForSeq2SeqLM": "modeling_clip_flant5.CLIPFlanT5ForConditionalGeneration",
+    }
+
+    # Hooks the pip package installs (remote code has none): `from_pretrained` tries each checkpoint loader in turn,
+    # `loader(cls, name_or_path, *model_args, **kwargs)` -> the model, or None for a layout not its own, and
+    # `save_pretrained` ends with `hook(save_directory)` for each save hook.
+    checkpoint_loaders: list[Callable[..., Any]] = []
+    save_hooks: list[Callable[[str | os.PathLike], None]] = []
 
     @classmethod
     def is_custom_code(cls) -> bool:
-        # transformers treats models defined outside it as custom code and then skips `_init_weights` on modules
-        # without parameters of their own, guarding against inits that ignore its "already initialised" flags. That
-        # would skip the CLIP and T5 attention/MLP blocks (their inits set their children) and our projector when
-        # weights are missing from a checkpoint. Every init here goes through `transformers.initialization`, which
-        # honours those flags, so the guard is not needed.
+        # As custom code, transformers would skip `_init_weights` on modules without parameters of their own (the CLIP
+        # and T5 blocks, whose inits set their children), guarding against inits that ignore its "already initialised"
+        # flags. Every init here goes through `transformers.initialization`, which honours them.
         return False
 
     def _init_weights(self, module):
@@ -108,28 +108,6 @@ class CLIPFlanT5PreTrainedModel(PreTrainedModel):
                 init.normal_(linear.weight, mean=0.0, std=std)
                 init.zeros_(linear.bias)
 
-    # Every Auto class a saved folder answers to through remote code, as the pip package registers them: saving
-    # records only the class that was registered for export, so the others are added to the config here.
-    _remote_code_auto_map = {
-        "AutoConfig": "configuration_clip_flant5.CLIPFlanT5Config",
-        "AutoModel": "modeling_clip_flant5.CLIPFlanT5Model",
-        "AutoModelForImageTextToText": "modeling_clip_flant5.CLIPFlanT5ForConditionalGeneration",
-        "AutoModelForSeq2SeqLM": "modeling_clip_flant5.CLIPFlanT5ForConditionalGeneration",
-    }
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        if self._auto_class is not None:
-            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **self._remote_code_auto_map}
-        result = super().save_pretrained(save_directory, *args, **kwargs)
-        if kwargs.get("is_main_process", True):
-            fix_weight_permissions(save_directory)
-        return result
-
-    # Readers of checkpoint layouts other than ours, tried in order by `from_pretrained`: each is called as
-    # `loader(cls, name_or_path, *model_args, **kwargs)` and returns the loaded model, or None when the checkpoint is
-    # not in its layout. The pip package registers the original release's reader; remote code has none.
-    checkpoint_loaders: list[Callable[..., Any]] = []
-
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         for loader in CLIPFlanT5PreTrainedModel.checkpoint_loaders:
@@ -137,6 +115,15 @@ class CLIPFlanT5PreTrainedModel(PreTrainedModel):
             if model is not None:
                 return model
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        if self._auto_class is not None:
+            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **self._remote_code_auto_map}
+        result = super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("is_main_process", True):
+            for hook in CLIPFlanT5PreTrainedModel.save_hooks:
+                hook(save_directory)
+        return result
 
 
 class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
@@ -148,12 +135,6 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         self.multi_modal_projector = CLIPFlanT5MultiModalProjector(config)
         self.language_model = AutoModel.from_config(config.text_config)
         self.post_init()
-
-    def get_input_embeddings(self) -> nn.Module:
-        return self.language_model.get_input_embeddings()
-
-    def set_input_embeddings(self, value: nn.Module) -> None:
-        self.language_model.set_input_embeddings(value)
 
     def get_encoder(self, modality: str | None = None):
         if modality is None:
@@ -169,51 +150,42 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         **kwargs,
     ) -> BaseModelOutputWithPooling:
         """
-        Project images to T5 input embeddings.
-
-        Args:
-            pixel_values (`torch.FloatTensor` of shape `(num_images, 3, height, width)`): processed images.
-            output_hidden_states, output_attentions: also return the vision tower's hidden states / attentions.
-
-        Returns:
-            [`BaseModelOutputWithPooling`] (a tuple with `return_dict=False`): `last_hidden_state` is the vision
-            tower's last layer, `pooler_output` the projected features `(num_images, image_seq_length, d_model)`
-            that replace the placeholder tokens (as transformers' VLMs return them), plus the tower's
-            `hidden_states` / `attentions` when asked for.
+        Project processed images `(num_images, 3, height, width)` to T5 input embeddings: `pooler_output` holds the
+        projected features `(num_images, image_seq_length, d_model)`, `last_hidden_state` (and `hidden_states`,
+        `attentions` when asked for) the vision tower's.
         """
         if not torch.is_floating_point(pixel_values):
             raise TypeError(
                 f"pixel_values must be a floating-point tensor, got {pixel_values.dtype}: run the images through "
                 "CLIPFlanT5Processor (it rescales and normalises them)."
             )
-        vision_config = self.config.vision_config
-        size = vision_config.image_size
         # The tower would fail deep inside its patch convolution (wrong channels, channels-last) or position embedding
         # (wrong size) without naming pixel_values; other sizes are only valid when positions are interpolated.
+        channels, size = self.config.vision_config.num_channels, self.config.vision_config.image_size
         if (
             pixel_values.dim() != 4
-            or pixel_values.shape[1] != vision_config.num_channels
+            or pixel_values.shape[1] != channels
             or (not kwargs.get("interpolate_pos_encoding") and tuple(pixel_values.shape[2:]) != (size, size))
         ):
             raise ValueError(
-                f"pixel_values must have shape (num_images, {vision_config.num_channels}, height, width) with height = "
-                f"width = {size} (the vision tower's image_size), got {tuple(pixel_values.shape)}: run the images "
-                "through CLIPFlanT5Processor (channels first, resized and cropped to the tower's size)."
+                f"pixel_values must have shape (num_images, {channels}, height, width) with height = width = {size} "
+                f"(the vision tower's image_size), got {tuple(pixel_values.shape)}: run the images through "
+                "CLIPFlanT5Processor (channels first, resized and cropped to the tower's size)."
             )
         _check_has_data("pixel_values", pixel_values, self.vision_tower)
-        output_hidden_states = (
-            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        )
-        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        input_dtype = pixel_values.dtype
-        num_images = pixel_values.shape[0]
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        input_dtype, num_images = pixel_values.dtype, pixel_values.shape[0]
         if num_images == 0:
             # A batch without images still runs the tower and projector, on one blank image whose features are then
             # dropped: every DeepSpeed ZeRO-3 rank must gather the same parameters at every step, or ranks hang.
             pixel_values = pixel_values.new_zeros((1, *pixel_values.shape[1:]))
-        pixel_values = _to_module(pixel_values, self.vision_tower)
         tower_outputs = self.vision_tower(
-            pixel_values, output_hidden_states=True, output_attentions=output_attentions, return_dict=True, **kwargs
+            _to_module(pixel_values, self.vision_tower),
+            output_hidden_states=True,
+            output_attentions=self.config.output_attentions if output_attentions is None else output_attentions,
+            return_dict=True,
+            **kwargs,
         )
         selected = tower_outputs.hidden_states[self.config.vision_feature_layer]
         if self.config.vision_feature_select_strategy == "default":
@@ -224,7 +196,7 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
             last_hidden_state=tower_outputs.last_hidden_state[:num_images],
             pooler_output=features[:num_images],
             hidden_states=tower_outputs.hidden_states if output_hidden_states else None,
-            attentions=tower_outputs.attentions if output_attentions else None,
+            attentions=tower_outputs.attentions,
         )
 
     def get_placeholder_mask(
@@ -236,7 +208,7 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         """
         Boolean mask `(batch, seq)` of the image placeholder positions, found from `input_ids` or, without them, from
         `inputs_embeds` rows equal to the placeholder's embedding (as LLaVA does). With `image_features`, checks that
-        their number matches the placeholders.
+        the placeholders make whole images, as many as there are features.
         """
         if input_ids is not None:
             mask = input_ids == self.config.image_token_id
@@ -246,16 +218,14 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
             )
             mask = (inputs_embeds == placeholder.to(inputs_embeds.dtype)).all(-1)
         if image_features is not None:
-            _check_placeholder_runs(mask, self.config.image_seq_length)
-            n_tokens = int(mask.sum())
-            n_features = image_features.shape[0] * image_features.shape[1]
-            if n_tokens != n_features:
-                raise ValueError(
-                    f"The input holds {n_tokens} image placeholder tokens (id {self.config.image_token_id}) but "
-                    f"{image_features.shape[0]} image(s) x {image_features.shape[1]} features = {n_features} image "
-                    f"features were given. Each image needs exactly image_seq_length={self.config.image_seq_length} "
-                    "placeholders, one '<image>' per image in the prompt: build inputs with CLIPFlanT5Processor."
-                )
+            # Features fill the placeholders in reading order: a run of another length than image_seq_length (even
+            # with the right total) would silently split an image across rows or positions.
+            run_lengths = _placeholder_run_lengths(mask)
+            torch_compilable_check(
+                (run_lengths % self.config.image_seq_length == 0).all()
+                & (mask.sum() == image_features.shape[:2].numel()),
+                lambda: _placeholder_mismatch(mask, run_lengths, image_features.shape, self.config),
+            )
         return mask
 
     def embed_inputs(
@@ -268,39 +238,32 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         images_already_encoded: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """
-        Token embeddings with image features scattered into the placeholder positions. `image_index` (optional)
-        gives, for each image slot in prompt order, the row of `pixel_values`/`image_embeds` it shows: a batch
-        then encodes each distinct image once, and an empty index with one dummy image keeps the vision tower and
-        projector running for a batch without images (every DeepSpeed rank must run the same modules each step).
-        Placeholders without images are an error, unless `images_already_encoded` (a decoding cache holds what the
-        encoder made of them).
+        Token embeddings with the image features at the placeholder positions, and the features. `image_index` picks,
+        for each image slot in prompt order, its row of `pixel_values`/`image_embeds`. Placeholders without images are
+        an error, unless `images_already_encoded` (a decoding cache holds what the encoder made of them).
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
         if pixel_values is not None and image_embeds is not None:
             raise ValueError("Pass pixel_values or precomputed image_embeds, not both.")
-        if input_ids is not None and input_ids.dtype not in (torch.int32, torch.int64):
-            raise TypeError(f"input_ids must be an integer tensor, got {input_ids.dtype}.")
-        # Without these checks a 1-D prompt fails inside T5 with "tuple index out of range", and a meta tensor in
-        # the embedding lookup with "Tensor.item() cannot be called on meta tensors".
-        if input_ids is not None and input_ids.dim() != 2:
-            raise ValueError(
-                f"input_ids must have shape (batch_size, sequence_length), got {tuple(input_ids.shape)}: for one "
-                "prompt, use input_ids[None]."
-            )
-        if inputs_embeds is not None and inputs_embeds.dim() != 3:
-            raise ValueError(
-                "inputs_embeds must have shape (batch_size, sequence_length, d_model), got "
-                f"{tuple(inputs_embeds.shape)}."
-            )
         embeddings = self.get_input_embeddings()
         if input_ids is not None:
+            if input_ids.dtype not in (torch.int32, torch.int64):
+                raise TypeError(f"input_ids must be an integer tensor, got {input_ids.dtype}.")
+            if input_ids.dim() != 2:  # T5 would fail with "tuple index out of range"
+                raise ValueError(
+                    f"input_ids must have shape (batch_size, sequence_length), got {tuple(input_ids.shape)}: for one "
+                    "prompt, use input_ids[None]."
+                )
             _check_has_data("input_ids", input_ids, embeddings)
             _check_token_ids("input_ids", input_ids, embeddings.num_embeddings)
+            inputs_embeds = embeddings(input_ids)
+        elif inputs_embeds.dim() != 3:
+            raise ValueError(
+                f"inputs_embeds must have shape (batch_size, sequence_length, d_model), got {tuple(inputs_embeds.shape)}."
+            )
         else:
             _check_has_data("inputs_embeds", inputs_embeds, embeddings)
-        if inputs_embeds is None:
-            inputs_embeds = embeddings(input_ids)
         image_features = image_embeds
         expected = (self.config.image_seq_length, self.config.text_config.d_model)
         if image_embeds is not None and (image_embeds.dim() != 3 or tuple(image_embeds.shape[1:]) != expected):
@@ -313,22 +276,15 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         if image_index is not None:
             if image_features is None:
                 raise ValueError("image_index selects rows of pixel_values or image_embeds; pass one of them.")
-            image_features = image_features[
-                _checked_image_index(image_index, len(image_features)).to(image_features.device)
-            ]
+            image_features = image_features[_checked_image_index(image_index, image_features)]
+
         if image_features is not None:
             mask = self.get_placeholder_mask(input_ids, inputs_embeds, image_features)
-            image_features = image_features.to(inputs_embeds.device, inputs_embeds.dtype)
-            # masked_scatter keeps the projector in the graph even for a batch without placeholders (zero
-            # gradients), so that every DeepSpeed rank runs and reduces the same parameters each step.
-            inputs_embeds = inputs_embeds.masked_scatter(mask.unsqueeze(-1).to(inputs_embeds.device), image_features)
-        elif (
-            not images_already_encoded
-            and input_ids is not None
-            and bool((input_ids == self.config.image_token_id).any())
-        ):
-            raise ValueError(
-                "The input holds image placeholder tokens but no pixel_values (or image_embeds) were given."
+            inputs_embeds = _place_image_features(inputs_embeds, mask, image_features)
+        elif not images_already_encoded and input_ids is not None:
+            torch_compilable_check(
+                ~(input_ids == self.config.image_token_id).any(),
+                "The input holds image placeholder tokens but no pixel_values (or image_embeds) were given.",
             )
         return inputs_embeds, image_features
 
@@ -352,60 +308,37 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
     ) -> CLIPFlanT5Seq2SeqModelOutput:
         r"""
         image_embeds (`torch.FloatTensor` of shape `(num_images, image_seq_length, d_model)`, *optional*):
-            Precomputed projected image features (`get_image_features(...).pooler_output`), instead of
-            `pixel_values`: a caller can encode each distinct image once and reuse it across prompts.
+            Precomputed `get_image_features(...).pooler_output`, instead of `pixel_values` (lets a caller encode
+            each distinct image once and reuse it across prompts).
         image_index (`torch.LongTensor` of shape `(num_image_slots,)`, *optional*):
             For each `<image>` slot in prompt order, the row of `pixel_values`/`image_embeds` it shows.
 
-        Once `encoder_outputs` are given, images and prompt are not read again (the encoder has already seen them).
+        With `encoder_outputs`, images and prompt are not read again (the encoder has already seen them).
         """
         image_features = None
         if encoder_outputs is None:
             inputs_embeds, image_features = self.embed_inputs(
                 input_ids, pixel_values, inputs_embeds, image_embeds, image_index, _cross_attention_is_cached(cache)
             )
-            _check_attention_mask(attention_mask, inputs_embeds)
-            encoder_outputs = self.language_model.encoder(
-                attention_mask=attention_mask, inputs_embeds=inputs_embeds, return_dict=True, **kwargs
-            )
-        elif not isinstance(encoder_outputs, BaseModelOutput):
-            encoder_outputs = BaseModelOutput(
-                last_hidden_state=encoder_outputs[0],
-                hidden_states=encoder_outputs[1] if len(encoder_outputs) > 1 else None,
-                attentions=encoder_outputs[2] if len(encoder_outputs) > 2 else None,
-            )
-        # Again for given encoder_outputs (generation's decoding steps): the mask also masks cross-attention.
-        _check_attention_mask(attention_mask, encoder_outputs.last_hidden_state)
+        # Also with encoder_outputs (generation's decoding steps): the mask masks cross-attention too.
+        encoder_input = inputs_embeds if encoder_outputs is None else encoder_outputs[0]
+        _check_attention_mask(attention_mask, encoder_input)
         if decoder_input_ids is None and decoder_inputs_embeds is None:
-            batch_size = encoder_outputs.last_hidden_state.shape[0]
-            decoder_input_ids = torch.full(
-                (batch_size, 1),
-                self.config.text_config.decoder_start_token_id,
-                dtype=torch.long,
-                device=encoder_outputs.last_hidden_state.device,
-            )
-        decoder_outputs = self.language_model.decoder(
-            input_ids=decoder_input_ids,
-            attention_mask=decoder_attention_mask,
-            inputs_embeds=decoder_inputs_embeds,
-            encoder_hidden_states=encoder_outputs.last_hidden_state,
-            encoder_attention_mask=attention_mask,
+            start = self.config.text_config.decoder_start_token_id
+            decoder_input_ids = torch.full((encoder_input.shape[0], 1), start, device=encoder_input.device)
+        outputs = self.language_model(
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
             cache=cache,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
             return_dict=True,
             **kwargs,
         )
-        return CLIPFlanT5Seq2SeqModelOutput(
-            last_hidden_state=decoder_outputs.last_hidden_state,
-            cache=decoder_outputs.cache,
-            decoder_hidden_states=decoder_outputs.hidden_states,
-            decoder_attentions=decoder_outputs.attentions,
-            cross_attentions=decoder_outputs.cross_attentions,
-            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
-            encoder_hidden_states=encoder_outputs.hidden_states,
-            encoder_attentions=encoder_outputs.attentions,
-            image_hidden_states=image_features,
-        )
+        return CLIPFlanT5Seq2SeqModelOutput(**outputs, image_hidden_states=image_features)
 
 
 class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMixin):
@@ -418,12 +351,6 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
         self.model = CLIPFlanT5Model(config)
         self.lm_head = nn.Linear(config.text_config.d_model, config.text_config.vocab_size, bias=False)
         self.post_init()
-
-    def get_output_embeddings(self) -> nn.Module:
-        return self.lm_head
-
-    def set_output_embeddings(self, value: nn.Module) -> None:
-        self.lm_head = value
 
     def get_decoder(self):
         return self.model.language_model.get_decoder()
@@ -456,22 +383,38 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
     ) -> CLIPFlanT5Seq2SeqLMOutput:
         r"""
         labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
-            Target token ids, -100 where ignored. The decoder input is `labels` shifted right with
-            `decoder_start_token_id` (standard T5); the loss is the cross-entropy over non-ignored tokens, averaged
-            over them, or summed and divided by `num_items_in_batch` when given (exact gradient accumulation).
-        image_embeds (`torch.FloatTensor` of shape `(num_images, image_seq_length, d_model)`, *optional*):
-            Precomputed `get_image_features(...).pooler_output`, instead of `pixel_values` (lets a caller encode
-            each distinct image once and reuse it across prompts).
-        image_index (`torch.LongTensor` of shape `(num_image_slots,)`, *optional*):
-            For each `<image>` slot in prompt order, the row of `pixel_values`/`image_embeds` it shows.
-        """
+            Target token ids, -100 where ignored; the decoder input is them shifted right (standard T5). The loss is
+            averaged over the target tokens, or summed and divided by `num_items_in_batch` when given.
+        image_embeds, image_index: see [`CLIPFlanT5Model.forward`].
+
+        Example:
+
+        ```python
+        >>> from PIL import Image
+        >>> from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        >>> model = AutoModelForImageTextToText.from_pretrained("clip-flant5/clip-flant5-xxl", trust_remote_code=True)
+        >>> processor = AutoProcessor.from_pretrained("clip-flant5/clip-flant5-xxl", trust_remote_code=True)
+
+        >>> question = 'Does this figure show "a cat on a mat"? Please answer yes or no.'
+        >>> messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        >>> prompt = processor.apply_chat_template(messages, add_generation_prompt=True)
+        >>> inputs = processor(images=Image.open("cat.png"), text=prompt, text_target="Yes")
+
+        >>> # The loss is the mean negative log-likelihood of the answer's tokens, "</s>" included.
+        >>> likelihood = model(**inputs).loss.neg().exp()
+
+        >>> # Generate
+        >>> output = model.generate(**{k: v for k, v in inputs.items() if k != "labels"}, max_new_tokens=10)
+        >>> processor.batch_decode(output, skip_special_tokens=True)[0]
+        ```"""
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
         if labels is not None:
             _check_labels(labels, input_ids, inputs_embeds, encoder_outputs)
             _check_token_ids("labels", labels, self.config.text_config.vocab_size, ignore_index=-100)
-        if labels is not None and decoder_input_ids is None and decoder_inputs_embeds is None:
-            decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
-            use_cache = False
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
+                decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+                use_cache = False
         outputs = self.model(
             input_ids=input_ids,
             pixel_values=pixel_values,
@@ -541,6 +484,46 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
         return model_kwargs
 
 
+def _place_image_features(inputs_embeds: torch.Tensor, mask: torch.Tensor, image_features: torch.Tensor):
+    """`inputs_embeds` with the image features, in reading order, at the `mask` positions. A gather rather than
+    `masked_scatter`, whose backward (a `masked_select`) waits on the device for the number of positions."""
+    features = image_features.reshape(-1, image_features.shape[-1]).to(inputs_embeds.device, inputs_embeds.dtype)
+    if features.shape[0] == 0:
+        # Gather from a zero row: the projector stays in the autograd graph (zero gradients) for a batch without
+        # images, so that every DeepSpeed rank runs and reduces the same parameters each step.
+        features = torch.cat([features, features.new_zeros(1, features.shape[1])])
+    mask = mask.to(inputs_embeds.device)
+    index = (mask.flatten().cumsum(0) - 1).clamp(0, features.shape[0] - 1)
+    gathered = features.index_select(0, index).view_as(inputs_embeds)
+    return torch.where(mask.unsqueeze(-1), gathered, inputs_embeds)
+
+
+def _placeholder_run_lengths(mask: torch.Tensor) -> torch.Tensor:
+    """For each row's last placeholder of a run of consecutive placeholders, the run's length; 0 elsewhere."""
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    last_other = torch.where(mask, -1, positions).cummax(1).values
+    run_ends = mask & ~torch.nn.functional.pad(mask[:, 1:], (0, 1))
+    return torch.where(run_ends, positions - last_other, 0)
+
+
+def _placeholder_mismatch(mask: torch.Tensor, run_lengths: torch.Tensor, features_shape, config) -> str:
+    """The error for placeholders that do not match the image features (built once the check has failed)."""
+    length = config.image_seq_length
+    for row, end in (run_lengths % length).nonzero().tolist()[:1]:
+        run = int(run_lengths[row, end])
+        return (
+            f"Row {row} holds a run of {run} image placeholder tokens at position {end - run + 1}, not a multiple of "
+            f"image_seq_length={length}: each image takes exactly that many consecutive placeholders. Build inputs "
+            "with CLIPFlanT5Processor, and do not truncate inside them."
+        )
+    return (
+        f"The input holds {int(mask.sum())} image placeholder tokens (id {config.image_token_id}) but "
+        f"{features_shape[0]} image(s) x {features_shape[1]} features = {features_shape[:2].numel()} image features "
+        f"were given. Each image needs exactly image_seq_length={length} placeholders, one '<image>' per image in "
+        "the prompt: build inputs with CLIPFlanT5Processor."
+    )
+
+
 def _cross_attention_is_cached(cache: Cache | None) -> bool:
     """Whether a decoding cache already holds the cross-attention keys and values, i.e. the encoder has run: a
     generation continued from it needs the prompt's images no more."""
@@ -548,9 +531,9 @@ def _cross_attention_is_cached(cache: Cache | None) -> bool:
     return cross_attention_cache is not None and cross_attention_cache.get_seq_length() > 0
 
 
-def _check_has_data(name: str, tensor: torch.Tensor | None, module: nn.Module) -> None:
+def _check_has_data(name: str, tensor: torch.Tensor, module: nn.Module) -> None:
     """A meta tensor has a shape but no values: the model can only run on it when the model is on meta too."""
-    if tensor is not None and tensor.is_meta and next(module.parameters()).device.type != "meta":
+    if tensor.is_meta and next(module.parameters()).device.type != "meta":
         raise ValueError(f"{name} is on the meta device: it has a shape but no values. Pass a tensor with data.")
 
 
@@ -566,37 +549,22 @@ def _check_attention_mask(attention_mask: torch.Tensor | None, encoder_input: to
         )
 
 
-def _check_placeholder_runs(mask: torch.Tensor, image_seq_length: int) -> None:
-    """Each image fills `image_seq_length` consecutive placeholders; `masked_scatter` fills them in reading order, so
-    a run of another length (even with the right total) would silently split an image across rows or positions."""
-    # Runs of True in each row, found in one pass over the rows laid end to end with a False between them.
-    flat = torch.nn.functional.pad(mask, (1, 1)).flatten().to(torch.int8)
-    edges = flat.diff()
-    starts, ends = (edges == 1).nonzero()[:, 0], (edges == -1).nonzero()[:, 0]
-    bad = ((ends - starts) % image_seq_length).nonzero()[:, 0]
-    if len(bad):
-        row, column = divmod(int(starts[bad[0]]), mask.shape[1] + 2)
-        raise ValueError(
-            f"Row {row} holds a run of {int(ends[bad[0]] - starts[bad[0]])} image placeholder tokens at position "
-            f"{column}, not a multiple of image_seq_length={image_seq_length}: each image takes exactly that many "
-            "consecutive placeholders. Build inputs with CLIPFlanT5Processor, and do not truncate inside them."
-        )
-
-
-def _checked_image_index(image_index, num_images: int) -> torch.Tensor:
-    """`image_index` as a tensor, refused unless it is 1-D and each entry is a row of the `num_images` given
-    (a negative entry would silently count from the end)."""
-    image_index = torch.as_tensor(image_index)
+def _checked_image_index(image_index, image_features: torch.Tensor) -> torch.Tensor:
+    """`image_index` as a tensor, refused unless it is 1-D and each entry is a row of `image_features` (a negative
+    entry would silently count from the end)."""
+    image_index, num_images = torch.as_tensor(image_index, device=image_features.device), len(image_features)
     if image_index.dim() != 1 or image_index.is_floating_point() or image_index.dtype == torch.bool:
         raise ValueError(
             f"image_index must be a 1-D integer tensor (one row per <image> slot), got shape "
             f"{tuple(image_index.shape)} and dtype {image_index.dtype}."
         )
-    if len(image_index) and (int(image_index.min()) < 0 or int(image_index.max()) >= num_images):
-        raise ValueError(
-            f"image_index holds {image_index.tolist()} but only images 0 to {num_images - 1} were given: each entry "
-            "must be a row of pixel_values/image_embeds."
-        )
+    torch_compilable_check(
+        ((image_index >= 0) & (image_index < num_images)).all(),
+        lambda: (
+            f"image_index holds {image_index.tolist()} but only images 0 to {num_images - 1} were given: each "
+            "entry must be a row of pixel_values/image_embeds."
+        ),
+    )
     return image_index
 
 
@@ -609,12 +577,14 @@ def _check_token_ids(name: str, ids: torch.Tensor, vocab_size: int, ignore_index
     valid = (ids >= 0) & (ids < vocab_size)
     if ignore_index is not None:
         valid |= ids == ignore_index
-    if not bool(valid.all()):
-        raise ValueError(
+    torch_compilable_check(
+        valid.all(),
+        lambda: (
             f"{name} holds ids {ids[~valid].unique()[:5].tolist()} outside the model's vocabulary (0 to "
             f"{vocab_size - 1}{'' if ignore_index is None else f', or {ignore_index} where ignored'}): a tokenizer "
             "with added tokens needs model.resize_token_embeddings(len(tokenizer))."
-        )
+        ),
+    )
 
 
 def _check_labels(labels: torch.Tensor, input_ids, inputs_embeds, encoder_outputs) -> None:
@@ -646,8 +616,4 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_to
     return shifted.masked_fill_(shifted == -100, pad_token_id)
 
 
-__all__ = [
-    "CLIPFlanT5ForConditionalGeneration",
-    "CLIPFlanT5Model",
-    "CLIPFlanT5PreTrainedModel",
-]
+__all__ = ["CLIPFlanT5ForConditionalGeneration", "CLIPFlanT5Model", "CLIPFlanT5PreTrainedModel"]

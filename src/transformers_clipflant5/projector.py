@@ -19,8 +19,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.utils import cached_file
 
+from .file_permissions import fix_weight_permissions
 from .hub_kwargs import hub_kwargs as select_hub_kwargs
-from .modeling_clip_flant5 import CLIPFlanT5MultiModalProjector, fix_weight_permissions
+from .modeling_clip_flant5 import CLIPFlanT5MultiModalProjector
 from .original.checkpoint import ORIGINAL_PROJECTOR_NAME, read_original_projector
 
 

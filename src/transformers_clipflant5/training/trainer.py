@@ -35,9 +35,10 @@ from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from trl import SFTConfig, SFTTrainer
 
+from ..file_permissions import fix_weight_permissions
 from ..hub.model_card import render_training_card
 from ..hub.publish import push_folder
-from ..modeling_clip_flant5 import CLIPFlanT5MultiModalProjector, fix_weight_permissions
+from ..modeling_clip_flant5 import CLIPFlanT5MultiModalProjector
 from ..output_lock import exclusive_output
 from ..projector import save_projector
 from .checkpoints import (
