@@ -49,6 +49,22 @@ def test_a_missing_model_is_refused_before_listening(tmp_path, capsys):
     assert "no-such-model" in err
 
 
+def test_a_model_that_fails_to_load_stops_the_server_with_status_2(model_folder, tmp_path):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for path in model_folder.iterdir():
+        (broken / path.name).write_bytes(path.read_bytes())
+    (broken / "model.safetensors").write_bytes(b"not safetensors at all")
+    server = ServerProcess(broken, tmp_path / "server.log")
+    try:
+        assert server.process.wait(timeout=HANG_LIMIT) == 2
+    finally:
+        server.kill()
+    output = server.output()
+    assert "could not be loaded" in output and "model.safetensors" in output
+    assert "Traceback" not in output
+
+
 def _partial_request(port: int, body: bytes, headers: dict) -> tuple[socket.socket, bytes]:
     """A connection that sent all of a POST /score but its body's last byte, and that byte."""
     connection = socket.create_connection(("127.0.0.1", port), timeout=HANG_LIMIT)

@@ -110,7 +110,8 @@ def create_app(
             replicas = await asyncio.to_thread(load_replicas)
         except BaseException as error:
             state.load_error = str(error)
-            logger.error("the model could not be loaded: %s", error, exc_info=not isinstance(error, OSError))
+            logger.error("the model could not be loaded, stopping: %s", error)
+            logger.debug("loading failed", exc_info=error)
             if on_load_error is not None:
                 on_load_error(error)
             return
