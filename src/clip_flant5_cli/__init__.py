@@ -14,9 +14,9 @@ import sys
 from typing import NoReturn
 
 
-COMMANDS = ("env", "score", "eval", "convert", "flatten", "demo")
+COMMANDS = ("env", "score", "eval", "convert", "flatten", "serve", "demo")
 
-DESCRIPTION = "CLIP-FlanT5 (the VQAScore model) for transformers: convert, score, evaluate, inspect."
+DESCRIPTION = "CLIP-FlanT5 (the VQAScore model) for transformers: convert, score, serve, evaluate, inspect."
 EPILOG = """\
 exit status (`clip-flant5 COMMAND --help` details its own):
   0  success
