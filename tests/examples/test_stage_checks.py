@@ -6,12 +6,13 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.support.llava import gpt, human
 from tests.support.paths import REPO_ROOT
-from transformers_clipflant5.testing.demo import parse_demo_arguments
+from transformers_clipflant5.testing.demo import parse_demo_arguments, stage1_demo_command
 from transformers_clipflant5.training.stages import parse_stage_arguments
 
 
@@ -117,3 +118,18 @@ def test_demo_model_follows_do_pad(flag, padded, tmp_path, monkeypatch):
     with pytest.raises(CollatorBuilt) as built:
         script.main(*parse_demo_arguments(argv))
     assert built.value.args == (padded,)
+
+
+def test_stage1_demo_command_trains_on_the_data_it_wrote(tmp_path, monkeypatch):
+    # `python -m transformers_clipflant5.testing.demo --stage 1` writes the data and base checkpoints and prints a
+    # run_stage1.py command line; that line must parse and point at what was written.
+    monkeypatch.setenv("DS_ACCELERATOR", "cpu")
+    output = str(tmp_path / "stage1")
+    command = stage1_demo_command(output, train_images=4)
+    assert command[:2] == ["python", "examples/run_stage1.py"]
+    script_args, training_args, _ = parse_stage_arguments(command[2:])
+    assert training_args.output_dir == output and training_args.learning_rate == 1e-2
+    assert len(json.loads(Path(script_args.data_path).read_text())) == 4
+    assert (Path(script_args.image_folder) / "images").is_dir()
+    assert (Path(script_args.text_model) / "config.json").is_file()
+    assert (Path(script_args.vision_model) / "preprocessor_config.json").is_file()
