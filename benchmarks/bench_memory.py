@@ -17,7 +17,7 @@
    full-depth scoring peak is estimated as the full model's weight bytes plus that (activations do not grow with
    depth: layers run in turn).
 3. Accuracy against fp32 on a TRAINED model (`--model`, default the demo's `outputs/clip-flant5-demo`, trained by
-   `python examples/run_stage2.py`), over the held-out images of its synthetic data (`<model>-data/eval.json`): each
+   `python examples/train_demo.py`), over the held-out images of its synthetic data (`<model>-data/eval.json`): each
    image with its caption, a mismatched caption and the caption of a partner image. Reported: Spearman rank
    correlation and mean/max |score difference| against fp32, ROC-AUC of matching vs mismatched captions, and
    Winoground-style text/image/group accuracy over (image pair x caption pair) groups.
@@ -457,7 +457,7 @@ def main() -> None:
         peak_table(args.peak_layers, args.peak_modes)
     if "accuracy" not in args.skip:
         if not (args.model / "config.json").is_file():
-            sys.exit(f"--model {args.model} is not a trained model folder: run `python examples/run_stage2.py` first.")
+            sys.exit(f"--model {args.model} is not a trained model folder: run `python examples/train_demo.py` first.")
         accuracy_table(args.model, args.data or args.model.with_name(args.model.name + "-data"))
 
 

@@ -7,11 +7,10 @@ checkpoint and a CLIP checkpoint, and only the projector trains, on image captio
 The output folder is a complete CLIP-FlanT5 (loadable with AutoModelForImageTextToText) that also holds the projector
 alone (`projector.safetensors` + `projector_config.json`); stage 2 starts from either.
 
-With no arguments it runs a small demo: tiny random base checkpoints and synthetic captions, on CPU.
+`--data_path` is required. A small run on CPU without data: `python -m transformers_clipflant5.testing.demo --stage 1`
+writes synthetic captions and tiny random base checkpoints and prints the command that trains on them.
 
 ```bash
-python examples/run_stage1.py
-
 # The paper's recipe (global batch 256, lr 1e-2, cosine, 3% warmup, bf16, gradient checkpointing) on 8 GPUs:
 accelerate launch --config_file examples/accelerate/deepspeed_zero2.yaml examples/run_stage1.py \
     --config examples/configs/stage1.yaml \
@@ -25,7 +24,6 @@ accelerate launch --config_file examples/accelerate/deepspeed_zero2.yaml example
 import transformers
 from trl import ModelConfig, SFTConfig
 
-from transformers_clipflant5.testing.demo import DEMO_ARGS, prepare_demo
 from transformers_clipflant5.training.arguments import CLIPFlanT5ScriptArguments
 from transformers_clipflant5.training.model import load_model, set_trainable_parameters
 from transformers_clipflant5.training.stages import (
@@ -38,20 +36,9 @@ from transformers_clipflant5.training.trainer import CLIPFlanT5SFTTrainer
 
 
 STAGE = 1
-# On top of the shared demo settings: stage 1 is a short projector-only run with the paper's high learning rate.
-STAGE1_DEMO_ARGS = [
-    "--output_dir", "outputs/clip-flant5-demo-stage-1",
-    "--num_train_epochs", "1",
-    "--learning_rate", "1e-2",
-    "--demo_train_images", "256",
-    "--demo_eval_images", "0",
-    "--group_by_modality_length", "false",
-]  # fmt: skip
 
 
-def main(script_args: CLIPFlanT5ScriptArguments, training_args: SFTConfig, model_args: ModelConfig, demo: bool):
-    if demo:
-        prepare_demo(script_args, training_args.output_dir, stage=STAGE, seed=training_args.seed)
+def main(script_args: CLIPFlanT5ScriptArguments, training_args: SFTConfig, model_args: ModelConfig) -> None:
     if model_args.use_peft:
         raise ValueError("Stage 1 trains the projector only; LoRA (--use_peft) applies to stage 2.")
     # Data first (template, rows and images checked in seconds), then the base models (minutes for FlanT5-XXL)
@@ -61,12 +48,12 @@ def main(script_args: CLIPFlanT5ScriptArguments, training_args: SFTConfig, model
     )
     trainable = set_trainable_parameters(model, STAGE)
 
-    collator = stage_collator(STAGE, script_args, training_args, processor)
+    # Images are opened batch by batch in the collator
     trainer = CLIPFlanT5SFTTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
-        data_collator=collator,
+        data_collator=stage_collator(STAGE, script_args, training_args, processor),
         processing_class=processor,
         group_by_modality_length=script_args.group_by_modality_length,
         save_projector=True,
@@ -75,6 +62,7 @@ def main(script_args: CLIPFlanT5ScriptArguments, training_args: SFTConfig, model
     trainer.accelerator.print(f"Training data: {report.summary()}")
     trainer.accelerator.print(f"Trainable: {', '.join(trainable)}.")
 
+    # Train, save, push
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.save_model(training_args.output_dir)
     trainer.accelerator.print(f"Model and projector saved to {training_args.output_dir}.")
@@ -85,4 +73,4 @@ def main(script_args: CLIPFlanT5ScriptArguments, training_args: SFTConfig, model
 
 if __name__ == "__main__":
     transformers.logging.set_verbosity_warning()
-    main(*parse_stage_arguments(demo_args=DEMO_ARGS + STAGE1_DEMO_ARGS))
+    main(*parse_stage_arguments())

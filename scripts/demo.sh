@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Set everything up, then run the main job on its embedded defaults: the stage-2 training demo on a synthetic
-# coloured-shapes dataset (tiny model, CPU, a few minutes), printing held-out VQAScore ROC-AUC before and after.
+# Set everything up, then run the main job, examples/train_demo.py: the stage-2 training demo on a synthetic
+# coloured-shapes dataset (tiny model, CPU, a few minutes), printing held-out VQAScore ROC-AUC before and after and
+# drawing the loss and ROC curves into the output folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-exec .venv/bin/python examples/run_stage2.py "$@"
+exec .venv/bin/python examples/train_demo.py "$@"

@@ -408,8 +408,8 @@ def test_training_sbatch_launch_line_on_every_node(
         assert (REPO_ROOT / accelerate_env["ACCELERATE_DEEPSPEED_CONFIG_FILE"]).is_file()
         script_path, *script_args = worker_args[worker_args.index("-u") + 1 :]
         assert script_path == f"examples/{example.__name__}.py"
-        _, training_args, _, demo = parse_stage_arguments(script_args)
-        assert not demo and training_args.output_dir == str(output_dir)
+        script_arguments, training_args, _ = parse_stage_arguments(script_args)
+        assert script_arguments.data_path and training_args.output_dir == str(output_dir)
         assert training_args.resume_from_checkpoint == str(output_dir / "checkpoint-1000")
         assert (training_args.per_device_train_batch_size, training_args.gradient_accumulation_steps) == (
             per_device,

@@ -257,3 +257,16 @@ def test_card_code_examples_run(tiny, original_folder, tmp_path, monkeypatch, ca
     # The projector examples loaded the tiny projector into the fresh model.
     loaded = fresh.model.multi_modal_projector.linear_1.weight
     assert torch.equal(loaded, model.model.multi_modal_projector.linear_1.weight)
+
+
+def test_training_card_shows_the_run_pictures_by_relative_path(tmp_path):
+    figures = {"Training loss": "training_loss.png", "Held-out ROC curve": "plots/heldout_roc.png"}
+    card = render_training_card(2, "google/flan-t5-xl", "openai/clip-vit-large-patch14-336", None, {}, figures=figures)
+    loaded = round_trip(card, tmp_path)
+    assert "## Pictures" in loaded.text
+    for caption, name in figures.items():
+        assert f"![{caption}]({name})" in loaded.text
+    assert "## Pictures" not in render_training_card(2, "a/b", "c/d", None, {}).text
+    for name in (str(tmp_path / "loss.png"), "../loss.png", "https://example.com/loss.png"):
+        with pytest.raises(ValueError, match="relative to the folder"):
+            render_training_card(2, "a/b", "c/d", None, {}, figures={"Loss": name})

@@ -270,6 +270,7 @@ def render_training_card(
     *,
     repo_id: str | None = None,
     license: str = "other",
+    figures: dict[str, str] | None = None,
 ) -> ModelCard:
     """
     The card of a model trained with this package (stage 1 or 2).
@@ -284,6 +285,8 @@ def render_training_card(
         repo_id: where the model will live, for the usage snippets (default: a placeholder).
         license: the licence identifier of the trained weights; "other" (the default) points to the research-use
             notice, which applies whenever the LLaVA data (CC BY-NC 4.0) is used.
+        figures: pictures of the run in the same folder (caption -> file name, e.g. a loss curve PNG), shown in the
+            card. Paths are relative to the folder, so that they show on the Hub as well as in a local copy.
     """
     if stage not in (1, 2):
         raise ValueError(f"stage must be 1 or 2, got {stage!r}.")
@@ -343,9 +346,20 @@ def render_training_card(
         dataset_text=dataset_text,
         hyperparameters={str(key): value for key, value in hyperparameters.items()},
         results=results or {},
+        figures=_relative_figures(figures),
         license_text=license_text,
         citation=CITATION,
     )
+
+
+def _relative_figures(figures: dict[str, str] | None) -> dict[str, str]:
+    for caption, name in (figures or {}).items():
+        if Path(name).is_absolute() or ".." in Path(name).parts or "://" in name:
+            raise ValueError(
+                f"Figure {caption!r}: {name!r} is not a path inside the model folder; give the file name relative to "
+                "the folder (the card is read on the Hub, where only the folder's files exist)."
+            )
+    return {caption: Path(name).as_posix() for caption, name in (figures or {}).items()}
 
 
 def render_example_cards(output_dir: str | Path) -> list[Path]:

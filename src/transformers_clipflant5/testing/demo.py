@@ -1,21 +1,31 @@
 # Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
 """The training demo: a tiny CLIP-FlanT5 built in code, trained on the synthetic coloured shapes on CPU.
 
-`examples/run_stage2.py` (and `run_stage1.py`) run it when given no data: [`prepare_demo`] writes the data (and, for
-stage 1, tiny base checkpoints), [`build_demo_model`] builds the model, [`DEMO_ARGS`] are its training settings.
+`examples/train_demo.py` (what `bash scripts/demo.sh` runs) is built from these pieces: [`parse_demo_arguments`]
+(the stage-2 options with [`DEMO_ARGS`] as defaults), [`prepare_demo`] writes the data, [`build_demo_model`] builds
+the model, [`write_demo_figures`] draws the loss and ROC curves into the output folder. For stage 1,
+`python -m transformers_clipflant5.testing.demo --stage 1` writes synthetic captions and tiny base checkpoints and
+prints the `examples/run_stage1.py` command that trains on them.
 """
 
+import argparse
 import os
+import shlex
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import CLIPVisionModel, T5Config, T5ForConditionalGeneration
+from trl import SFTConfig
 
 from ..modeling_clip_flant5 import CLIPFlanT5ForConditionalGeneration
 from ..processing_clip_flant5 import SYSTEM_MESSAGE, CLIPFlanT5Processor
 from ..scoring.prompts import DEFAULT_QUESTION_TEMPLATE
 from ..training.arguments import CLIPFlanT5ScriptArguments
+from ..training.plots import plot_loss_curve, plot_roc_curves
+from ..training.stages import stage_parser
 from .synthetic import write_synthetic_dataset
 from .tiny import build_tiny_tokenizer, tiny_config, tiny_processor
 
@@ -31,14 +41,13 @@ DEMO_MODEL = {"image_size": 32, "patch_size": 8, "vision_hidden": 64, "d_model":
 DEMO_ARGS = [
     "--output_dir", "outputs/clip-flant5-demo",
     "--num_train_epochs", "3",
-    "--demo_train_images", "1024",
     "--per_device_train_batch_size", "16",
     "--learning_rate", "1e-3",
     "--lr_scheduler_type", "cosine",
     "--warmup_steps", "0.03",
     "--weight_decay", "0.0",
     "--activation_checkpointing", "false",
-    "--logging_steps", "100",
+    "--logging_steps", "50",
     "--save_strategy", "no",
     "--report_to", "none",
     "--seed", "0",
@@ -47,6 +56,37 @@ DEMO_ARGS = [
     "--dataloader_num_workers", "0",
     "--dataloader_pin_memory", "false",
 ]  # fmt: skip
+# What the model card names as the demo's base models.
+DEMO_SOURCES = {"text_model": "tiny random FlanT5 (built in code)", "vision_model": "tiny random CLIP (built in code)"}
+# The pictures the demo writes into its output folder (file name -> caption in the model card).
+DEMO_FIGURES = {
+    "training_loss.png": "Training loss",
+    "heldout_roc.png": "Held-out ROC curve (matching vs. mismatched captions), before and after training",
+}
+
+
+@dataclass
+class DemoArguments:
+    """The demo's own options (next to the stage-2 options, whose defaults are [`DEMO_ARGS`])."""
+
+    demo_train_images: int = field(default=1024, metadata={"help": "Synthetic training images."})
+    demo_eval_images: int = field(default=200, metadata={"help": "Held-out images (two captions each)."})
+
+
+def parse_demo_arguments(
+    argv: list[str] | None = None,
+) -> tuple[DemoArguments, CLIPFlanT5ScriptArguments, SFTConfig]:
+    """`(demo_args, script_args, training_args)`: [`DEMO_ARGS`] first, so that the command line overrides them."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = stage_parser((DemoArguments, CLIPFlanT5ScriptArguments, SFTConfig))
+    demo_args, script_args, training_args = parser.parse_args_and_config([*DEMO_ARGS, *argv])
+    if script_args.data_path is not None or script_args.image_folder is not None:
+        sys.stderr.write(
+            f"{parser.prog}: error: the demo writes its own synthetic data; to train on yours, run "
+            "examples/run_stage2.py --data_path ... --image_folder ...\n"
+        )
+        raise SystemExit(2)
+    return demo_args, script_args, training_args
 
 
 def build_demo_tokenizer(seed: int = 0):
@@ -98,7 +138,12 @@ def write_demo_base_checkpoints(folder: str | os.PathLike, seed: int = 0) -> tup
 
 
 def prepare_demo(
-    script_args: CLIPFlanT5ScriptArguments, output_dir: str | os.PathLike, stage: int = 2, seed: int = 0
+    script_args: CLIPFlanT5ScriptArguments,
+    output_dir: str | os.PathLike,
+    stage: int = 2,
+    seed: int = 0,
+    train_images: int = 1024,
+    eval_images: int = 200,
 ) -> dict[str, Any]:
     """
     Write the synthetic data into the folder `<output_dir>-data` (beside the model's, e.g.
@@ -108,8 +153,8 @@ def prepare_demo(
 
     paths = write_synthetic_dataset(
         Path(f"{output_dir}-data"),
-        num_train_images=script_args.demo_train_images,
-        num_eval_images=script_args.demo_eval_images,
+        num_train_images=train_images,
+        num_eval_images=eval_images,
         seed=seed,
         captions_only=stage == 1,
     )
@@ -122,11 +167,77 @@ def prepare_demo(
     return paths
 
 
+def write_demo_figures(
+    output_dir: str | os.PathLike,
+    log_history: list[dict[str, Any]],
+    before: dict[str, Any],
+    after: dict[str, Any],
+) -> dict[str, str]:
+    """
+    Draw the training loss (`trainer.state.log_history`) and the held-out ROC curves before and after training
+    (results of `evaluate_discrimination`) as PNGs into `output_dir`. Returns the model card's `figures` (caption ->
+    file name, relative to the folder).
+    """
+    loss_name, roc_name = DEMO_FIGURES
+    plot_loss_curve(log_history, Path(output_dir) / loss_name, title="Demo: training loss")
+    curves = {
+        name: (result["scores_match"], result["scores_mismatch"])
+        for name, result in (("before training", before), ("after training", after))
+    }
+    plot_roc_curves(curves, Path(output_dir) / roc_name, title="Demo: held-out ROC curve")
+    return {caption: name for name, caption in DEMO_FIGURES.items()}
+
+
+# Stage 1 on top of the demo's settings: a short projector-only run with the paper's high learning rate.
+STAGE1_DEMO_ARGS = {"num_train_epochs": "1", "learning_rate": "1e-2", "group_by_modality_length": "false"}
+
+
+def stage1_demo_command(output_dir: str, train_images: int = 256, seed: int = 0) -> list[str]:
+    """
+    Write stage-1 demo data (synthetic captions) and tiny base checkpoints beside `output_dir`, and return the
+    `examples/run_stage1.py` command line that trains the projector on them into `output_dir`.
+    """
+    script_args = CLIPFlanT5ScriptArguments()
+    prepare_demo(script_args, output_dir, stage=1, seed=seed, train_images=train_images, eval_images=0)
+    settings = dict(zip(DEMO_ARGS[::2], DEMO_ARGS[1::2]))
+    settings.update({f"--{name}": value for name, value in STAGE1_DEMO_ARGS.items()})
+    settings.update({"--output_dir": output_dir, "--seed": str(seed)})
+    for name in ("data_path", "image_folder", "text_model", "vision_model"):
+        settings[f"--{name}"] = getattr(script_args, name)
+    return ["python", "examples/run_stage1.py", *(item for pair in settings.items() for item in pair)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m transformers_clipflant5.testing.demo",
+        description="Write the stage-1 demo's data and tiny base checkpoints, and print the command that trains on "
+        "them. (The stage-2 demo, which needs no preparation, is python examples/train_demo.py.)",
+    )
+    parser.add_argument("--stage", type=int, choices=[1], required=True)
+    parser.add_argument("--output_dir", default="outputs/clip-flant5-demo-stage-1")
+    parser.add_argument("--train_images", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    command = stage1_demo_command(args.output_dir, args.train_images, args.seed)
+    print(f"Stage-1 demo data written to {args.output_dir}-data. Train on it with:\n{shlex.join(command)}")
+    return 0
+
+
 __all__ = [
     "DEMO_ARGS",
+    "DEMO_FIGURES",
     "DEMO_MODEL",
+    "DEMO_SOURCES",
+    "DemoArguments",
     "build_demo_model",
     "build_demo_tokenizer",
+    "parse_demo_arguments",
     "prepare_demo",
+    "stage1_demo_command",
     "write_demo_base_checkpoints",
+    "write_demo_figures",
 ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

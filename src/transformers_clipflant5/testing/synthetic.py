@@ -14,6 +14,7 @@ import os
 import random
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -191,14 +192,18 @@ def roc_auc(positive: Sequence[float], negative: Sequence[float]) -> float:
     return float((positive > negative).mean() + 0.5 * (positive == negative).mean())
 
 
-def evaluate_discrimination(scorer, eval_path: str | os.PathLike, image_folder: str | os.PathLike) -> dict[str, float]:
+def evaluate_discrimination(
+    scorer, eval_path: str | os.PathLike, image_folder: str | os.PathLike, progress: bool = False
+) -> dict[str, Any]:
     """
-    ROC-AUC of VQAScore for matching vs. mismatched captions on the held-out images of `eval.json`, plus the mean
-    score of each group. `scorer` is a [`VQAScore`] (e.g. `VQAScore.from_pretrained(output_dir)`, or
-    `VQAScore(model, processor)` for a model in memory).
+    ROC-AUC of VQAScore for matching vs. mismatched captions on the held-out images of `eval.json`, the mean score of
+    each group, and the scores themselves (`scores_match`, `scores_mismatch`, e.g. for a ROC curve). `scorer` is a
+    [`VQAScore`] (e.g. `VQAScore.from_pretrained(output_dir)`, or `VQAScore(model, processor)` for a model in
+    memory); `progress` shows a progress bar.
     """
     rows = json.loads(Path(eval_path).read_text(encoding="utf-8"))
-    scores = scorer([Path(image_folder) / row["image"] for row in rows], [row["text"] for row in rows]).tolist()
+    images, texts = [Path(image_folder) / row["image"] for row in rows], [row["text"] for row in rows]
+    scores = scorer(images, texts, progress=progress).tolist()
     positive = [score for score, row in zip(scores, rows) if row["match"]]
     negative = [score for score, row in zip(scores, rows) if not row["match"]]
     return {
@@ -206,6 +211,8 @@ def evaluate_discrimination(scorer, eval_path: str | os.PathLike, image_folder: 
         "mean_score_match": float(np.mean(positive)),
         "mean_score_mismatch": float(np.mean(negative)),
         "pairs": len(positive),
+        "scores_match": positive,
+        "scores_mismatch": negative,
     }
 
 

@@ -20,10 +20,7 @@ class CLIPFlanT5ScriptArguments:
 
     data_path: str | None = field(
         default=None,
-        metadata={
-            "help": "LLaVA-layout JSON/JSONL training file. Without it, run_stage2.py runs the built-in synthetic "
-            "demo (and run_stage1.py its stage-1 counterpart)."
-        },
+        metadata={"help": "LLaVA-layout JSON/JSONL training file (required; the demo, train_demo.py, needs none)."},
     )
     image_folder: str | None = field(
         default=None, metadata={"help": "Folder the rows' 'image' paths are relative to."}
@@ -68,8 +65,6 @@ class CLIPFlanT5ScriptArguments:
             "projector.safetensors, an original mm_projector.bin, or a repo like zhiqiulin/clip-flant5-xxl-stage-1)."
         },
     )
-    demo_train_images: int = field(default=512, metadata={"help": "Demo only: synthetic training images."})
-    demo_eval_images: int = field(default=200, metadata={"help": "Demo only: held-out images (two captions each)."})
 
 
 def check_template(stage: int, template: str | None) -> str:

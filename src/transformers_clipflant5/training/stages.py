@@ -15,25 +15,32 @@ from .data import ValidationReport, load_llava_dataset
 from .quiet_run import quiet_training_run
 
 
-def parse_stage_arguments(
-    argv: list[str] | None = None, demo_args: list[str] = ()
-) -> tuple[CLIPFlanT5ScriptArguments, SFTConfig, ModelConfig, bool]:
-    """
-    `(script_args, training_args, model_args, demo)` from the command line (and `--config`). Without a GPU, training
-    defaults to fp32 on the CPU. Without `--data_path` the run is the demo: `demo_args` are parsed first, so that
-    anything on the command line still overrides them.
-    """
+def stage_parser(dataclass_types: tuple[type, ...] = (CLIPFlanT5ScriptArguments, SFTConfig, ModelConfig)) -> TrlParser:
+    """The `TrlParser` of a training script (`--config` YAML files included). Without a GPU, training defaults to fp32
+    on the CPU, also under the deepspeed launcher, unless a --config file or the command line says otherwise."""
     quiet_training_run()
-    argv = sys.argv[1:] if argv is None else argv
-    parser = TrlParser((CLIPFlanT5ScriptArguments, SFTConfig, ModelConfig))
+    parser = TrlParser(dataclass_types)
     if not torch.cuda.is_available():
-        # Also under the deepspeed launcher, unless a --config file or the command line says otherwise.
         parser.set_defaults_with_config(bf16=False, use_cpu=True)
+    return parser
+
+
+def parse_stage_arguments(
+    argv: list[str] | None = None,
+) -> tuple[CLIPFlanT5ScriptArguments, SFTConfig, ModelConfig]:
+    """
+    `(script_args, training_args, model_args)` of a stage script from the command line (and `--config`). Without
+    `--data_path` it is a usage error (exit status 2, one line that points to the demo, which needs no data).
+    """
+    parser = stage_parser()
     script_args, training_args, model_args = parser.parse_args_and_config(argv)
-    demo = script_args.data_path is None
-    if demo:
-        script_args, training_args, model_args = parser.parse_args_and_config([*demo_args, *argv])
-    return script_args, training_args, model_args, demo
+    if script_args.data_path is None:
+        sys.stderr.write(
+            f"{parser.prog}: error: --data_path is required (a LLaVA-layout JSON/JSONL training file, or data_path in "
+            "the --config file); to try training without data, run the demo: python examples/train_demo.py\n"
+        )
+        raise SystemExit(2)
+    return script_args, training_args, model_args
 
 
 def load_stage_data(stage: int, script_args: CLIPFlanT5ScriptArguments) -> tuple[Any, ValidationReport]:
@@ -84,4 +91,4 @@ def stage_card_info(
     }
 
 
-__all__ = ["load_stage_data", "parse_stage_arguments", "stage_card_info", "stage_collator"]
+__all__ = ["load_stage_data", "parse_stage_arguments", "stage_card_info", "stage_collator", "stage_parser"]
