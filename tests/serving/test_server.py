@@ -120,15 +120,29 @@ def test_flow_factory_compute_equals_in_process(server, scorer, images):
     assert response.json()["rewards"] == pytest.approx(in_process(scorer, images[:4], TEXTS[:4]), rel=1e-5)
 
 
-def test_flow_factory_video_items_are_refused_by_index(server, images):
-    frames = [base64_png(image) for image in images[:2]]
+def test_flow_factory_video_items_score_as_score_videos(server, scorer, images):
+    # A video item's reward is score_videos' "average" mode on the decoded frames (8 sampled uniformly; a 3-frame
+    # video uses every frame); image items in the same request are scored as images.
+    frames = [images[1], images[2], images[3]]
     payload = {"prompt": TEXTS[:3], "image": [base64_png(images[0]), None, base64_png(images[2])],
-               "video": [None, frames, None]}  # fmt: skip
+               "video": [None, [base64_png(frame) for frame in frames], None]}  # fmt: skip
+    response = post(server, "/compute", json=payload)
+    assert response.status_code == 200, response.text
+    rewards = response.json()["rewards"]
+    frames_seen = [decoded(encoded(frame)) for frame in frames]
+    expected_video = float(scorer.score_videos([frames_seen], [TEXTS[1]])[0])
+    assert rewards[1] == pytest.approx(expected_video, rel=1e-5)
+    assert [rewards[0], rewards[2]] == pytest.approx(
+        in_process(scorer, [images[0], images[2]], [TEXTS[0], TEXTS[2]]), rel=1e-5
+    )
+
+
+def test_flow_factory_bad_video_frames_are_named_by_item(server, images):
+    payload = {"prompt": TEXTS[:2], "image": [base64_png(images[0]), None], "video": [None, ["%%%", "%%%"]]}
     response = post(server, "/compute", json=payload)
     assert response.status_code == 422
     error = response.json()["error"]
-    assert "item 1: video scoring is not available" in error
-    assert "item 0" not in error and "item 2" not in error
+    assert "item 1: a frame of the video" in error and "item 0" not in error
 
 
 def test_flow_factory_bad_items_are_named(server, images):

@@ -95,6 +95,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="most pairs in one request (default: 1024; a matrix counts images x texts)",
     )
     batching.add_argument(
+        "--video-frames",
+        type=int,
+        default=8,
+        help="frames scored of each /compute video item, sampled uniformly in time as VQAScore.score_videos does; "
+        "its reward is their mean score (default: 8)",
+    )
+    batching.add_argument(
         "--max-body-mb", type=float, default=128.0, help="largest request body in MiB (default: 128)"
     )
     batching.add_argument(

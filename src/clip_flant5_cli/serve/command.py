@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         max_batch_size=args.max_batch_size,
         max_wait=args.max_wait_ms / 1000,
         max_items=args.max_items,
+        video_frames=args.video_frames,
         max_body_bytes=int(args.max_body_mb * 2**20),
         body_timeout=args.body_timeout,
         api_key=api_key,

@@ -37,7 +37,7 @@ from .protocols import (
     read_flow_factory,
     read_flow_grpo,
     read_score_request,
-    refuse_videos,
+    video_frame_items,
 )
 from .replicas import Replica
 from .safe_pickle import RefusedGlobal, safe_loads
@@ -56,6 +56,7 @@ class ServerConfig:
         max_batch_size: most pairs per model batch, across requests.
         max_wait: seconds a free replica waits after the oldest queued pair for more pairs.
         max_items: most pairs in one request.
+        video_frames: frames scored (and averaged) of each `/compute` video item.
         max_body_bytes: largest request body.
         body_timeout: seconds a client may take to send its body.
         api_key: the bearer token every request must carry (None: no authentication).
@@ -65,6 +66,7 @@ class ServerConfig:
     max_batch_size: int = 32
     max_wait: float = 0.005
     max_items: int = 1024
+    video_frames: int = 8
     max_body_bytes: int = 128 * 2**20
     body_timeout: float = 60.0
     api_key: str | None = None
@@ -281,20 +283,23 @@ def create_app(
             (index, "it has neither an image nor video frames") for index in image_items if images[index] is None
         ]
         image_items = [index for index in image_items if images[index] is not None]
+        # Video items go through the same batches as images, one pair per sampled frame, averaged per video.
+        frame_items = video_frame_items(videos, config.video_frames)
+        items = [(index, images[index]) for index in image_items] + frame_items
         scores, errors = await score(
-            "/compute",
-            [images[index] for index in image_items],
-            [prompts[index] for index in image_items],
-            None,
-            decode_base64,
+            "/compute", [item for _, item in items], [prompts[index] for index, _ in items], None, decode_base64
         )
-        problems = missing + refuse_videos(sorted(videos))
-        problems += [(index, error[1]) for index, error in zip(image_items, errors) if error is not None]
+        problems = list(missing)
+        item_scores: dict[int, list[float]] = {}
+        for (index, _), value, error in zip(items, scores, errors):
+            if error is not None:
+                kind = "a frame of the video" if index in videos else "the image"
+                problems.append((index, error[1] if error[0] == "text" else f"{kind}: {error[1]}"))
+            else:
+                item_scores.setdefault(index, []).append(value)
         if problems:
-            raise RequestError(422, item_problems(sorted(problems)))
-        rewards: list[float] = [0.0] * len(prompts)
-        for index, value in zip(image_items, scores):
-            rewards[index] = value
+            raise RequestError(422, item_problems(sorted(set(problems))))
+        rewards = [sum(values) / len(values) for _, values in sorted(item_scores.items())]
         return JSONResponse({"rewards": rewards})
 
     @app.post("/")

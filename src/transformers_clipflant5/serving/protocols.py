@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..scoring.video.sampling import frame_indices
+
 
 class RequestError(Exception):
     """A request the server refuses: `status` (400 malformed, 413 too large, 422 unscorable) and a one-line
@@ -106,15 +108,17 @@ def read_flow_factory(payload: object, limit: int) -> tuple[list[str], list[obje
     return prompts, images, videos
 
 
-def refuse_videos(indices: Sequence[int]) -> list[tuple[int, str]]:
-    """The problems of the `/compute` items that are videos.
-
-    The one place video items are handled: where video scoring exists this becomes a call of the scorer's video
-    method (`scorer.score_videos`) with the frames of these items."""
-    return [
-        (index, "video scoring is not available on this server yet; send the frames you want scored as images")
-        for index in indices
-    ]
+def video_frame_items(videos: dict[int, list], num_frames: int) -> list[tuple[int, object]]:
+    """The frames scored of each `/compute` video item, as `(item index, frame)`: `num_frames` sampled uniformly in
+    time order as `VQAScore.score_videos` samples them (`scoring.video.frame_indices`), every frame of a shorter
+    video. A video's reward is the mean of its frames' scores (`score_videos`' `"average"` mode)."""
+    items = []
+    for index in sorted(videos):
+        frames = videos[index]
+        if not frames:
+            raise RequestError(422, f"item {index}: the video has no frames")
+        items.extend((index, frames[position]) for position in frame_indices(len(frames), num_frames, "uniform"))
+    return items
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -171,5 +175,5 @@ __all__ = [
     "read_flow_factory",
     "read_flow_grpo",
     "read_score_request",
-    "refuse_videos",
+    "video_frame_items",
 ]
