@@ -4,7 +4,7 @@
 #
 # What it installs: torch (pinned, TORCH_VERSION, default 2.13.0) first, then this package in editable mode with
 # the `train` (trl, datasets, deepspeed, peft), `quant` (torchao, bitsandbytes) and `dev` (pytest, ruff, hypothesis)
-# extras, and `demo` (gradio) for the web demo.
+# extras, `demo` (gradio) for the web demo, `video` (PyAV) and `serve` (fastapi, uvicorn, prometheus-client).
 # Which torch build: pip's default index serves the CUDA build on Linux (several GB). For the CPU build set
 #   TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 # (or the index of the CUDA version you want, e.g. .../whl/cu128); pip's own configuration (find-links, a local
@@ -26,8 +26,8 @@ if [ ! -f "$stamp" ]; then
     echo "setup: [2/3] installing torch==$TORCH_VERSION from ${TORCH_INDEX_URL:-the index pip is configured with} (the largest download)"
     .venv/bin/python -m pip install --progress-bar on "torch==$TORCH_VERSION" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} \
         | grep -E --line-buffered "^(Collecting|Downloading|Installing|Successfully)" || true
-    echo "setup: [3/3] installing transformers-clipflant5 with its train, dev, quant and demo extras (transformers, trl, deepspeed, gradio, ...)"
-    .venv/bin/python -m pip install -e ".[train,dev,quant,demo]" \
+    echo "setup: [3/3] installing transformers-clipflant5 with its train, dev, quant, demo, video and serve extras (transformers, trl, deepspeed, gradio, av, fastapi, ...)"
+    .venv/bin/python -m pip install -e ".[train,dev,quant,demo,video,serve]" \
         | grep -E --line-buffered "^(Collecting|Installing|Successfully)" || true
     .venv/bin/python -c "import torch, transformers_clipflant5" \
         || { echo "setup: the installation failed; see the pip output above" >&2; exit 1; }
