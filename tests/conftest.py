@@ -11,6 +11,9 @@ import os
 # Set before transformers and huggingface_hub are imported (they read them once): the tests never reach the network.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Before torch loads OpenMP (it reads it once), for this process and the subprocesses the tests start: idle OpenMP
+# threads sleep instead of spinning, which on a shared machine made tiny models' steps up to 40x slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
 from transformers import T5Tokenizer  # noqa: E402

@@ -15,6 +15,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ..cpu_threads import describe_cpu_threads
 from ..json_rows import json_lines
 from .pairs_file import PairRow, read_pairs
 from .score_checks import (
@@ -312,6 +313,9 @@ def _score_rows(
     if device is None or (state.num_processes > 1 and device == "cuda"):
         device = state.device
     scorer = load_scorer(args, device=device)
+    if state.is_local_main_process:
+        on = f"{scorer.device}" + (f", {describe_cpu_threads()}" if scorer.device.type == "cpu" else "")
+        print(f"Scoring {len(rows)} pairs with {args.model} on {on}.", file=sys.stderr)
     by_index = {row.index: row for row in rows}
     window = args.batch_size * 8
     drop_unfinished_line(target)

@@ -28,6 +28,7 @@ from accelerate.utils import is_peft_model
 from transformers.trainer import TRAINING_ARGS_NAME
 from trl import SFTConfig, SFTTrainer
 
+from ..cpu_threads import describe_cpu_threads
 from ..hub.model_card import render_training_card
 from ..hub.publish import push_folder
 from ..modeling_clip_flant5 import CLIPFlanT5MultiModalProjector, fix_weight_permissions
@@ -125,6 +126,12 @@ class CLIPFlanT5SFTTrainer(SFTTrainer):
             "dataset": None,
             "hyperparameters": {"learning rate": self.args.learning_rate},
         }
+
+    def train(self, *args, **kwargs):
+        # On a shared CPU the thread count and how idle threads wait decide the speed: the run's first line says them.
+        if self.args.device.type == "cpu":
+            self.accelerator.print(f"Training on CPU: {describe_cpu_threads()}.")
+        return super().train(*args, **kwargs)
 
     # ------------------------------------------------------------------------------------------------------------------
     # Loss and metrics
