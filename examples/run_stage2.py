@@ -46,6 +46,7 @@ from transformers_clipflant5.testing.synthetic import evaluate_discrimination
 from transformers_clipflant5.training.arguments import CLIPFlanT5ScriptArguments, stage_do_pad
 from transformers_clipflant5.training.model import (
     default_peft_config,
+    describe_trainable,
     load_model,
     merge_lora_and_save,
     set_trainable_parameters,
@@ -81,7 +82,7 @@ def main(script_args: CLIPFlanT5ScriptArguments, training_args: SFTConfig, model
             STAGE, script_args, model_args.model_name_or_path, model_args.dtype, model_args.attn_implementation
         )
     peft_config = default_peft_config(model_args, STAGE)
-    trainable = set_trainable_parameters(model, STAGE)
+    set_trainable_parameters(model, STAGE)
 
     # Images are opened batch by batch in the collator
     collator = stage_collator(STAGE, script_args, training_args, processor)
@@ -96,7 +97,8 @@ def main(script_args: CLIPFlanT5ScriptArguments, training_args: SFTConfig, model
         card_info=stage_card_info(STAGE, sources, script_args, training_args, len(train_dataset)),
     )
     trainer.accelerator.print(f"Training data: {report.summary()}")
-    trainer.accelerator.print(f"Trainable: {len(trainable)} tensors (projector + FlanT5); vision tower frozen.")
+    # Counted on the trainer's model: with --use_peft, LoRA has replaced FlanT5's weights by adapters by now.
+    trainer.accelerator.print(describe_trainable(trainer.model))
 
     if demo:
         before = evaluate_discrimination(VQAScore(model, processor), demo_paths["eval"], demo_paths["image_folder"])

@@ -74,6 +74,13 @@ def _usage_error(message: str) -> int:
     return EXIT_USAGE
 
 
+def shorten(text: str, keep: int = 60) -> str:
+    """`text` quoted, or, when long, its start and its length: an error line must not repeat a 27,000-character text."""
+    if len(text) <= keep + 20:
+        return repr(text)
+    return f"{text[:keep]!r}... ({len(text):,} characters)"
+
+
 def score_single(args: argparse.Namespace) -> int:
     """Score the --image/--text pairs: one line per pair on stdout, in their order, `nan` for a pair that cannot be
     scored (its error on stderr), so that every line stays with its pair."""
@@ -84,7 +91,7 @@ def score_single(args: argparse.Namespace) -> int:
 
     def report(index: int, problem: str) -> None:
         failed.add(index)
-        pair = f"pair {index + 1} (--image {args.image[index]}, --text {args.text[index]!r})"
+        pair = f"pair {index + 1} (--image {args.image[index]}, --text {shorten(args.text[index])})"
         print(f"error: {pair}: {problem}", file=sys.stderr)
 
     for index, text in enumerate(args.text):
