@@ -37,6 +37,11 @@ python examples/run_stage2.py --config examples/configs/stage2.yaml --use_peft -
 
 import time
 
+# First: its log filters and its OpenMP wait policy act only on what is imported after it (docs/shared_machines.md).
+import transformers_clipflant5  # noqa: F401, I001
+
+
+# isort: split
 import transformers
 from trl import ModelConfig, SFTConfig
 

@@ -15,6 +15,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # threads sleep instead of spinning, which on a shared machine made tiny models' steps up to 40x slower.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+# First: the package's log filters and OpenMP settings act only on what is imported after it.
+import transformers_clipflant5  # noqa: E402, F401, I001
+
+# isort: split
 import pytest  # noqa: E402
 from transformers import T5Tokenizer  # noqa: E402
 
