@@ -90,7 +90,12 @@ class CLIPFlanT5SFTTrainer(SFTTrainer):
         self.save_projector = save_projector
         self.card_info = dict(card_info or {})
         super().__init__(*args, **kwargs)
-        if self.args.loss_type != "nll" or self.args.label_smoothing_factor > 0 or self.compute_loss_func is not None:
+        # "chunked_nll": TRL's default before 1.16 ("same math as nll"; since then a deprecated alias of it).
+        if (
+            self.args.loss_type not in ("nll", "chunked_nll")
+            or self.args.label_smoothing_factor > 0
+            or self.compute_loss_func is not None
+        ):
             raise ValueError(
                 "CLIPFlanT5SFTTrainer computes the plain token cross-entropy (loss_type='nll'); label smoothing, "
                 "compute_loss_func and other loss types are not supported."
