@@ -12,7 +12,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Before torch loads OpenMP (it reads it once), for this process and the subprocesses the tests start: idle OpenMP
-# threads sleep instead of spinning, which on a shared machine made tiny models' steps up to 40x slower.
+# threads sleep instead of spinning, which on a shared machine made tiny models' steps 5 to 12 times slower on 2 threads than on 1.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # First: the package's log filters and OpenMP settings act only on what is imported after it.

@@ -1,6 +1,6 @@
 # Copyright 2026 The transformers-clipflant5 authors. Licensed under the Apache License, Version 2.0.
 """How many CPU threads torch uses, and how its OpenMP threads wait: chosen so that a shared machine slows the work
-down in proportion to the load, not forty-fold.
+down in proportion to the load, not five- to twelve-fold (benchmarks/bench_threads.py).
 
 Two things go wrong by default on a machine whose cores other processes also use:
 
@@ -8,8 +8,9 @@ Two things go wrong by default on a machine whose cores other processes also use
   for a while after every parallel region (and the main thread at every barrier), so a model of many small operators
   (the tiny models of the demo and the tests) keeps every core it has busy even between operators. When another
   process holds one of two cores, the spinning threads and that process take turns on the other: measured with the
-  demo model on 2 cores, scoring ran 10x slower with 2 threads than with 1 (benchmarks/bench_threads.py). With
-  `OMP_WAIT_POLICY=PASSIVE` idle threads sleep instead, and 2 threads are never slower than 1 by more than a little.
+  demo model on a loaded 2-core machine, scoring ran 5 to 8 times slower with 2 threads than with 1, training steps
+  11 to 12 times (benchmarks/bench_threads.py). With `OMP_WAIT_POLICY=PASSIVE` idle threads sleep instead; in the
+  same measurement 2 threads then ran 1.6 to 3.2 times faster than 1.
   OpenMP reads the variable once, when torch loads it: `set_openmp_wait_policy` must run before `import torch`, which
   importing this package does when it comes first.
 - torch starts one thread per CPU in the process's affinity mask, but a container's CPU quota (cgroup `cpu.max`,
