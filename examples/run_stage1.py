@@ -21,6 +21,10 @@ accelerate launch --config_file examples/accelerate/deepspeed_zero2.yaml example
 ```
 """
 
+# First: its log filters and its OpenMP wait policy act only on what is imported after it (docs/shared_machines.md).
+import transformers_clipflant5  # noqa: F401, I001
+
+# isort: split
 import transformers
 from trl import ModelConfig, SFTConfig
 

@@ -31,12 +31,18 @@ python examples/run_stage2.py --config examples/configs/stage2.yaml --use_peft -
 ```
 """
 
+# First: its log filters and its OpenMP wait policy act only on what is imported after it (docs/shared_machines.md).
+import transformers_clipflant5  # noqa: F401, I001
+
+
+# isort: split
 import transformers
 from trl import ModelConfig, SFTConfig
 
 from transformers_clipflant5.training.arguments import CLIPFlanT5ScriptArguments
 from transformers_clipflant5.training.model import (
     default_peft_config,
+    describe_trainable,
     load_model,
     merge_lora_and_save,
     set_trainable_parameters,
@@ -62,7 +68,7 @@ def main(script_args: CLIPFlanT5ScriptArguments, training_args: SFTConfig, model
         STAGE, script_args, model_args.model_name_or_path, model_args.dtype, model_args.attn_implementation
     )
     peft_config = default_peft_config(model_args, STAGE)
-    trainable = set_trainable_parameters(model, STAGE)
+    set_trainable_parameters(model, STAGE)
 
     # Images are opened batch by batch in the collator
     trainer = CLIPFlanT5SFTTrainer(
@@ -76,7 +82,8 @@ def main(script_args: CLIPFlanT5ScriptArguments, training_args: SFTConfig, model
         card_info=stage_card_info(STAGE, sources, script_args, training_args, len(train_dataset)),
     )
     trainer.accelerator.print(f"Training data: {report.summary()}")
-    trainer.accelerator.print(f"Trainable: {len(trainable)} tensors (projector + FlanT5); vision tower frozen.")
+    # Counted on the trainer's model: with --use_peft, LoRA has replaced FlanT5's weights by adapters by now.
+    trainer.accelerator.print(describe_trainable(trainer.model))
 
     # Train, save, push
     trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)

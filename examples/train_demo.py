@@ -15,6 +15,11 @@ python examples/train_demo.py --seed 1 --output_dir outputs/demo-seed-1  # any s
 
 import time
 
+# First: its log filters and its OpenMP wait policy act only on what is imported after it (docs/shared_machines.md).
+import transformers_clipflant5  # noqa: F401, I001
+
+
+# isort: split
 import transformers
 from trl import SFTConfig
 

@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                 "output_lock",
                 "safe_writes",
                 "file_permissions",
+                "cpu_threads",
             )
         ),
     ),

@@ -705,3 +705,10 @@ def test_token_ids_outside_the_vocabulary_are_refused_by_name(tiny, batch):
     labels[1, 0] = -1
     with pytest.raises(ValueError, match=re.escape("labels holds ids [-1] outside the model's vocabulary")):
         model(**{**batch, "labels": labels})
+
+
+def test_the_base_model_loads_a_saved_model_without_reporting_its_lm_head(saved):
+    # CLIPFlanT5Model has no LM head: dropping the saved one is by design (as T5Model drops T5's), not a finding.
+    model, info = AutoModel.from_pretrained(saved, output_loading_info=True)
+    assert isinstance(model, CLIPFlanT5Model)
+    assert not info["unexpected_keys"] and not info["missing_keys"], info

@@ -29,7 +29,7 @@ BLOCK = re.compile(r"(?:<!-- readme-test: skip \((?P<reason>[^)]*)\) -->\n)?```(
 
 
 # The documents whose blocks run, in this order (later blocks may use files earlier ones wrote).
-DOCUMENTS = ("README.md", "docs/scoring.md", "docs/checkpoints.md", "docs/training.md")
+DOCUMENTS = ("README.md", "docs/scoring.md", "docs/checkpoints.md", "docs/training.md", "docs/errors_and_messages.md")
 
 
 def readme_blocks() -> list[tuple[str, str, str | None]]:

@@ -6,9 +6,11 @@ processor classes for auto-class export so that every `save_pretrained` folder c
 `from_pretrained` read the original release's checkpoints (`zhiqiulin/clip-flant5-xxl`, ...) as they are.
 """
 
+from .cpu_threads import limit_threads_to_available, set_openmp_wait_policy
 from .log_filters import quiet_backend_import_logs
 
 
+set_openmp_wait_policy()  # before transformers imports torch, whose OpenMP reads it once
 quiet_backend_import_logs()  # before transformers imports torchao
 
 from transformers import (
@@ -45,6 +47,8 @@ CLIPFlanT5Model.register_for_auto_class("AutoModel")
 CLIPFlanT5ForConditionalGeneration.register_for_auto_class("AutoModelForImageTextToText")
 CLIPFlanT5Processor.register_for_auto_class("AutoProcessor")
 CLIPFlanT5ImageProcessor.register_for_auto_class("AutoImageProcessor")
+
+limit_threads_to_available()
 
 if load_original_model not in CLIPFlanT5PreTrainedModel.checkpoint_loaders:
     CLIPFlanT5PreTrainedModel.checkpoint_loaders.append(load_original_model)

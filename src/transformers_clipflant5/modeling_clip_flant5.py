@@ -129,6 +129,10 @@ class CLIPFlanT5PreTrainedModel(PreTrainedModel):
 class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
     """Vision tower + projector + T5 encoder-decoder, without the LM head."""
 
+    # A saved CLIPFlanT5ForConditionalGeneration holds the LM head, which the base model has no place for: loading
+    # one into AutoModel drops it by design (as T5Model does T5ForConditionalGeneration's), without a report.
+    _keys_to_ignore_on_load_unexpected = [r"^lm_head\."]
+
     def __init__(self, config: CLIPFlanT5Config):
         super().__init__(config)
         self.vision_tower = AutoModel.from_config(config.vision_config)

@@ -132,12 +132,14 @@ class CLIPFlanT5Processor(ProcessorMixin):
     # ----------------------------------------------------------------------------------------------------------------
     # Text
 
-    def encode_prompt(self, prompt: str) -> list[int]:
-        """Token ids of one prompt, the original way: chunks around `<image>` tokenized alone, each with `</s>`."""
-        return self._encode_prompt_with_offsets(prompt, with_offsets=False)[0]
+    def encode_prompt(self, prompt: str, verbose: bool = True) -> list[int]:
+        """Token ids of one prompt, the original way: chunks around `<image>` tokenized alone, each with `</s>`.
+        `verbose=False` leaves out the tokenizer's warning about a prompt over `model_max_length`, for callers that
+        measure the length to refuse or cut such a prompt themselves."""
+        return self._encode_prompt_with_offsets(prompt, with_offsets=False, verbose=verbose)[0]
 
     def _encode_prompt_with_offsets(
-        self, prompt: str, with_offsets: bool
+        self, prompt: str, with_offsets: bool, verbose: bool = True
     ) -> tuple[list[int], list[tuple[int, int]] | None]:
         # Character offsets (in `prompt`) of every token, for assistant masks: a chunk's offsets are shifted by where
         # the chunk starts, and the image placeholders point at their `<image>`.
@@ -148,7 +150,9 @@ class CLIPFlanT5Processor(ProcessorMixin):
             if index > 0:
                 ids.extend([self.image_token_id] * self.image_seq_length)
                 offsets.extend([(start - len(self.image_token), start)] * self.image_seq_length)
-            encoded = self.tokenizer(chunk, add_special_tokens=True, return_offsets_mapping=with_offsets)
+            encoded = self.tokenizer(
+                chunk, add_special_tokens=True, return_offsets_mapping=with_offsets, verbose=verbose
+            )
             ids.extend(encoded["input_ids"])
             if with_offsets:
                 offsets.extend((a + start, b + start) if b > a else (0, 0) for a, b in encoded["offset_mapping"])

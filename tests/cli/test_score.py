@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -138,6 +139,10 @@ def test_pairs_file_reports_bad_rows_and_resumes_without_rescoring(workdir, refe
 
     code, _, err = run_cli([*argv, "--batch-size", "3"], capsys)
     assert code == 1
+    # The line that starts the work says the device and, on CPU, the threads and how idle ones wait.
+    assert re.search(
+        rf"^Scoring 13 pairs with {re.escape(str(workdir / 'model'))} on cpu, \d+ CPU thread", err, re.M
+    ), err
     bad = {2: "empty (0 bytes)", 4: "not a readable image", 5: "not found", 7: "'text' is empty", 8: "no 'image'"}
     bad[15] = "not valid JSON"
     for index, reason in bad.items():

@@ -102,11 +102,16 @@ def test_over_long_text_is_refused_before_the_model_loads(folder, tmp_path, caps
     long_folder = tmp_path / "limited"
     shutil.copytree(folder / "damaged-weights", long_folder)
     (long_folder / "tokenizer_config.json").write_text(json.dumps({**config, "model_max_length": 200}))
-    for argv in both_modes(folder, long_folder, tmp_path, text="a red circle " * 100):
+    single, many = both_modes(folder, long_folder, tmp_path, text="a red circle " * 100)
+    for argv in (single, many):
         code, _, err = run_cli(argv, capsys)
         # Status 1 (the pair cannot be scored), found from the tokenizer alone: the damaged weights never load.
         assert code == 1, err
         assert "text tokens, more than the limit of 200" in err and "--truncate-texts" in err
+        # The error shows the text's start, not the whole text (--image/--text mode repeated it in full).
+        assert "a red circle " * 10 not in err, err
+    code, _, err = run_cli(single, capsys)
+    assert "(1,300 characters)" in err, err
 
 
 def test_truncate_texts_scores_an_over_long_text(folder, tmp_path, capsys):

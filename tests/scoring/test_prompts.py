@@ -181,3 +181,27 @@ def test_a_question_template_longer_than_the_limit_cannot_be_cut_to_fit(tiny, li
         processor, "a red circle " * 40, "t", DEFAULT_QUESTION_TEMPLATE, DEFAULT_ANSWER_TEMPLATE, truncate=True
     )
     assert cut
+
+
+def test_refusing_an_over_long_text_leaves_no_tokenizer_warning(caplog):
+    from transformers.utils import logging as transformers_logging
+
+    from transformers_clipflant5.testing.demo import DEMO_MODEL, FLANT5_MAX_LENGTH, build_demo_tokenizer
+    from transformers_clipflant5.testing.tiny import tiny_config, tiny_processor
+
+    tokenizer = build_demo_tokenizer()
+    processor = tiny_processor(tokenizer, tiny_config(tokenizer, **DEMO_MODEL))
+    # The demo model declares FlanT5's limit (it declared none: no text was ever refused).
+    assert token_limit(processor) == FLANT5_MAX_LENGTH
+    text = "a red circle on the left " * 1100  # 27,500 characters
+    transformers_logging.enable_propagation()
+    try:
+        with caplog.at_level("WARNING"):
+            with pytest.raises(ValueError, match="more than the limit of 512"):
+                fit_text(processor, text, "the text", DEFAULT_QUESTION_TEMPLATE, DEFAULT_ANSWER_TEMPLATE)
+            cut = fit_text(processor, text, "t", DEFAULT_QUESTION_TEMPLATE, DEFAULT_ANSWER_TEMPLATE, truncate=True)
+    finally:
+        transformers_logging.disable_propagation()
+    assert text.startswith(cut) and len(cut) < len(text)
+    # Our refusal (or cut) is the message: transformers' "Token indices sequence length is longer" is not repeated.
+    assert not [record for record in caplog.records if "Token indices" in record.getMessage()]

@@ -477,3 +477,22 @@ def test_lora_trains_the_adapters_and_the_projector(base, data, tmp_path):
     reloaded = PeftModel.from_pretrained(fresh(base)[0], adapter).eval()
     with torch.no_grad():
         torch.testing.assert_close(reloaded(**batch).logits, expected, rtol=0, atol=1e-5)
+
+
+def test_the_trainable_line_counts_what_trains_after_lora(base):
+    from peft import get_peft_model
+
+    from transformers_clipflant5.training.model import describe_trainable
+
+    model, _ = fresh(base, stage=2)
+    full = [name for name, param in model.named_parameters() if param.requires_grad]
+    assert describe_trainable(model).startswith(
+        f"Trainable: {sum(p.numel() for p in model.parameters() if p.requires_grad):,} parameters in {len(full)} "
+        "tensors (projector + FlanT5)"
+    )
+    lora = get_peft_model(model, default_peft_config(ModelConfig(use_peft=True), stage=2))
+    trained = [(name, param) for name, param in lora.named_parameters() if param.requires_grad]
+    line = describe_trainable(lora)
+    # The count the LoRA run trains (adapters and the projector), not the full FlanT5's from before LoRA.
+    assert f"in {len(trained)} tensors (projector + LoRA adapters on FlanT5)" in line
+    assert len(trained) != len(full) and f"{sum(param.numel() for _, param in trained):,} parameters" in line

@@ -26,6 +26,8 @@ PACKAGES = (
 def collect() -> dict[str, str]:
     import torch
 
+    from ..cpu_threads import describe_cpu_threads
+
     info = {"python": platform.python_version(), "platform": platform.platform()}
     for package in PACKAGES:
         try:
@@ -40,7 +42,7 @@ def collect() -> dict[str, str]:
             info[f"gpu {index}"] = f"{props.name}, {props.total_memory / 2**30:.1f} GiB, sm_{props.major}{props.minor}"
         info["bf16 supported"] = str(torch.cuda.is_bf16_supported())
     info["mps available"] = str(getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available())
-    info["cpu threads"] = str(torch.get_num_threads())
+    info["cpu threads"] = describe_cpu_threads()
     backends = ["eager", "sdpa", "flex_attention"]
     try:
         from transformers.utils import is_flash_attn_2_available
@@ -50,10 +52,14 @@ def collect() -> dict[str, str]:
     except ImportError:
         pass
     info["attention backends"] = ", ".join(backends)
-    info["sdpa kernels (cuda)"] = (
-        f"flash={torch.backends.cuda.flash_sdp_enabled()}, mem_efficient={torch.backends.cuda.mem_efficient_sdp_enabled()}, "
-        f"math={torch.backends.cuda.math_sdp_enabled()}"
-    )
+    # torch's flags say which kernels SDPA *may* pick on CUDA; without CUDA none of them runs.
+    if torch.cuda.is_available():
+        info["sdpa kernels (cuda)"] = (
+            f"flash={torch.backends.cuda.flash_sdp_enabled()}, "
+            f"mem_efficient={torch.backends.cuda.mem_efficient_sdp_enabled()}, math={torch.backends.cuda.math_sdp_enabled()}"
+        )
+    else:
+        info["sdpa kernels (cuda)"] = "none (no CUDA device)"
     return info
 
 

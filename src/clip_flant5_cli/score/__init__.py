@@ -5,6 +5,7 @@ prints nan there and its error on stderr.
 
 Pairs files:
 - JSONL: one object per line with `image` (a path) and `text`, optionally `id`; blank lines are ignored.
+- JSON (`.json`): a list of such objects, as `clip-flant5 eval --write-pairs` writes (and the demo's eval.json).
 - CSV (or TSV, tab-separated, for a `.tsv` file): a header row naming the columns `image`, `text` and optionally
   `id`.
 A row may name a `video` (mp4, webm, mkv, mov, gif, ...) instead of an `image`: its frames are scored as
@@ -63,7 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     single.add_argument("--image", action="append", help="image file to score")
     single.add_argument("--text", action="append", help="text to score the image with")
     many = parser.add_argument_group("a file of pairs")
-    many.add_argument("--pairs", type=Path, help="JSONL, CSV or TSV file of rows with image, text and optionally id")
+    many.add_argument(
+        "--pairs", type=Path, help="JSONL, JSON list, CSV or TSV file of rows with image, text and optionally id"
+    )
     many.add_argument("--output", type=Path, help="JSONL file the scores are appended to (required with --pairs)")
     many.add_argument(
         "--image-root", type=Path, help="folder relative image paths start from (default: the pairs file's folder)"

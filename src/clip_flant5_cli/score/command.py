@@ -16,6 +16,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from transformers_clipflant5.cpu_threads import describe_cpu_threads
 from transformers_clipflant5.json_rows import json_lines
 from transformers_clipflant5.output_lock import OutputInUseError, exclusive_output
 from transformers_clipflant5.safe_writes import AppendFailed, LineAppender, cut_unfinished_line
@@ -85,6 +86,13 @@ def _usage_error(message: str) -> int:
     return EXIT_USAGE
 
 
+def shorten(text: str, keep: int = 60) -> str:
+    """`text` quoted, or, when long, its start and its length: an error line must not repeat a 27,000-character text."""
+    if len(text) <= keep + 20:
+        return repr(text)
+    return f"{text[:keep]!r}... ({len(text):,} characters)"
+
+
 def score_single(args: argparse.Namespace) -> int:
     """Score the --image/--text pairs: one line per pair on stdout, in their order, `nan` for a pair that cannot be
     scored (its error on stderr), so that every line stays with its pair."""
@@ -95,7 +103,7 @@ def score_single(args: argparse.Namespace) -> int:
 
     def report(index: int, problem: str) -> None:
         failed.add(index)
-        pair = f"pair {index + 1} (--image {args.image[index]}, --text {args.text[index]!r})"
+        pair = f"pair {index + 1} (--image {args.image[index]}, --text {shorten(args.text[index])})"
         print(f"error: {pair}: {problem}", file=sys.stderr)
 
     for index, text in enumerate(args.text):
@@ -399,6 +407,9 @@ def _score_rows(
     if device is None or (state.num_processes > 1 and device == "cuda"):
         device = state.device
     scorer = load_scorer(args, device=device)
+    if state.is_local_main_process:
+        on = f"{scorer.device}" + (f", {describe_cpu_threads()}" if scorer.device.type == "cpu" else "")
+        print(f"Scoring {len(rows)} pairs with {args.model} on {on}.", file=sys.stderr)
     by_index = {row.index: row for row in rows}
     video_rows = [row for row in rows if row.video is not None]
     rows = [row for row in rows if row.video is None]

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transformers_clipflant5.json_rows import json_lines
+from transformers_clipflant5.json_rows import json_lines, read_json_rows
 
 from .checks import ScoreFileError
 
@@ -37,12 +37,19 @@ class PairRow:
 
 
 def read_pairs(path: Path) -> list[PairRow]:
-    """The rows of a JSONL, CSV or TSV pairs file; rows that cannot be scored carry a `problem` instead of raising."""
+    """The rows of a JSONL, JSON (a list of objects, as `clip-flant5 eval --write-pairs` writes), CSV or TSV pairs
+    file; rows that cannot be scored carry a `problem` instead of raising. In a JSON list a row's "line" is its
+    position in the list (from 1)."""
     if not path.is_file():
         raise ScoreFileError(f"Pairs file not found: {path}")
     suffix = path.suffix.lower()
-    if suffix not in (".jsonl", ".csv", ".tsv"):
-        raise ScoreFileError(f"Unknown pairs file type {path.suffix!r} ({path}): use .jsonl, .csv or .tsv.")
+    if suffix not in (".jsonl", ".json", ".csv", ".tsv"):
+        raise ScoreFileError(f"Unknown pairs file type {path.suffix!r} ({path}): use .jsonl, .json, .csv or .tsv.")
+    if suffix == ".json":
+        rows = [_pair_row(index, index + 1, data) for index, data in enumerate(read_json_rows(path, ScoreFileError))]
+        for row in rows:
+            row.problem = row.problem or _row_problem(row)
+        return rows
     text = _read_text(path)
     if suffix == ".jsonl":
         rows = _read_jsonl_pairs(text)
@@ -73,16 +80,20 @@ def _read_jsonl_pairs(text: str) -> list[PairRow]:
     # Lines split as a file opened in text mode splits them (\n, \r\n or \r).
     with io.StringIO(text, newline=None) as handle:
         for line_number, data in json_lines(handle):
-            row = PairRow(index=len(rows), line=line_number)
             if isinstance(data, json.JSONDecodeError):
-                row.problem = f"not valid JSON ({data})"
-            elif isinstance(data, dict):
-                row.id, row.image, row.text = data.get("id"), data.get("image"), data.get("text")
-                row.video = data.get("video")
+                rows.append(PairRow(index=len(rows), line=line_number, problem=f"not valid JSON ({data})"))
             else:
-                row.problem = f"expected a JSON object with 'image' and 'text', got {type(data).__name__}"
-            rows.append(row)
+                rows.append(_pair_row(len(rows), line_number, data))
     return rows
+
+
+def _pair_row(index: int, line: int, data: Any) -> PairRow:
+    if isinstance(data, dict):
+        row = PairRow(index=index, line=line, id=data.get("id"), image=data.get("image"), text=data.get("text"))
+        row.video = data.get("video")
+        return row
+    problem = f"expected a JSON object with 'image' and 'text', got {type(data).__name__}"
+    return PairRow(index=index, line=line, problem=problem)
 
 
 def _read_csv_pairs(path: Path, text: str, delimiter: str) -> list[PairRow]:

@@ -41,6 +41,13 @@ def _missing_folder_message(name: str) -> str:
     return message
 
 
+def names_a_local_folder(name: str | os.PathLike) -> bool:
+    """Whether `name`, not a folder, can only be meant as one ("./x", "a/b/c", "~/x") or may well be ("outputs/nope"
+    where `outputs` is a folder here): then a missing folder is the first thing to report, not the Hub."""
+    path = Path(os.fspath(name)).expanduser()
+    return not _REPO_ID.match(os.fspath(name)) or (path.parent != Path(".") and path.parent.is_dir())
+
+
 def check_model_source(
     name: str | os.PathLike, argument: str = "--model", revision: str | None = None, cache_dir: str | None = None
 ) -> None:
@@ -125,4 +132,4 @@ def explain_load_error(name: str | os.PathLike, error: BaseException, argument: 
     return f"Cannot load {argument} {name} as a local folder or a Hub repo id: {reason}"
 
 
-__all__ = ["LOAD_ERRORS", "ModelSourceError", "check_model_source", "explain_load_error"]
+__all__ = ["LOAD_ERRORS", "ModelSourceError", "check_model_source", "explain_load_error", "names_a_local_folder"]

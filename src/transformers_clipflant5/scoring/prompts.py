@@ -75,7 +75,8 @@ def token_limit(processor) -> int | None:
 
 
 def _prompt_tokens(processor, text: str, question_template: str) -> int:
-    ids = processor.encode_prompt(processor.chat_prompt(question_template.format(text)))
+    # Not verbose: the tokenizer would warn about the very length that the caller measures to refuse or cut it.
+    ids = processor.encode_prompt(processor.chat_prompt(question_template.format(text)), verbose=False)
     return len(ids) - ids.count(processor.image_token_id)
 
 
@@ -121,7 +122,9 @@ def fit_text(
                 "square of the length. Shorten the text, or pass truncate_texts=True (CLI: --truncate-texts) to cut "
                 f"it to fit. It starts {text[:80]!r}."
             )
-        offsets = processor.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        offsets = processor.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)[
+            "offset_mapping"
+        ]
         budget = len(offsets) - (prompt_tokens - limit)
         cut = _cut_text(text, offsets, budget)
         # Re-tokenizing the cut text may merge differently at the cut: shorten until the prompt fits.

@@ -76,6 +76,34 @@ class Ranking(NamedTuple):
     scores: torch.Tensor
 
 
+# What belongs to loading, not to a call: a scorer scores with the model it loaded.
+_LOADING_ARGUMENTS = ("dtype", "torch_dtype", "device", "device_map", "quantization", "attn_implementation")
+
+
+def _refuse_unknown_arguments(method: str, unknown: dict) -> None:
+    if not unknown:
+        return
+    names = ", ".join(sorted(unknown))
+    loading = [name for name in sorted(unknown) if name in _LOADING_ARGUMENTS]
+    if loading:
+        raise TypeError(
+            f"VQAScore.{method}() got {names}: {', '.join(loading)} is chosen when the model loads, e.g. "
+            f"VQAScore.from_pretrained(model, {loading[0]}=...); a scorer scores with the model it loaded."
+        )
+    raise TypeError(f"VQAScore.{method}() got unexpected keyword argument(s): {names}.")
+
+
+def _check_local_source(name: str | os.PathLike, kwargs: dict) -> None:
+    """Name a missing folder as such: "outputs/nope" where "outputs" is a folder here, or a name no Hub repo can
+    have, is reported as "there is no folder" (and, if it could be a repo id, why the Hub does not have it either)
+    instead of transformers' "could not connect to the Hub". A repo id with no local look-alike goes to
+    transformers as it is."""
+    from ..hub.model_source import check_model_source, names_a_local_folder
+
+    if not os.path.isdir(os.path.expanduser(os.fspath(name))) and names_a_local_folder(name):
+        check_model_source(name, argument="model", revision=kwargs.get("revision"), cache_dir=kwargs.get("cache_dir"))
+
+
 class VQAScore:
     r"""
     Scores (image, text) pairs with a CLIP-FlanT5 model: P("Yes" | image, "Does this figure show "{text}"? ...").
@@ -148,6 +176,7 @@ class VQAScore:
                 arguments among them also reach the processor. `question_template`, `answer_template`,
                 `batch_size`, `fused` and `compile` go to the scorer (see the class).
         """
+        _check_local_source(pretrained_model_name_or_path, kwargs)
         scorer_kwargs = {
             name: kwargs.pop(name)
             for name in ("question_template", "answer_template", "batch_size", "fused", "compile")
@@ -186,6 +215,7 @@ class VQAScore:
         answer_template: str | None = None,
         progress: bool = False,
         truncate_texts: bool = False,
+        **unknown,
     ) -> torch.Tensor:
         """
         Score `images[i]` with `texts[i]` for every i.
@@ -201,9 +231,14 @@ class VQAScore:
             truncate_texts: cut a text whose prompt exceeds the tokenizer's `model_max_length` (512 for FlanT5) to
                 fit, instead of raising a ValueError with its token count (the default). Only the text is cut.
 
+        The precision, device and quantization are the loaded model's: `dtype="float64"` (a numerical reference),
+        `device` and `quantization` go to [`VQAScore.from_pretrained`]; passed here they raise a TypeError that says
+        so.
+
         Returns:
             `torch.Tensor` of shape `(len(images),)`, float32, on CPU.
         """
+        _refuse_unknown_arguments("__call__", unknown)
         images, texts = as_list(images, "images"), as_list(texts, "texts")
         if len(images) != len(texts):
             raise ValueError(
@@ -226,14 +261,17 @@ class VQAScore:
         answer_template: str | None = None,
         progress: bool = False,
         truncate_texts: bool = False,
+        **unknown,
     ) -> torch.Tensor:
         """
-        Score every image with every text (a single image or text, not in a list, is a list of one).
+        Score every image with every text (a single image or text, not in a list, is a list of one). Arguments as
+        for `__call__` (`dtype` and `device` belong to `from_pretrained`).
 
         Returns:
             `torch.Tensor` of shape `(len(images), len(texts))`, float32, on CPU: `[i, j]` scores `images[i]` with
             `texts[j]`.
         """
+        _refuse_unknown_arguments("score_matrix", unknown)
         images, texts = as_list(images, "images"), as_list(texts, "texts")
         pair_images = [image for image in images for _ in texts]
         pair_texts = texts * len(images)

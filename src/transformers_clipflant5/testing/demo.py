@@ -30,6 +30,8 @@ from .synthetic import write_synthetic_dataset
 from .tiny import build_tiny_tokenizer, tiny_config, tiny_processor
 
 
+# The prompt length FlanT5's tokenizers declare (model_max_length), which the demo's tokenizer declares too.
+FLANT5_MAX_LENGTH = 512
 # The demo model's `tiny_config` arguments. Attention as wide as the model (16 heads x 8 = d_model, as in FlanT5).
 # Width is what made learning reliable: at d_model 64 the tiny model learned to compare the caption with the image
 # in some seeds' runs only (held-out AUC 0.63 for seed 2); at 128 it did in every seed and thread count tried.
@@ -99,7 +101,10 @@ def build_demo_tokenizer(seed: int = 0):
     """
     question = DEFAULT_QUESTION_TEMPLATE.format("a red circle on the left")
     prompts = [f"{SYSTEM_MESSAGE} USER: {question} ASSISTANT: Yes No"] * 20
-    return build_tiny_tokenizer(vocab_size=400, seed=seed, model_type="bpe", extra_sentences=prompts)
+    # FlanT5's limit, so that the demo model refuses an over-long text as the real ones do.
+    return build_tiny_tokenizer(
+        vocab_size=400, seed=seed, model_type="bpe", extra_sentences=prompts, model_max_length=FLANT5_MAX_LENGTH
+    )
 
 
 def build_demo_model(

@@ -72,13 +72,19 @@ def train_tiny_sentencepiece(
 
 
 def build_tiny_tokenizer(
-    vocab_size: int = 160, seed: int = 0, model_type: str = "unigram", extra_sentences: Sequence[str] = ()
+    vocab_size: int = 160,
+    seed: int = 0,
+    model_type: str = "unigram",
+    extra_sentences: Sequence[str] = (),
+    model_max_length: int | None = None,
 ) -> T5Tokenizer:
-    """A FlanT5-structured tokenizer (sentencepiece + 100 sentinels + `<image>`) trained in code."""
+    """A FlanT5-structured tokenizer (sentencepiece + 100 sentinels + `<image>`) trained in code; `model_max_length`
+    as FlanT5's 512 if given, else none declared (transformers' placeholder)."""
     with tempfile.TemporaryDirectory() as folder:
         spiece = train_tiny_sentencepiece(vocab_size, seed, model_type, extra_sentences)
         (Path(folder) / "spiece.model").write_bytes(spiece)
-        tokenizer = T5Tokenizer.from_pretrained(folder, extra_ids=100)
+        kwargs = {} if model_max_length is None else {"model_max_length": model_max_length}
+        tokenizer = T5Tokenizer.from_pretrained(folder, extra_ids=100, **kwargs)
     tokenizer.add_tokens(["<image>"], special_tokens=True)
     return tokenizer
 

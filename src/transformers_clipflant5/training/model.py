@@ -206,6 +206,24 @@ def set_trainable_parameters(model: CLIPFlanT5ForConditionalGeneration, stage: i
     return [name for name, param in model.named_parameters() if param.requires_grad]
 
 
+def describe_trainable(model: torch.nn.Module) -> str:
+    """What trains, counted on the model the trainer holds (after LoRA wrapped it, if it did): e.g.
+    "Trainable: 1,234 parameters in 56 tensors (projector + FlanT5); vision tower frozen." or, with LoRA,
+    "... in 40 tensors (projector + LoRA adapters on FlanT5) ..."."""
+    trainable = [(name, param) for name, param in model.named_parameters() if param.requires_grad]
+    count = sum(param.numel() for _, param in trainable)
+    lora = any("lora_" in name for name, _ in trainable)
+    text = any(
+        ".language_model." in name or name.startswith("lm_head") or ".lm_head." in name for name, _ in trainable
+    )
+    parts = ["projector"] if any("multi_modal_projector" in name for name, _ in trainable) else []
+    parts += ["LoRA adapters on FlanT5"] if lora else (["FlanT5"] if text else [])
+    return (
+        f"Trainable: {count:,} parameters in {len(trainable)} tensors ({' + '.join(parts) or 'nothing'}); "
+        "vision tower frozen."
+    )
+
+
 def default_peft_config(model_args, stage: int):
     """
     TRL's `get_peft_config(model_args)` with CLIP-FlanT5 defaults: LoRA on FlanT5's projections (never the frozen
@@ -253,5 +271,6 @@ __all__ = [
     "default_peft_config",
     "load_model",
     "merge_lora_and_save",
+    "describe_trainable",
     "set_trainable_parameters",
 ]

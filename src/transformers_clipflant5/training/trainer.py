@@ -35,6 +35,7 @@ from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 from trl import SFTConfig, SFTTrainer
 
+from ..cpu_threads import describe_cpu_threads
 from ..file_permissions import fix_weight_permissions
 from ..hub.model_card import render_training_card
 from ..hub.publish import push_folder
@@ -111,7 +112,12 @@ class CLIPFlanT5SFTTrainer(SFTTrainer):
         self._saving_checkpoint = False
         self._holds_output_lock = False
         super().__init__(*args, **kwargs)
-        if self.args.loss_type != "nll" or self.args.label_smoothing_factor > 0 or self.compute_loss_func is not None:
+        # "chunked_nll": TRL's default before 1.16 ("same math as nll"; since then a deprecated alias of it).
+        if (
+            self.args.loss_type not in ("nll", "chunked_nll")
+            or self.args.label_smoothing_factor > 0
+            or self.compute_loss_func is not None
+        ):
             raise ValueError(
                 "CLIPFlanT5SFTTrainer computes the plain token cross-entropy (loss_type='nll'); label smoothing, "
                 "compute_loss_func and other loss types are not supported."
@@ -219,6 +225,9 @@ class CLIPFlanT5SFTTrainer(SFTTrainer):
         """`Trainer.train`, holding the lock on output_dir, where `resume_from_checkpoint=True` (or "true") resumes from
         the last COMPLETE checkpoint (transformers' picks the last one, even one cut short) and a path must be a
         complete checkpoint (see `training.checkpoints`)."""
+        # On a shared CPU the thread count and how idle threads wait decide the speed: the run's first line says them.
+        if self.args.device.type == "cpu":
+            self.accelerator.print(f"Training on CPU: {describe_cpu_threads()}.")
         with self._output_dir_lock():
             say = print if self.is_world_process_zero() else (lambda message: None)
             resume = resolve_resume_checkpoint(resume_from_checkpoint, self.args.output_dir, say)
