@@ -41,6 +41,11 @@ def workdir(tiny, tmp_path_factory):
     return folder
 
 
+def error_lines(err: str) -> list[str]:
+    """What the command printed on stderr but its start line ("Scoring N pairs with M on ...")."""
+    return [line for line in err.strip().splitlines() if not line.startswith("Scoring ")]
+
+
 def score_argv(workdir: Path, output: Path) -> list[str]:
     return ["score", "--model", str(workdir / "model"), "--pairs", str(workdir / "pairs.jsonl"), "--output",
             str(output), *ARGS]  # fmt: skip
@@ -120,7 +125,7 @@ def test_a_failed_write_names_the_file_and_the_rows_on_disk_and_leaves_it_valid(
         patch.setattr(safe_writes, "os", _FaultyOs("enospc", 2))
         code, _, err = run_cli(score_argv(workdir, output), capsys)
     assert code == 2
-    (message,) = err.strip().splitlines()
+    (message,) = error_lines(err)
     assert message == (
         f"error: could not write scores to {output} (No space left on device): 8 of {ROWS} rows are safely on disk "
         f"there (8 scored in this run) and the file is left valid. Free space (or fix the cause) and run the same "
@@ -155,7 +160,7 @@ def test_a_full_disk_leaves_a_valid_file_that_a_rerun_completes(workdir, small_d
     (small_disk / "filler").write_bytes(b"\0" * (24 * 1024))
     code, _, err = run_cli(score_argv(workdir, output), capsys)
     assert code == 2
-    (message,) = err.strip().splitlines()
+    (message,) = error_lines(err)
     safe = len(records(output))
     assert 0 < safe < ROWS
     assert message.startswith(f"error: could not write scores to {output} (No space left on device): {safe} of ")

@@ -26,7 +26,7 @@ PACKAGES = (
 def collect() -> dict[str, str]:
     import torch
 
-    from ..cpu_threads import describe_cpu_threads
+    from transformers_clipflant5.cpu_threads import describe_cpu_threads
 
     info = {"python": platform.python_version(), "platform": platform.platform()}
     for package in PACKAGES:
