@@ -161,7 +161,11 @@ def test_pushed_folder_loads_with_transformers_alone(original_folder, fake_hub, 
         },
         inputs_file,
     )
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "home"))
+    # The same thread count as this process (which earlier tests may have changed): float sums then add up in the
+    # same order, and the logits must be equal, not close.
+    env = dict(
+        os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "home"), OMP_NUM_THREADS=str(torch.get_num_threads())
+    )
     result = subprocess.run(
         [sys.executable, "-c", REMOTE_CODE_CHECK, str(remote), str(inputs_file)],
         env=env,
