@@ -38,6 +38,14 @@ class ScorerAPI(Protocol):
         truncate_texts: bool = False,
     ) -> torch.Tensor: ...
 
+    def check_texts(
+        self,
+        texts: Sequence[str],
+        question_template: str | None = None,
+        answer_template: str | None = None,
+        truncate_texts: bool = False,
+    ) -> tuple[list[str], str, str]: ...
+
     def iter_scores(self, *args: Any, **kwargs: Any) -> Iterator[tuple[list[int], torch.Tensor]]: ...
 
     def score_pixels(self, *args: Any, **kwargs: Any) -> torch.Tensor: ...

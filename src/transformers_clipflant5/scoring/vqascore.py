@@ -409,6 +409,24 @@ class VQAScore:
         images, texts = as_list(images, "images"), as_list(texts, "texts")
         if len(images) != len(texts):
             raise ValueError(f"Got {len(images)} images and {len(texts)} texts; both lists need the same length.")
+        texts, question_template, answer_template = self.check_texts(
+            texts, question_template, answer_template, truncate_texts
+        )
+        return ScoringPlan.build(self.processor, images, texts, question_template, answer_template, batch_size)
+
+    def check_texts(
+        self,
+        texts: Sequence[str],
+        question_template: str | None = None,
+        answer_template: str | None = None,
+        truncate_texts: bool = False,
+    ) -> tuple[list[str], str, str]:
+        """
+        `(texts, question_template, answer_template)` after checking them, before any image is read or any model
+        work: the templates (the scorer's where None), each text (not empty, no `<image>`), and each prompt's length
+        against the tokenizer's limit (an over-long text is refused, or cut to fit with `truncate_texts`).
+        """
+        texts = as_list(texts, "texts")
         question_template = self.question_template if question_template is None else question_template
         answer_template = self.answer_template if answer_template is None else answer_template
         image_token = self.processor.image_token
@@ -416,9 +434,8 @@ class VQAScore:
         check_answer_template(answer_template, image_token)
         for index, text in enumerate(texts):
             check_text(text, f"texts[{index}]", image_token)
-        # Over-long texts are found (or cut) here, before any image is read or any model work.
         texts = fit_texts(self.processor, texts, "texts", question_template, answer_template, truncate_texts)
-        return ScoringPlan.build(self.processor, images, texts, question_template, answer_template, batch_size)
+        return texts, question_template, answer_template
 
     def run_plan(
         self,

@@ -23,7 +23,6 @@ from tqdm.auto import tqdm
 from clip_flant5_choices import VIDEO_MODES
 
 from ..plan import as_list
-from ..prompts import check_answer_template, check_question_template, check_text, fit_texts
 from ..scorer_api import ScorerAPI
 from .decoding import VideoInput, read_frames, video_key
 from .sampling import check_sampling, frame_indices
@@ -55,18 +54,6 @@ def _check_options(mode: str, num_frames: int, sampling: str) -> None:
     if mode not in VIDEO_MODES:
         raise ValueError(f"mode must be one of {VIDEO_MODES}, got {mode!r}.")
     check_sampling(num_frames, sampling)
-
-
-def _fit_texts(scorer: ScorerAPI, texts: list[str], question_template, answer_template, truncate: bool) -> list[str]:
-    """The texts, checked (and cut with `truncate`) as the scorer checks them, before any video is read."""
-    question_template = scorer.question_template if question_template is None else question_template
-    answer_template = scorer.answer_template if answer_template is None else answer_template
-    image_token = scorer.processor.image_token
-    check_question_template(question_template, image_token)
-    check_answer_template(answer_template, image_token)
-    for index, text in enumerate(texts):
-        check_text(text, f"texts[{index}]", image_token)
-    return fit_texts(scorer.processor, texts, "texts", question_template, answer_template, truncate)
 
 
 def _pixel_key(image: Image.Image) -> tuple:
@@ -113,7 +100,7 @@ def iter_video_scores(
             f"Got {len(videos)} videos and {len(texts)} texts; score_videos scores videos[i] with texts[i], so both "
             "lists need the same length (use score_videos_matrix for every combination)."
         )
-    texts = _fit_texts(scorer, texts, question_template, answer_template, truncate_texts)
+    texts, _, _ = scorer.check_texts(texts, question_template, answer_template, truncate_texts)
     rows_by_video: dict[tuple, list[int]] = {}
     first_video: dict[tuple, VideoInput] = {}
     for row, video in enumerate(videos):
