@@ -44,6 +44,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                 "configuration_clip_flant5",
                 "image_processing_clip_flant5",
                 "processing_clip_flant5",
+                "input_checks_clip_flant5",
                 "modeling_clip_flant5",
             )
         ),

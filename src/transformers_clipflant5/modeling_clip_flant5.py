@@ -3,9 +3,9 @@
 
 The projected patch features of each image replace `config.image_seq_length` placeholder tokens
 (`config.image_token_id`) in the T5 encoder input, as the original LLaVA-fork code spliced them in; the decoder then
-generates or scores text. Checks of tensor values go through `torch_compilable_check`, which
-`TRANSFORMERS_DISABLE_TORCH_CHECK=1` turns off: a training step then never waits on the device. This file imports only
-torch, transformers and its sibling configuration file, so that a Hub folder can carry it as remote code.
+generates or scores text. The checks of the inputs live beside this file (`input_checks_clip_flant5.py`); with
+`TRANSFORMERS_DISABLE_TORCH_CHECK=1` a training step never waits on the device. This file imports only torch,
+transformers and its sibling files, so that a Hub folder can carry it as remote code.
 """
 
 import os
@@ -19,17 +19,26 @@ from transformers import AutoModel, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache
+from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import (
     BaseModelOutput,
     BaseModelOutputWithPooling,
     Seq2SeqLMOutput,
     Seq2SeqModelOutput,
 )
-from transformers.utils import torch_compilable_check
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_clip_flant5 import CLIPFlanT5Config
+from .input_checks_clip_flant5 import (
+    check_attention_mask,
+    check_inputs,
+    check_labels,
+    check_no_placeholders,
+    check_pixel_values,
+    check_placeholders,
+    checked_image_index,
+)
 
 
 @dataclass
@@ -158,25 +167,7 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         projected features `(num_images, image_seq_length, d_model)`, `last_hidden_state` (and `hidden_states`,
         `attentions` when asked for) the vision tower's.
         """
-        if not torch.is_floating_point(pixel_values):
-            raise TypeError(
-                f"pixel_values must be a floating-point tensor, got {pixel_values.dtype}: run the images through "
-                "CLIPFlanT5Processor (it rescales and normalises them)."
-            )
-        # The tower would fail deep inside its patch convolution (wrong channels, channels-last) or position embedding
-        # (wrong size) without naming pixel_values; other sizes are only valid when positions are interpolated.
-        channels, size = self.config.vision_config.num_channels, self.config.vision_config.image_size
-        if (
-            pixel_values.dim() != 4
-            or pixel_values.shape[1] != channels
-            or (not kwargs.get("interpolate_pos_encoding") and tuple(pixel_values.shape[2:]) != (size, size))
-        ):
-            raise ValueError(
-                f"pixel_values must have shape (num_images, {channels}, height, width) with height = width = {size} "
-                f"(the vision tower's image_size), got {tuple(pixel_values.shape)}: run the images through "
-                "CLIPFlanT5Processor (channels first, resized and cropped to the tower's size)."
-            )
-        _check_has_data("pixel_values", pixel_values, self.vision_tower)
+        check_pixel_values(pixel_values, self.vision_tower, bool(kwargs.get("interpolate_pos_encoding")))
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
         input_dtype, num_images = pixel_values.dtype, pixel_values.shape[0]
@@ -222,14 +213,7 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
             )
             mask = (inputs_embeds == placeholder.to(inputs_embeds.dtype)).all(-1)
         if image_features is not None:
-            # Features fill the placeholders in reading order: a run of another length than image_seq_length (even
-            # with the right total) would silently split an image across rows or positions.
-            run_lengths = _placeholder_run_lengths(mask)
-            torch_compilable_check(
-                (run_lengths % self.config.image_seq_length == 0).all()
-                & (mask.sum() == image_features.shape[:2].numel()),
-                lambda: _placeholder_mismatch(mask, run_lengths, image_features.shape, self.config),
-            )
+            check_placeholders(mask, image_features, self.config)
         return mask
 
     def embed_inputs(
@@ -246,50 +230,21 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
         for each image slot in prompt order, its row of `pixel_values`/`image_embeds`. Placeholders without images are
         an error, unless `images_already_encoded` (a decoding cache holds what the encoder made of them).
         """
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
-        if pixel_values is not None and image_embeds is not None:
-            raise ValueError("Pass pixel_values or precomputed image_embeds, not both.")
         embeddings = self.get_input_embeddings()
+        check_inputs(input_ids, inputs_embeds, pixel_values, image_embeds, embeddings, self.config)
         if input_ids is not None:
-            if input_ids.dtype not in (torch.int32, torch.int64):
-                raise TypeError(f"input_ids must be an integer tensor, got {input_ids.dtype}.")
-            if input_ids.dim() != 2:  # T5 would fail with "tuple index out of range"
-                raise ValueError(
-                    f"input_ids must have shape (batch_size, sequence_length), got {tuple(input_ids.shape)}: for one "
-                    "prompt, use input_ids[None]."
-                )
-            _check_has_data("input_ids", input_ids, embeddings)
-            _check_token_ids("input_ids", input_ids, embeddings.num_embeddings)
             inputs_embeds = embeddings(input_ids)
-        elif inputs_embeds.dim() != 3:
-            raise ValueError(
-                f"inputs_embeds must have shape (batch_size, sequence_length, d_model), got {tuple(inputs_embeds.shape)}."
-            )
-        else:
-            _check_has_data("inputs_embeds", inputs_embeds, embeddings)
         image_features = image_embeds
-        expected = (self.config.image_seq_length, self.config.text_config.d_model)
-        if image_embeds is not None and (image_embeds.dim() != 3 or tuple(image_embeds.shape[1:]) != expected):
-            raise ValueError(
-                f"image_embeds must have shape (num_images, image_seq_length={expected[0]}, d_model={expected[1]}), "
-                f"got {tuple(image_embeds.shape)}: pass get_image_features(pixel_values).pooler_output."
-            )
         if pixel_values is not None:
             image_features = self.get_image_features(pixel_values, return_dict=True).pooler_output
         if image_index is not None:
-            if image_features is None:
-                raise ValueError("image_index selects rows of pixel_values or image_embeds; pass one of them.")
-            image_features = image_features[_checked_image_index(image_index, image_features)]
+            image_features = image_features[checked_image_index(image_index, image_features)]
 
         if image_features is not None:
             mask = self.get_placeholder_mask(input_ids, inputs_embeds, image_features)
             inputs_embeds = _place_image_features(inputs_embeds, mask, image_features)
         elif not images_already_encoded and input_ids is not None:
-            torch_compilable_check(
-                ~(input_ids == self.config.image_token_id).any(),
-                "The input holds image placeholder tokens but no pixel_values (or image_embeds) were given.",
-            )
+            check_no_placeholders(input_ids, self.config.image_token_id)
         return inputs_embeds, image_features
 
     @can_return_tuple
@@ -326,7 +281,8 @@ class CLIPFlanT5Model(CLIPFlanT5PreTrainedModel):
             )
         # Also with encoder_outputs (generation's decoding steps): the mask masks cross-attention too.
         encoder_input = inputs_embeds if encoder_outputs is None else encoder_outputs[0]
-        _check_attention_mask(attention_mask, encoder_input)
+        check_attention_mask(attention_mask, encoder_input)
+        attention_mask = _padding_attention_mask(self.config.text_config, attention_mask, encoder_input)
         if decoder_input_ids is None and decoder_inputs_embeds is None:
             start = self.config.text_config.decoder_start_token_id
             decoder_input_ids = torch.full((encoder_input.shape[0], 1), start, device=encoder_input.device)
@@ -414,8 +370,7 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
         ```"""
         num_items_in_batch = kwargs.pop("num_items_in_batch", None)
         if labels is not None:
-            _check_labels(labels, input_ids, inputs_embeds, encoder_outputs)
-            _check_token_ids("labels", labels, self.config.text_config.vocab_size, ignore_index=-100)
+            check_labels(labels, input_ids, inputs_embeds, encoder_outputs, self.config.text_config.vocab_size)
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
                 use_cache = False
@@ -476,7 +431,7 @@ class CLIPFlanT5ForConditionalGeneration(CLIPFlanT5PreTrainedModel, GenerationMi
             image_index=model_kwargs.get("image_index"),
             images_already_encoded=_cross_attention_is_cached(model_kwargs.get("cache")),
         )
-        _check_attention_mask(model_kwargs.get("attention_mask"), inputs_embeds)
+        check_attention_mask(model_kwargs.get("attention_mask"), inputs_embeds)
         model_kwargs["inputs_embeds"] = inputs_embeds
         model_kwargs = self._prepare_text_encoder_decoder_kwargs_for_generation(
             inputs_tensor=None,
@@ -502,29 +457,16 @@ def _place_image_features(inputs_embeds: torch.Tensor, mask: torch.Tensor, image
     return torch.where(mask.unsqueeze(-1), gathered, inputs_embeds)
 
 
-def _placeholder_run_lengths(mask: torch.Tensor) -> torch.Tensor:
-    """For each row's last placeholder of a run of consecutive placeholders, the run's length; 0 elsewhere."""
-    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
-    last_other = torch.where(mask, -1, positions).cummax(1).values
-    run_ends = mask & ~torch.nn.functional.pad(mask[:, 1:], (0, 1))
-    return torch.where(run_ends, positions - last_other, 0)
-
-
-def _placeholder_mismatch(mask: torch.Tensor, run_lengths: torch.Tensor, features_shape, config) -> str:
-    """The error for placeholders that do not match the image features (built once the check has failed)."""
-    length = config.image_seq_length
-    for row, end in (run_lengths % length).nonzero().tolist()[:1]:
-        run = int(run_lengths[row, end])
-        return (
-            f"Row {row} holds a run of {run} image placeholder tokens at position {end - run + 1}, not a multiple of "
-            f"image_seq_length={length}: each image takes exactly that many consecutive placeholders. Build inputs "
-            "with CLIPFlanT5Processor, and do not truncate inside them."
-        )
-    return (
-        f"The input holds {int(mask.sum())} image placeholder tokens (id {config.image_token_id}) but "
-        f"{features_shape[0]} image(s) x {features_shape[1]} features = {features_shape[:2].numel()} image features "
-        f"were given. Each image needs exactly image_seq_length={length} placeholders, one '<image>' per image in "
-        "the prompt: build inputs with CLIPFlanT5Processor."
+def _padding_attention_mask(text_config, attention_mask: torch.Tensor | None, encoder_input: torch.Tensor):
+    """T5's 4-D padding mask for eager and sdpa attention. T5 would build the same, but first reads the mask back to
+    the host to skip it when nothing is padded, which makes every training step wait on the device. One query row
+    broadcasts over the encoder's self-attention and the decoder's cross-attention alike; flex attention is left to
+    build its block mask."""
+    eager_or_sdpa = text_config._attn_implementation in ("eager", "sdpa")
+    if attention_mask is None or attention_mask.dim() != 2 or not eager_or_sdpa:
+        return attention_mask
+    return create_bidirectional_mask(
+        text_config, encoder_input[:, :1], attention_mask, allow_is_bidirectional_skip=False
     )
 
 
@@ -533,74 +475,6 @@ def _cross_attention_is_cached(cache: Cache | None) -> bool:
     generation continued from it needs the prompt's images no more."""
     cross_attention_cache = getattr(cache, "cross_attention_cache", None)
     return cross_attention_cache is not None and cross_attention_cache.get_seq_length() > 0
-
-
-def _check_has_data(name: str, tensor: torch.Tensor, module: nn.Module) -> None:
-    """A meta tensor has a shape but no values: the model can only run on it when the model is on meta too."""
-    if tensor.is_meta and next(module.parameters()).device.type != "meta":
-        raise ValueError(f"{name} is on the meta device: it has a shape but no values. Pass a tensor with data.")
-
-
-def _check_attention_mask(attention_mask: torch.Tensor | None, encoder_input: torch.Tensor) -> None:
-    """The attention mask must be (batch_size, sequence_length) of the encoder input (`inputs_embeds` or the
-    encoder's output): T5 broadcasts a one-row mask, pads a short one, or fails inside attention with a bare size
-    mismatch. Custom 4-D masks are left to transformers."""
-    shape = tuple(encoder_input.shape[:2])
-    if attention_mask is not None and attention_mask.dim() != 4 and tuple(attention_mask.shape) != shape:
-        raise ValueError(
-            f"attention_mask has shape {tuple(attention_mask.shape)} but the encoder input is {shape} "
-            "(batch_size, sequence_length): pass the attention_mask that came with these input_ids."
-        )
-
-
-def _checked_image_index(image_index, image_features: torch.Tensor) -> torch.Tensor:
-    """`image_index` as a tensor, refused unless it is 1-D and each entry is a row of `image_features` (a negative
-    entry would silently count from the end)."""
-    image_index, num_images = torch.as_tensor(image_index, device=image_features.device), len(image_features)
-    if image_index.dim() != 1 or image_index.is_floating_point() or image_index.dtype == torch.bool:
-        raise ValueError(
-            f"image_index must be a 1-D integer tensor (one row per <image> slot), got shape "
-            f"{tuple(image_index.shape)} and dtype {image_index.dtype}."
-        )
-    torch_compilable_check(
-        ((image_index >= 0) & (image_index < num_images)).all(),
-        lambda: (
-            f"image_index holds {image_index.tolist()} but only images 0 to {num_images - 1} were given: each "
-            "entry must be a row of pixel_values/image_embeds."
-        ),
-    )
-    return image_index
-
-
-def _check_token_ids(name: str, ids: torch.Tensor, vocab_size: int, ignore_index: int | None = None) -> None:
-    """Ids outside the vocabulary (typically a token added to the tokenizer without `resize_token_embeddings`) fail
-    in the embedding lookup as a bare "index out of range in self", on a GPU as a device-side assert that leaves the
-    CUDA context unusable."""
-    if ids.is_meta:
-        return
-    valid = (ids >= 0) & (ids < vocab_size)
-    if ignore_index is not None:
-        valid |= ids == ignore_index
-    torch_compilable_check(
-        valid.all(),
-        lambda: (
-            f"{name} holds ids {ids[~valid].unique()[:5].tolist()} outside the model's vocabulary (0 to "
-            f"{vocab_size - 1}{'' if ignore_index is None else f', or {ignore_index} where ignored'}): a tokenizer "
-            "with added tokens needs model.resize_token_embeddings(len(tokenizer))."
-        ),
-    )
-
-
-def _check_labels(labels: torch.Tensor, input_ids, inputs_embeds, encoder_outputs) -> None:
-    """Labels must be (batch_size, target_length) integers for the encoder's batch; T5 otherwise fails deep inside
-    (tuple index out of range, a shape mismatch in attention) without naming them."""
-    source = next(t for t in (input_ids, inputs_embeds, encoder_outputs) if t is not None)
-    batch_size = (source[0] if encoder_outputs is not None and source is encoder_outputs else source).shape[0]
-    if labels.dim() != 2 or labels.shape[0] != batch_size or labels.is_floating_point():
-        raise ValueError(
-            f"labels must be an integer tensor of shape (batch_size={batch_size}, target_length), got shape "
-            f"{tuple(labels.shape)} and dtype {labels.dtype}: one row of target ids per prompt, -100 where ignored."
-        )
 
 
 def _to_module(tensor: torch.Tensor, module: nn.Module) -> torch.Tensor:

@@ -21,7 +21,12 @@ from tests.support.original_reference import save_original_checkpoint, vqa_promp
 from tests.support.paths import REPO_ROOT
 from transformers_clipflant5 import CLIPFlanT5ForConditionalGeneration, CLIPFlanT5Processor
 from transformers_clipflant5.hub.convert_original import convert
-from transformers_clipflant5.hub.folder_checks import check_model_folder, check_projector_folder, safetensors_keys
+from transformers_clipflant5.hub.folder_checks import (
+    REMOTE_CODE_FILES,
+    check_model_folder,
+    check_projector_folder,
+    safetensors_keys,
+)
 from transformers_clipflant5.original import load_original_projector
 from transformers_clipflant5.projector import load_projector
 from transformers_clipflant5.testing.tiny import build_tiny_model, train_tiny_sentencepiece
@@ -76,12 +81,7 @@ def test_converted_folder_is_complete_and_self_contained(converted):
     assert processor_config["auto_map"] == {"AutoProcessor": "processing_clip_flant5.CLIPFlanT5Processor"}
     # The remote code is the package's own, byte for byte.
     package = REPO_ROOT / "src" / "transformers_clipflant5"
-    for name in (
-        "configuration_clip_flant5.py",
-        "modeling_clip_flant5.py",
-        "processing_clip_flant5.py",
-        "image_processing_clip_flant5.py",
-    ):
+    for name in REMOTE_CODE_FILES:
         assert (converted / name).read_bytes() == (package / name).read_bytes()
     assert "ASSISTANT" in (converted / "chat_template.jinja").read_text()
 

@@ -10,6 +10,7 @@ EXPECTED_FILES = {
     "configuration_clip_flant5.py",
     "generation_config.json",
     "image_processing_clip_flant5.py",
+    "input_checks_clip_flant5.py",
     "model.safetensors",
     "modeling_clip_flant5.py",
     "processing_clip_flant5.py",

@@ -8,8 +8,8 @@ four times (read by `original.checkpoint`). A converted folder holds:
 - `config.json` (a `clip_flant5` config with `auto_map`) and `generation_config.json`;
 - `model*.safetensors` in transformers' key names, vision tower included, each tensor stored once;
 - the processor (`processor_config.json`, tokenizer files with `<image>`, `chat_template.jinja`);
-- the remote-code files `configuration_clip_flant5.py`, `modeling_clip_flant5.py`, `processing_clip_flant5.py`,
-  `image_processing_clip_flant5.py`;
+- the remote-code files (`hub.folder_checks.REMOTE_CODE_FILES`: configuration, modeling and its input checks,
+  processing, image processing);
 - a model card (`README.md`).
 
 A stage-1 repo (`config.json` + `mm_projector.bin`) becomes `projector.safetensors` + `projector_config.json` + card.

@@ -14,6 +14,7 @@ from .publish import folder_files, is_pickle
 REMOTE_CODE_FILES = (
     "configuration_clip_flant5.py",
     "modeling_clip_flant5.py",
+    "input_checks_clip_flant5.py",
     "processing_clip_flant5.py",
     "image_processing_clip_flant5.py",
 )
