@@ -35,16 +35,11 @@ from transformers_clipflant5 import (
     CLIPFlanT5Model,
     CLIPFlanT5Processor,
 )
+from transformers_clipflant5.hub.folder_checks import REMOTE_CODE_FILES
 from transformers_clipflant5.projector import save_projector
 
 
 PROMPTS = [vqa_prompt("a red circle"), vqa_prompt("a much longer caption about a purple star at the top"), "<image>"]
-REMOTE_CODE_FILES = (
-    "configuration_clip_flant5.py",
-    "modeling_clip_flant5.py",
-    "processing_clip_flant5.py",
-    "image_processing_clip_flant5.py",
-)
 
 
 @pytest.fixture(scope="module")
