@@ -29,6 +29,15 @@ from tests.support.original_reference import save_original_checkpoint  # noqa: E
 from transformers_clipflant5.testing.tiny import build_tiny_model, train_tiny_sentencepiece  # noqa: E402
 
 
+LONGEST_TESTS = ("tests/examples/test_demo.py::",)
+
+
+def pytest_collection_modifyitems(config, items):
+    # The demo's training run takes minutes, a third of the suite's work: first, so that with two workers
+    # (scripts/test.sh runs `-n 2`) the other one runs everything else beside it, instead of it starting last alone.
+    items.sort(key=lambda item: not item.nodeid.startswith(LONGEST_TESTS))
+
+
 @pytest.fixture(scope="session")
 def tiny():
     """(model, processor): a random tiny CLIP-FlanT5 in fp32, eval mode, whose outputs depend on its inputs."""
