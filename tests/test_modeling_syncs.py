@@ -74,16 +74,23 @@ def test_value_checks_are_what_syncs_in_our_forward(training_model, padded_batch
     assert len(ours) >= 3, ours
 
 
-def test_a_training_step_without_value_checks_never_waits_on_the_device(training_model, padded_batch, monkeypatch):
+def test_a_training_step_without_value_checks_never_waits_on_the_device(
+    training_model, padded_batch, tiny, images, monkeypatch
+):
     monkeypatch.setenv("TRANSFORMERS_DISABLE_TORCH_CHECK", "1")
     # A padded batch: T5 alone would read the padding mask back to see whether it can skip it.
     assert not bool(padded_batch["attention_mask"].all())
     assert training_step_syncs(training_model, padded_batch) == []
+    # Prompts of one length, without an attention mask.
+    _, processor = tiny
+    same_length = processor(images=images[:2], text=[vqa_prompt("a cat")] * 2, text_target=["Yes", "a purple star"])
+    assert bool(same_length.pop("attention_mask").all())
+    assert training_step_syncs(training_model, same_length) == []
 
 
-def test_the_padding_mask_built_for_t5_gives_t5s_own_outputs(training_model, padded_batch, monkeypatch):
+def test_the_padding_mask_built_for_t5_gives_t5s_own_outputs(tiny, padded_batch, monkeypatch):
     monkeypatch.setenv("TRANSFORMERS_DISABLE_TORCH_CHECK", "1")
-    model = training_model.eval()
+    model = copy.deepcopy(tiny[0])
     with torch.no_grad():
         decoder_input_ids = model.prepare_decoder_input_ids_from_labels(padded_batch["labels"])
         for implementation in ("eager", "sdpa"):
@@ -99,8 +106,6 @@ def test_the_padding_mask_built_for_t5_gives_t5s_own_outputs(training_model, pad
                 **{k: v for k, v in padded_batch.items() if k != "labels"}, decoder_input_ids=decoder_input_ids
             )
             torch.testing.assert_close(got.last_hidden_state, expected, rtol=0, atol=0)
-    model.set_attn_implementation("sdpa")
-    model.train()
 
 
 def test_the_model_compiles_as_one_graph(tiny, padded_batch):
